@@ -1,0 +1,1 @@
+"""Who is calling (principals, tokens, scopes) and what they may do (the decision point)."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+from vault.access.scopes import Interaction
+
+
+class Permission(StrEnum):
+    DOCUMENT_CREATE = "document:create"
+    DOCUMENT_READ = "document:read"
+    DOCUMENT_SEARCH = "document:search"
+    DOCUMENT_CONTENT = "document:content"
+    DOCUMENT_UPDATE = "document:update"
+    DOCUMENT_DELETE = "document:delete"
+    PATIENT_CREATE = "patient:create"
+    PATIENT_READ = "patient:read"
+    AUDIT_READ = "audit:read"
+
+
+# The FHIR resource and SMART interaction a permission needs from the token's scopes.
+SCOPE_NEEDED: dict[Permission, tuple[str, Interaction]] = {
+    Permission.DOCUMENT_CREATE: ("DocumentReference", Interaction.CREATE),
+    Permission.DOCUMENT_READ: ("DocumentReference", Interaction.READ),
+    Permission.DOCUMENT_SEARCH: ("DocumentReference", Interaction.SEARCH),
+    Permission.DOCUMENT_CONTENT: ("Binary", Interaction.READ),
+    Permission.DOCUMENT_UPDATE: ("DocumentReference", Interaction.UPDATE),
+    Permission.DOCUMENT_DELETE: ("DocumentReference", Interaction.DELETE),
+    Permission.PATIENT_CREATE: ("Patient", Interaction.CREATE),
+    Permission.PATIENT_READ: ("Patient", Interaction.READ),
+    Permission.AUDIT_READ: ("AuditEvent", Interaction.SEARCH),
+}
+
+# Audit action codes (FHIR restful interactions, BALP): C create, R read, U update,
+# D delete, E execute (search).
+AUDIT_ACTION: dict[Permission, str] = {
+    Permission.DOCUMENT_CREATE: "C",
+    Permission.DOCUMENT_READ: "R",
+    Permission.DOCUMENT_SEARCH: "E",
+    Permission.DOCUMENT_CONTENT: "R",
+    Permission.DOCUMENT_UPDATE: "U",
+    Permission.DOCUMENT_DELETE: "D",
+    Permission.PATIENT_CREATE: "C",
+    Permission.PATIENT_READ: "R",
+    Permission.AUDIT_READ: "E",
+}

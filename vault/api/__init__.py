@@ -1,0 +1,1 @@
+"""The HTTP surface: app factory, routers, error handlers, the FHIR wire."""

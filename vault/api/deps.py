@@ -1,0 +1,140 @@
+"""Request dependencies: services, the transaction, the authenticated principal, bodies."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from vault.access.policy import Actor
+from vault.access.principal import Principal
+from vault.access.service import AccessDenied
+from vault.audit.records import AuditRecord, Outcome
+from vault.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+    VaultError,
+)
+from vault.fhir import wire
+from vault.services import Services
+
+WRITE_ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
+
+bearer = HTTPBearer(auto_error=False, description="An OAuth 2 access token (JWT)")
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def authenticate(
+    request: Request,
+    found: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthenticated("A bearer access token is required")
+    principal = found.tokens.validate(credentials.credentials)
+    source_ip = request.client.host if request.client else None
+    principal = Principal(**{**principal.__dict__, "source_ip": source_ip})
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def transaction(request: Request, found: ServicesDep, principal: PrincipalDep) -> Iterator[Session]:
+    """One transaction per request: commit when the endpoint returns, roll back on any
+    error -- then record the refusal or failure on its own, since it must outlive the
+    rollback."""
+    session = found.session_factory()
+    try:
+        yield session
+        session.commit()
+    except AccessDenied as denied:
+        session.rollback()
+        found.audit.append_standalone(found.session_factory, denied.audit_record)
+        raise
+    except VaultError as error:
+        session.rollback()
+        if request.method in WRITE_ACTIONS:
+            found.audit.append_standalone(
+                found.session_factory,
+                AuditRecord(
+                    action=WRITE_ACTIONS[request.method],
+                    outcome=Outcome.FAILED,
+                    purpose="TREAT",
+                    principal=principal,
+                    detail={"error": type(error).__name__, "status": str(error.status_code)},
+                ),
+            )
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(transaction, scope="function")]
+
+
+def actor(found: ServicesDep, principal: PrincipalDep, session: SessionDep) -> Actor:
+    return found.access.actor(session, principal)
+
+
+ActorDep = Annotated[Actor, Depends(actor)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, bounded: declared length, actual length and gzip expansion all count."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit():
+        wire.check_size(int(declared), limit)
+    encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "deflate"):
+        raise UnsupportedMediaType(f"Unsupported Content-Encoding {encoding}")
+    inflater = zlib.decompressobj(wbits=47) if encoding != "identity" else None
+    body = bytearray()
+    async for chunk in request.stream():
+        if inflater is None:
+            body += chunk
+        else:
+            try:
+                body += inflater.decompress(chunk, limit + 1 - len(body))
+            except zlib.error:
+                raise BadRequest("Request body is not valid compressed data") from None
+            if inflater.unconsumed_tail:
+                raise PayloadTooLarge(
+                    f"Request body exceeds the limit of {limit} bytes once decompressed"
+                )
+        wire.check_size(len(body), limit)
+    return bytes(body)
+
+
+async def fhir_body(request: Request, found: ServicesDep) -> bytes:
+    wire.require_json_media_type(request.headers.get("content-type"))
+    return await read_body(request, found.settings.max_body_bytes)
+
+
+FhirBody = Annotated[bytes, Depends(fhir_body)]
+
+
+async def patch_body(request: Request, found: ServicesDep) -> bytes:
+    if wire.media_type(request.headers.get("content-type")) != "application/json-patch+json":
+        wire.require_json_media_type(request.headers.get("content-type"))
+    return await read_body(request, found.settings.max_body_bytes)
+
+
+PatchBody = Annotated[bytes, Depends(patch_body)]

@@ -1,0 +1,1 @@
+"""FHIR R4 endpoints under /fhir."""

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from vault.documents.ingest import EntryResult
+from vault.models.base import utcnow
+
+
+def searchset(
+    base: str,
+    resources: list[dict[str, Any]],
+    self_url: str,
+    next_url: str | None,
+    *,
+    bundle_type: str = "searchset",
+) -> dict[str, Any]:
+    links = [{"relation": "self", "url": self_url}]
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    entries = []
+    for resource in resources:
+        entry: dict[str, Any] = {
+            "fullUrl": f"{base}/fhir/{resource['resourceType']}/{resource['id']}",
+            "resource": resource,
+        }
+        if bundle_type == "searchset":
+            entry["search"] = {"mode": "match"}
+        entries.append(entry)
+    # No exact total: counting every match of a large record costs more than the page.
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid4()),
+        "meta": {"lastUpdated": utcnow().isoformat()},
+        "type": bundle_type,
+        "link": links,
+        "entry": entries,
+    }
+
+
+def transaction_response(results: list[EntryResult]) -> dict[str, Any]:
+    entries = []
+    for result in results:
+        response: dict[str, Any] = {"status": result.status}
+        if result.location:
+            response["location"] = result.location
+        if result.etag:
+            response["etag"] = result.etag
+        if result.last_modified:
+            response["lastModified"] = result.last_modified
+        if result.warnings:
+            response["outcome"] = {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {"severity": "warning", "code": "informational", "diagnostics": w}
+                    for w in result.warnings
+                ],
+            }
+        entries.append({"response": response})
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid4()),
+        "meta": {
+            "profile": [
+                "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.ProvideDocumentBundleResponse"
+            ]
+        },
+        "type": "transaction-response",
+        "entry": entries,
+    }

@@ -1,0 +1,207 @@
+"""ITI-105 publish, ITI-67 search, read, history, metadata update and delete of
+DocumentReference. Thin: parse, call a service, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from vault.access.principal import normalise_professional_id
+from vault.api.deps import ActorDep, FhirBody, PatchBody, ServicesDep, SessionDep
+from vault.api.fhir.bundles import searchset
+from vault.api.fhir.params import apply_date, split_or
+from vault.api.responses import FhirResponse
+from vault.documents.patch import parse_fhirpath_patch, parse_json_patch
+from vault.documents.repository import SearchCriteria
+from vault.errors import BadRequest
+from vault.fhir.outcome import with_warnings
+from vault.fhir.wire import parse_json, parse_resource
+
+router = APIRouter(prefix="/fhir", tags=["DocumentReference"])
+
+SEARCH_PARAMETERS = frozenset(
+    {
+        "patient",
+        "patient.identifier",
+        "subject",
+        "status",
+        "type",
+        "category",
+        "date",
+        "author",
+        "author.identifier",
+        "security-label",
+        "_count",
+        "_cursor",
+        "_format",
+        "_pretty",
+    }
+)
+
+
+def _version_headers(resource: dict[str, Any], location: str | None = None) -> dict[str, str]:
+    meta = resource.get("meta") or {}
+    headers = {"ETag": f'W/"{meta.get("versionId", "1")}"'}
+    if location:
+        headers["Location"] = location
+    return headers
+
+
+@router.post("/DocumentReference", summary="ITI-105 Simplified Publish, or a patient's own upload")
+def publish(
+    actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
+) -> Response:
+    resource = parse_resource(body, "DocumentReference")
+    stored = found.ingestion.publish(session, actor, resource)
+    location = (
+        f"{found.settings.issuer}/fhir/DocumentReference/{stored.id}/_history/{stored.version}"
+    )
+    headers = _version_headers(stored.resource, location)
+    outcome = with_warnings(stored.resource, stored.warnings)
+    if "return=OperationOutcome" in (request.headers.get("prefer") or "") and outcome is not None:
+        return FhirResponse(outcome, status_code=201 if stored.created else 200, headers=headers)
+    return FhirResponse(
+        stored.resource, status_code=201 if stored.created else 200, headers=headers
+    )
+
+
+@router.get("/DocumentReference", summary="ITI-67 Find Document References")
+def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
+    params = request.query_params
+    unknown = set(params.keys()) - SEARCH_PARAMETERS
+    if unknown:
+        raise BadRequest(f"Unsupported search parameter: {sorted(unknown)[0]}")
+    patient_id = _patient_of_search(
+        actor,
+        found,
+        session,
+        params.getlist("patient") + params.getlist("subject"),
+        params.getlist("patient.identifier"),
+    )
+    criteria: dict[str, Any] = {"patient_id": patient_id or "-"}
+    criteria["statuses"] = split_or(params.getlist("status"))
+    criteria["type_codes"] = split_or(params.getlist("type"))
+    criteria["category_codes"] = split_or(params.getlist("category"))
+    criteria["security_labels"] = split_or(params.getlist("security-label"))
+    authors = [a.rpartition("/")[2] for a in split_or(params.getlist("author"))]
+    for token in split_or(params.getlist("author.identifier")):
+        system, _, value = token.rpartition("|")
+        authors.append(normalise_professional_id(system or None, value))
+    criteria["authors"] = tuple(authors)
+    for value in params.getlist("date"):
+        apply_date(criteria, value)
+    count = _count(
+        params.get("_count"), found.settings.search_default_count, found.settings.search_max_count
+    )
+    if patient_id is None:
+        # An unknown patient looks exactly like a patient with no visible document.
+        return FhirResponse(searchset(found.settings.issuer, [], str(request.url), None))
+    page = found.search.search(
+        session, actor, SearchCriteria(**criteria), count, params.get("_cursor")
+    )
+    next_url = None
+    if page.next_cursor:
+        next_url = str(request.url.include_query_params(_cursor=page.next_cursor, _count=count))
+    return FhirResponse(
+        searchset(found.settings.issuer, page.resources, str(request.url), next_url)
+    )
+
+
+def _patient_of_search(
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    references: list[str],
+    identifiers: list[str],
+) -> str | None:
+    if len(references) + len(identifiers) > 1:
+        raise BadRequest("Give the patient once, by patient or patient.identifier")
+    if references:
+        return references[0].rpartition("/")[2] or None
+    if identifiers:
+        patient = found.patients.find_by_query(
+            session, identifiers[0], expression="patient.identifier"
+        )
+        return patient.id if patient else None
+    if actor.own_patient_id is not None:
+        return actor.own_patient_id
+    raise BadRequest("ITI-67 requires patient or patient.identifier", expression="patient")
+
+
+def _count(text: str | None, default: int, maximum: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise BadRequest("_count must be a non-negative integer", expression="_count")
+    return max(1, min(int(text), maximum))
+
+
+@router.get("/DocumentReference/{document_id}", summary="Read a DocumentReference")
+def read(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
+    resource = found.documents.read(session, actor, document_id)
+    return FhirResponse(resource, headers=_version_headers(resource))
+
+
+@router.get(
+    "/DocumentReference/{document_id}/_history", summary="Every version of a DocumentReference"
+)
+def history(
+    document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
+) -> Response:
+    versions = found.documents.history(session, actor, document_id)
+    return FhirResponse(
+        searchset(found.settings.issuer, versions, str(request.url), None, bundle_type="history")
+    )
+
+
+@router.get(
+    "/DocumentReference/{document_id}/_history/{version}",
+    summary="Read one version of a DocumentReference",
+)
+def read_version(
+    document_id: str, version: int, actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> Response:
+    if version < 1:
+        raise BadRequest("Versions start at 1", expression="version")
+    resource = found.documents.read(session, actor, document_id, version)
+    return FhirResponse(resource, headers=_version_headers(resource))
+
+
+@router.patch(
+    "/DocumentReference/{document_id}",
+    summary="Metadata update (status, securityLabel): FHIRPath Patch or JSON Patch",
+)
+def patch(
+    document_id: str,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    request: Request,
+    body: PatchBody,
+) -> Response:
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    operations = (
+        parse_json_patch(parse_json(body))
+        if kind == "application/json-patch+json"
+        else parse_fhirpath_patch(parse_resource(body, "Parameters"))
+    )
+    document, resource = found.documents.update_metadata(session, actor, document_id, operations)
+    return FhirResponse(
+        resource,
+        headers=_version_headers(
+            resource,
+            f"{found.settings.issuer}/fhir/DocumentReference/{document.id}/_history/{document.current_version}",
+        ),
+    )
+
+
+@router.delete(
+    "/DocumentReference/{document_id}",
+    status_code=204,
+    summary="Withdraw a document: its keys are destroyed",
+)
+def delete(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
+    found.documents.delete(session, actor, document_id)
+    return Response(status_code=204)

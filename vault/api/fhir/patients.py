@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from vault.api.deps import ActorDep, FhirBody, ServicesDep, SessionDep
+from vault.api.responses import FhirResponse
+from vault.errors import BadRequest, PreconditionFailed
+from vault.fhir.outcome import operation_outcome
+from vault.fhir.wire import parse_resource
+
+router = APIRouter(prefix="/fhir", tags=["Patient"])
+
+
+@router.post(
+    "/Patient",
+    summary="Create a patient's record (conditional on If-None-Exist: identifier=system|value)",
+)
+def create(
+    actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
+) -> Response:
+    resource = parse_resource(body, "Patient")
+    condition = request.headers.get("if-none-exist")
+    if condition:
+        query = parse_qs(condition.removeprefix("Patient?"))
+        if set(query) != {"identifier"} or len(query["identifier"]) != 1:
+            raise BadRequest(
+                "If-None-Exist supports identifier=system|value only", expression="If-None-Exist"
+            )
+        ins = found.patients.ins_of(resource, expression="Patient")
+        system, _, value = query["identifier"][0].partition("|")
+        if (system, value) != (ins.system, ins.value):
+            raise PreconditionFailed("If-None-Exist does not match the patient's INS")
+    patient, created = found.patients.ensure(session, actor, resource, expression="Patient")
+    location = f"{found.settings.issuer}/fhir/Patient/{patient.id}/_history/{patient.version}"
+    if not created:
+        # The record exists: say where, but reveal nothing of it.
+        outcome = operation_outcome(
+            "informational", "A patient with this identifier already exists", severity="information"
+        )
+        return FhirResponse(outcome, status_code=200, headers={"Location": location})
+    owner = found.access.actor(session, actor.principal)
+    stored = (
+        found.patients.read(session, owner, patient.id)
+        if owner.own_patient_id == patient.id
+        else None
+    )
+    return FhirResponse(
+        stored or operation_outcome("informational", "Created", severity="information"),
+        status_code=201,
+        headers={"Location": location, "ETag": 'W/"1"'},
+    )
+
+
+@router.get("/Patient/{patient_id}", summary="Read a patient's record")
+def read(patient_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
+    return FhirResponse(found.patients.read(session, actor, patient_id))

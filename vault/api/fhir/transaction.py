@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from vault.api.deps import ActorDep, FhirBody, ServicesDep, SessionDep
+from vault.api.fhir.bundles import transaction_response
+from vault.api.responses import FhirResponse
+from vault.fhir.wire import parse_resource
+
+router = APIRouter(prefix="/fhir", tags=["Transaction"])
+
+
+@router.post("", summary="ITI-65 Provide Document Bundle (a transaction Bundle); all or nothing")
+def transaction(
+    actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody
+) -> Response:
+    bundle = parse_resource(body, "Bundle")
+    results = found.ingestion.provide_bundle(session, actor, bundle)
+    return FhirResponse(transaction_response(results))

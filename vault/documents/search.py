@@ -1,0 +1,94 @@
+"""ITI-67 Find Document References.
+
+The database narrows by the patient and the search parameters; each candidate then goes
+through the same decision function as a single read, and pages are filled from a keyset
+cursor so filtering never produces short or repeated pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vault.access.permissions import Permission
+from vault.access.policy import Actor
+from vault.access.service import AccessService
+from vault.documents import repository
+from vault.documents.repository import SearchCriteria
+from vault.documents.service import DocumentService
+from vault.errors import BadRequest
+
+SCAN_BATCH = 100
+
+
+@dataclass
+class SearchPage:
+    resources: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, document_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), document_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, document_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(document_id)
+    except (ValueError, TypeError):
+        raise BadRequest("Invalid paging cursor", expression="_cursor") from None
+
+
+class DocumentSearch:
+    def __init__(self, access: AccessService, documents: DocumentService) -> None:
+        self.access = access
+        self.documents = documents
+
+    def search(
+        self,
+        session: Session,
+        actor: Actor,
+        criteria: SearchCriteria,
+        count: int,
+        cursor: str | None,
+    ) -> SearchPage:
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_SEARCH,
+            criteria.patient_id,
+            resource_type="DocumentReference",
+            not_found_as="Patient",
+        )
+        query = repository.search_query(criteria)
+        after = decode_cursor(cursor) if cursor else None
+        found: list[dict[str, Any]] = []
+        last_seen: tuple[datetime, str] | None = None
+        exhausted = False
+        while len(found) <= count and not exhausted:
+            batch = repository.page_after(session, query, after, SCAN_BATCH)
+            exhausted = len(batch) < SCAN_BATCH
+            for document in batch:
+                after = (document.created_at, document.id)
+                if not self.access.check(
+                    actor, Permission.DOCUMENT_READ, document.patient_id, repository.facts(document)
+                ):
+                    continue
+                if len(found) == count:
+                    # One more visible result exists: the page is full and a next page is due.
+                    return SearchPage(found, encode_cursor(*last_seen) if last_seen else None)
+                current = repository.version(session, document.id, document.current_version)
+                if current is None:
+                    continue
+                found.append(self.documents.decrypt_version(session, current))
+                last_seen = (document.created_at, document.id)
+            if not batch:
+                break
+        return SearchPage(found, None)

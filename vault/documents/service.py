@@ -1,0 +1,442 @@
+"""Documents: create, read, content, metadata update, replace and delete.
+
+Each version's DocumentReference is sealed under its own data key; the content is sealed
+once, in segments, under the binary's data key. The associated data of both names the
+record (document, version or binary, and patient).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.orm import Session
+
+from vault.access.permissions import Permission
+from vault.access.policy import Actor, author_of
+from vault.access.service import AccessService
+from vault.documents import repository
+from vault.documents.metadata import DocumentMetadata, security_label_codes, sha1_base64
+from vault.documents.patch import Operation, changes_for
+from vault.errors import Conflict, Gone, InvalidResource, NotFound
+from vault.models import Binary, Document, DocumentVersion
+from vault.models.base import new_id, utcnow
+from vault.storage import crypto
+from vault.storage.blobs.base import BlobStore
+from vault.storage.envelope import Envelope
+from vault.storage.keys.provider import KeyProvider
+
+
+def version_context(document_id: str, version: int, patient_id: str) -> bytes:
+    return crypto.associated_data("DocumentReference", document_id, version, patient_id)
+
+
+def binary_context(binary_id: str, document_id: str, patient_id: str) -> bytes:
+    return crypto.associated_data("Binary", binary_id, document_id, patient_id)
+
+
+@dataclass
+class NewDocument:
+    resource: dict[str, Any]
+    metadata: DocumentMetadata
+    content: bytes
+    patient_id: str
+    replaces: str | None = None
+
+
+@dataclass
+class StoredDocument:
+    id: str
+    version: int
+    binary_id: str
+    created: bool
+    last_updated: datetime
+    resource: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Content:
+    content_type: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+class DocumentService:
+    def __init__(
+        self, access: AccessService, envelope: Envelope, blobs: BlobStore, keys: KeyProvider
+    ) -> None:
+        self.access = access
+        self.envelope = envelope
+        self.blobs = blobs
+        self._keys = keys
+
+    # -- create ---------------------------------------------------------------------
+
+    def create(self, session: Session, actor: Actor, new: NewDocument) -> StoredDocument:
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_CREATE,
+            new.patient_id,
+            resource_type="DocumentReference",
+        )
+        fingerprint = self._keys.blind_index("content", new.content)
+        existing = repository.by_master_identifier(session, new.metadata.master_identifier)
+        if existing is not None:
+            return self._retry(session, existing, new, fingerprint)
+        if new.metadata.status != "current":
+            raise InvalidResource(
+                "A new document's status must be current", expression="DocumentReference.status"
+            )
+
+        document_id = new_id()
+        binary_id = new_id()
+        now = utcnow()
+        if new.replaces is not None:
+            self._supersede(session, actor, new.replaces, new.patient_id, document_id)
+
+        sealed_content = self.envelope.seal_content(
+            session,
+            new.patient_id,
+            new.content,
+            binary_context(binary_id, document_id, new.patient_id),
+        )
+        blob_key = uuid4().hex
+        self.blobs.put(session, blob_key, sealed_content.chunks)
+        author_kind, author_id = author_of(actor)
+        session.add(
+            Binary(
+                id=binary_id,
+                document_id=document_id,
+                patient_id=new.patient_id,
+                content_type=new.metadata.content_type,
+                size=len(new.content),
+                blob_key=blob_key,
+                segment_size=sealed_content.segment_size,
+                wrapped_dek=sealed_content.wrapped_dek,
+                kek_id=sealed_content.kek_id,
+                created_at=now,
+            )
+        )
+        resource = self._stored_resource(new, document_id, binary_id, now)
+        session.add(
+            Document(
+                id=document_id,
+                patient_id=new.patient_id,
+                master_identifier=new.metadata.master_identifier,
+                current_version=1,
+                status="current",
+                type_code=new.metadata.type_code,
+                category_code=new.metadata.category_code,
+                date=new.metadata.date,
+                security_labels=repository.labels_text(new.metadata.security_labels),
+                author_kind=author_kind,
+                author_id=author_id,
+                content_fingerprint=fingerprint,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        self._add_version(session, actor, document_id, 1, new.patient_id, resource, binary_id, now)
+        session.flush()
+        return StoredDocument(
+            document_id, 1, binary_id, True, now, resource, list(new.metadata.warnings)
+        )
+
+    def _retry(
+        self, session: Session, existing: Document, new: NewDocument, fingerprint: bytes
+    ) -> StoredDocument:
+        """The same submission again (a client retrying after a lost response) returns
+        what was stored; anything else under the same masterIdentifier is a conflict."""
+        same = (
+            existing.patient_id == new.patient_id
+            and existing.content_fingerprint == fingerprint
+            and existing.deleted_at is None
+        )
+        current = (
+            repository.version(session, existing.id, existing.current_version) if same else None
+        )
+        if current is None:
+            raise Conflict("A different document was already submitted with this masterIdentifier")
+        resource = self.decrypt_version(session, current)
+        return StoredDocument(
+            existing.id,
+            existing.current_version,
+            current.binary_id,
+            False,
+            existing.updated_at,
+            resource,
+            list(new.metadata.warnings),
+        )
+
+    def _stored_resource(
+        self, new: NewDocument, document_id: str, binary_id: str, now: datetime
+    ) -> dict[str, Any]:
+        resource = copy.deepcopy(new.resource)
+        resource["id"] = document_id
+        resource["meta"] = {
+            **(resource.get("meta") or {}),
+            "versionId": "1",
+            "lastUpdated": now.isoformat(),
+        }
+        resource["subject"] = {"reference": f"Patient/{new.patient_id}"}
+        attachment = resource["content"][0]["attachment"]
+        attachment.pop("data", None)
+        attachment["url"] = f"Binary/{binary_id}"
+        attachment["size"] = len(new.content)
+        attachment["hash"] = sha1_base64(new.content)
+        if new.replaces is not None:
+            for relation in resource.get("relatesTo") or []:
+                if relation.get("code") == "replaces":
+                    relation["target"] = {"reference": f"DocumentReference/{new.replaces}"}
+        return resource
+
+    def _add_version(
+        self,
+        session: Session,
+        actor: Actor,
+        document_id: str,
+        number: int,
+        patient_id: str,
+        resource: dict[str, Any],
+        binary_id: str,
+        now: datetime,
+    ) -> None:
+        sealed = self.envelope.seal_json(
+            session, patient_id, resource, version_context(document_id, number, patient_id)
+        )
+        role, by = author_of(actor)
+        session.add(
+            DocumentVersion(
+                document_id=document_id,
+                version=number,
+                patient_id=patient_id,
+                status=str(resource.get("status")),
+                security_labels=repository.labels_text(security_label_codes(resource)),
+                binary_id=binary_id,
+                resource_ciphertext=sealed.ciphertext,
+                resource_dek=sealed.wrapped_dek,
+                kek_id=sealed.kek_id,
+                created_by_role=role,
+                created_by=by,
+                created_at=now,
+            )
+        )
+
+    def _supersede(
+        self, session: Session, actor: Actor, target_id: str, patient_id: str, replacement_id: str
+    ) -> None:
+        target = repository.get_for_update(session, target_id)
+        if target is None or target.deleted_at is not None or target.patient_id != patient_id:
+            raise InvalidResource(
+                "relatesTo.replaces names no document of this patient",
+                expression="DocumentReference.relatesTo",
+            )
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_UPDATE,
+            patient_id,
+            document=repository.facts(target),
+            resource_type="DocumentReference",
+            resource_id=target.id,
+            detail={"change": "superseded", "by": replacement_id},
+            not_found_as="Replaced document",
+        )
+        if target.status != "current":
+            raise Conflict("The document to replace is no longer current")
+        self._new_version(session, actor, target, lambda _current: {"status": "superseded"})
+
+    # -- read -------------------------------------------------------------------------
+
+    def read(
+        self, session: Session, actor: Actor, document_id: str, version: int | None = None
+    ) -> dict[str, Any]:
+        document = repository.get(session, document_id)
+        if document is None:
+            raise NotFound("DocumentReference not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_READ,
+            document.patient_id,
+            document=repository.facts(document),
+            resource_type="DocumentReference",
+            resource_id=document.id,
+            not_found_as="DocumentReference",
+        )
+        if document.deleted_at is not None:
+            raise Gone("This document was deleted")
+        number = version or document.current_version
+        row = repository.version(session, document.id, number)
+        if row is None:
+            raise NotFound("DocumentReference version not found")
+        return self.decrypt_version(session, row)
+
+    def decrypt_version(self, session: Session, row: DocumentVersion) -> dict[str, Any]:
+        return self.envelope.open_json(
+            session,
+            row.patient_id,
+            row.resource_ciphertext,
+            row.resource_dek,
+            row.kek_id,
+            version_context(row.document_id, row.version, row.patient_id),
+        )
+
+    def history(self, session: Session, actor: Actor, document_id: str) -> list[dict[str, Any]]:
+        document = repository.get(session, document_id)
+        if document is None:
+            raise NotFound("DocumentReference not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_READ,
+            document.patient_id,
+            document=repository.facts(document),
+            resource_type="DocumentReference",
+            resource_id=document.id,
+            detail={"interaction": "history"},
+            not_found_as="DocumentReference",
+        )
+        if document.deleted_at is not None:
+            raise Gone("This document was deleted")
+        return [
+            self.decrypt_version(session, row)
+            for row in reversed(repository.versions(session, document.id))
+        ]
+
+    def content(self, session: Session, actor: Actor, binary_id: str) -> Content:
+        binary = repository.binary(session, binary_id)
+        document = repository.get(session, binary.document_id) if binary is not None else None
+        if binary is None or document is None:
+            raise NotFound("Binary not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_CONTENT,
+            document.patient_id,
+            document=repository.facts(document),
+            resource_type="Binary",
+            resource_id=binary.id,
+            detail={"document": document.id},
+            not_found_as="Binary",
+        )
+        context = binary_context(binary.id, binary.document_id, binary.patient_id)
+        dek = self.envelope.content_key(
+            session, binary.patient_id, binary.wrapped_dek, binary.kek_id, context
+        )
+        ciphertext = self.blobs.read(binary.blob_key)
+        return Content(
+            binary.content_type,
+            binary.size,
+            self.envelope.open_content(dek, ciphertext, context, binary.segment_size),
+        )
+
+    # -- change -----------------------------------------------------------------------
+
+    def update_metadata(
+        self, session: Session, actor: Actor, document_id: str, operations: list[Operation]
+    ) -> tuple[Document, dict[str, Any]]:
+        """Status and securityLabel changes; each makes a new version."""
+        document = repository.get_for_update(session, document_id)
+        if document is None:
+            raise NotFound("DocumentReference not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_UPDATE,
+            document.patient_id,
+            document=repository.facts(document),
+            resource_type="DocumentReference",
+            resource_id=document.id,
+            detail={"change": ",".join(sorted({op.field for op in operations}))},
+            not_found_as="DocumentReference",
+        )
+        if document.deleted_at is not None:
+            raise Gone("This document was deleted")
+        resource = self._new_version(
+            session, actor, document, lambda current: changes_for(current, operations)
+        )
+        return document, resource
+
+    def _new_version(
+        self,
+        session: Session,
+        actor: Actor,
+        document: Document,
+        changes_of: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        current = repository.version(session, document.id, document.current_version)
+        if current is None:
+            raise NotFound("DocumentReference not found")
+        resource = self.decrypt_version(session, current)
+        for key, value in changes_of(resource).items():
+            if value is None:
+                resource.pop(key, None)
+            else:
+                resource[key] = value
+        if resource.get("status") not in ("current", "superseded", "entered-in-error"):
+            raise InvalidResource(
+                "status must be current, superseded or entered-in-error",
+                expression="DocumentReference.status",
+            )
+        number = document.current_version + 1
+        now = utcnow()
+        resource["meta"] = {
+            **(resource.get("meta") or {}),
+            "versionId": str(number),
+            "lastUpdated": now.isoformat(),
+        }
+        self._add_version(
+            session,
+            actor,
+            document.id,
+            number,
+            document.patient_id,
+            resource,
+            current.binary_id,
+            now,
+        )
+        document.current_version = number
+        document.status = str(resource["status"])
+        document.security_labels = repository.labels_text(security_label_codes(resource))
+        document.updated_at = now
+        session.flush()
+        return resource
+
+    def delete(self, session: Session, actor: Actor, document_id: str) -> None:
+        """Crypto-shredding: every data key of every version and of the content is destroyed;
+        the tombstone, the version rows and the audit trail remain."""
+        document = repository.get_for_update(session, document_id)
+        if document is None:
+            raise NotFound("DocumentReference not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_DELETE,
+            document.patient_id,
+            document=repository.facts(document),
+            resource_type="DocumentReference",
+            resource_id=document.id,
+            not_found_as="DocumentReference",
+        )
+        if document.deleted_at is not None:
+            return
+        now = utcnow()
+        for row in repository.versions(session, document.id):
+            row.resource_dek = None
+            row.resource_ciphertext = None
+        for binary in repository.binaries_of(session, document.id):
+            binary.wrapped_dek = None
+            binary.shredded_at = now
+        document.deleted_at = now
+        document.status = "entered-in-error"
+        document.type_code = None
+        document.category_code = None
+        document.updated_at = now
+        session.flush()

@@ -1,0 +1,1 @@
+"""Patients' records: identity by INS, demographics stored encrypted."""

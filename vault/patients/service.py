@@ -1,0 +1,151 @@
+"""Patients. The INS sits only inside the encrypted Patient resource; lookups go through a
+keyed blind index of it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vault.access.permissions import Permission
+from vault.access.policy import Actor
+from vault.access.principal import INS_SYSTEMS, Role
+from vault.access.service import AccessService, ins_index
+from vault.errors import BadRequest, InvalidResource, NotFound
+from vault.fhir.ins import check_ins
+from vault.fhir.validate import validate_resource
+from vault.models import Patient
+from vault.models.base import new_id, utcnow
+from vault.storage import crypto
+from vault.storage.envelope import Envelope
+from vault.storage.keys.provider import KeyProvider
+
+
+@dataclass(frozen=True)
+class Ins:
+    system: str
+    value: str
+
+
+def patient_context(patient_id: str, version: int) -> bytes:
+    return crypto.associated_data("Patient", patient_id, version)
+
+
+def parse_identifier_query(query: str, *, expression: str) -> tuple[str, str]:
+    """``system|value`` as FHIR token searches write it."""
+    system, sep, value = query.partition("|")
+    if not sep or not system or not value:
+        raise BadRequest("identifier must be given as system|value", expression=expression)
+    return system, value
+
+
+class PatientService:
+    def __init__(
+        self, access: AccessService, envelope: Envelope, keys: KeyProvider, *, check_ins_key: bool
+    ) -> None:
+        self.access = access
+        self.envelope = envelope
+        self._keys = keys
+        self._check_ins_key = check_ins_key
+
+    def ins_of(self, resource: dict[str, Any], *, expression: str) -> Ins:
+        for index, identifier in enumerate(resource.get("identifier") or []):
+            if isinstance(identifier, dict) and identifier.get("system") in INS_SYSTEMS:
+                value = str(identifier.get("value") or "")
+                check_ins(
+                    identifier["system"],
+                    value,
+                    check_key=self._check_ins_key,
+                    expression=f"{expression}.identifier[{index}]",
+                )
+                return Ins(identifier["system"], value)
+        raise InvalidResource(
+            "A patient must carry an INS identifier (urn:oid:1.2.250.1.213.1.4.8)",
+            expression=f"{expression}.identifier",
+        )
+
+    def find(self, session: Session, system: str, value: str) -> Patient | None:
+        if system not in INS_SYSTEMS:
+            return None
+        return session.scalar(
+            select(Patient).where(Patient.ins_index == ins_index(self._keys, system, value))
+        )
+
+    def find_by_query(self, session: Session, query: str, *, expression: str) -> Patient | None:
+        system, value = parse_identifier_query(query, expression=expression)
+        return self.find(session, system, value)
+
+    def get(self, session: Session, patient_id: str) -> Patient | None:
+        return session.get(Patient, patient_id)
+
+    def ensure(
+        self, session: Session, actor: Actor, resource: dict[str, Any], *, expression: str
+    ) -> tuple[Patient, bool]:
+        """Conditional create on the INS: the existing record, or a new one."""
+        validate_resource(resource, expression=expression)
+        ins = self.ins_of(resource, expression=expression)
+        existing = self.find(session, ins.system, ins.value)
+        if existing is not None:
+            return existing, False
+        patient_id = new_id()
+        if (
+            actor.principal.role is Role.PATIENT
+            and actor.own_patient_id is None
+            and ins.value == actor.principal.subject
+        ):
+            # A patient opening their own record.
+            actor = Actor(actor.principal, own_patient_id=patient_id)
+        self.access.authorize(
+            session,
+            actor,
+            Permission.PATIENT_CREATE,
+            patient_id,
+            resource_type="Patient",
+            resource_id=patient_id,
+        )
+        stored = copy.deepcopy(resource)
+        stored["id"] = patient_id
+        now = utcnow()
+        stored["meta"] = {"versionId": "1", "lastUpdated": now.isoformat()}
+        stored.pop("contained", None)
+        sealed = self.envelope.seal_json(
+            session, patient_id, stored, patient_context(patient_id, 1)
+        )
+        patient = Patient(
+            id=patient_id,
+            ins_index=ins_index(self._keys, ins.system, ins.value),
+            version=1,
+            resource_ciphertext=sealed.ciphertext,
+            resource_dek=sealed.wrapped_dek,
+            kek_id=sealed.kek_id,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(patient)
+        session.flush()
+        return patient, True
+
+    def read(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any]:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            raise NotFound("Patient not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.PATIENT_READ,
+            patient.id,
+            resource_type="Patient",
+            resource_id=patient.id,
+            not_found_as="Patient",
+        )
+        return self.envelope.open_json(
+            session,
+            patient.id,
+            patient.resource_ciphertext,
+            patient.resource_dek,
+            patient.kek_id,
+            patient_context(patient.id, patient.version),
+        )

@@ -1,0 +1,1 @@
+"""Encryption, keys and where ciphertext lives."""

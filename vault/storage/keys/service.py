@@ -1,0 +1,196 @@
+"""Patient key-encryption keys: created on first use, wrapped by the master key, cached
+unwrapped in memory for a short while so a busy patient does not cost an HSM call per read."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from vault.errors import IntegrityError
+from vault.models import PatientKey
+from vault.models.base import new_id
+from vault.storage import crypto
+from vault.storage.keys.provider import KeyProvider
+
+CACHE_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class Kek:
+    id: str
+    key: bytes
+
+
+def _kek_context(patient_id: str, kek_id: str) -> bytes:
+    return crypto.associated_data("patient-kek", patient_id, kek_id)
+
+
+class KeyService:
+    def __init__(self, provider: KeyProvider, cache_seconds: float = 300.0) -> None:
+        self.provider = provider
+        self._cache_seconds = cache_seconds
+        self._cache: OrderedDict[str, tuple[float, Kek]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- patient KEKs ---------------------------------------------------------------
+
+    def active_kek(self, session: Session, patient_id: str) -> Kek:
+        row = session.scalars(
+            select(PatientKey)
+            .where(PatientKey.patient_id == patient_id, PatientKey.retired_at.is_(None))
+            .order_by(PatientKey.created_at.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return self.create_kek(session, patient_id)
+        return self._unwrapped(row)
+
+    def create_kek(self, session: Session, patient_id: str) -> Kek:
+        kek = Kek(id=new_id(), key=crypto.new_data_key())
+        master_key_id, wrapped = self.provider.wrap(kek.key, _kek_context(patient_id, kek.id))
+        session.add(
+            PatientKey(
+                id=kek.id, patient_id=patient_id, wrapped_key=wrapped, master_key_id=master_key_id
+            )
+        )
+        # No flush here: a new patient's row and its first key are inserted together, and
+        # the unit of work orders them by their foreign key.
+        self._remember(kek)
+        return kek
+
+    def kek(self, session: Session, patient_id: str, kek_id: str) -> Kek:
+        cached = self._recall(kek_id)
+        if cached is not None:
+            return cached
+        row = session.get(PatientKey, kek_id)
+        if row is None or row.patient_id != patient_id:
+            raise IntegrityError("A key needed to decrypt this record is missing")
+        return self._unwrapped(row)
+
+    def _unwrapped(self, row: PatientKey) -> Kek:
+        cached = self._recall(row.id)
+        if cached is not None:
+            return cached
+        key = self.provider.unwrap(
+            row.master_key_id, row.wrapped_key, _kek_context(row.patient_id, row.id)
+        )
+        kek = Kek(id=row.id, key=key)
+        self._remember(kek)
+        return kek
+
+    # -- data keys ------------------------------------------------------------------
+
+    @staticmethod
+    def wrap_data_key(kek: Kek, data_key: bytes, context: bytes) -> bytes:
+        return crypto.seal(kek.key, data_key, context)
+
+    @staticmethod
+    def unwrap_data_key(kek: Kek, wrapped: bytes, context: bytes) -> bytes:
+        try:
+            return crypto.open_sealed(kek.key, wrapped, context)
+        except (IntegrityError, InvalidTag):
+            raise IntegrityError("A wrapped data key does not authenticate") from None
+
+    # -- rotation -------------------------------------------------------------------
+
+    def rotate_master_key(
+        self,
+        session_factory: Callable[[], Session],
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[str, int]:
+        """New master key, then rewrap every patient KEK under it, batch by batch.
+
+        Documents are not touched: their data keys are wrapped by the patient KEKs, whose
+        key material does not change. Safe to re-run after an interruption.
+        """
+        new_master = self.provider.rotate()
+        rewrapped = 0
+        for batch in self._stale_keys(session_factory, new_master, batch_size):
+            with session_factory() as session, session.begin():
+                for key_id in batch:
+                    row = session.get(PatientKey, key_id, with_for_update=True)
+                    if row is None or row.master_key_id == new_master:
+                        continue
+                    context = _kek_context(row.patient_id, row.id)
+                    plain = self.provider.unwrap(row.master_key_id, row.wrapped_key, context)
+                    master_key_id, wrapped = self.provider.wrap(plain, context)
+                    session.execute(
+                        update(PatientKey)
+                        .where(PatientKey.id == row.id)
+                        .values(wrapped_key=wrapped, master_key_id=master_key_id)
+                    )
+                    rewrapped += 1
+            if progress is not None:
+                progress(len(batch))
+        return new_master, rewrapped
+
+    @staticmethod
+    def _stale_keys(
+        session_factory: Callable[[], Session], master_key_id: str, batch_size: int
+    ) -> Iterator[list[str]]:
+        last = ""
+        while True:
+            with session_factory() as session:
+                ids = list(
+                    session.scalars(
+                        select(PatientKey.id)
+                        .where(PatientKey.master_key_id != master_key_id, PatientKey.id > last)
+                        .order_by(PatientKey.id)
+                        .limit(batch_size)
+                    )
+                )
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
+
+    def retire_unused_master_keys(self, session: Session) -> list[str]:
+        """Destroy master keys that no patient KEK still needs."""
+        in_use = set(session.scalars(select(PatientKey.master_key_id).distinct()))
+        current = self.provider.current_master_key_id()
+        retired = []
+        for key_id in self.provider.master_key_ids():
+            if key_id != current and key_id not in in_use:
+                self.provider.retire(key_id)
+                retired.append(key_id)
+        return retired
+
+    def count_stale(self, session: Session) -> int:
+        current = self.provider.current_master_key_id()
+        stale = select(func.count()).where(PatientKey.master_key_id != current)
+        return int(session.scalar(stale) or 0)
+
+    # -- cache ----------------------------------------------------------------------
+
+    def _recall(self, kek_id: str) -> Kek | None:
+        with self._lock:
+            hit = self._cache.get(kek_id)
+            if hit is None:
+                return None
+            expires, kek = hit
+            if expires < time.monotonic():
+                del self._cache[kek_id]
+                return None
+            self._cache.move_to_end(kek_id)
+            return kek
+
+    def _remember(self, kek: Kek) -> None:
+        if self._cache_seconds <= 0:
+            return
+        with self._lock:
+            self._cache[kek.id] = (time.monotonic() + self._cache_seconds, kek)
+            self._cache.move_to_end(kek.id)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
