@@ -159,3 +159,34 @@ def provide_bundle(
         },
     )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+# -- over HTTP, as a client would ---------------------------------------------------------
+
+
+def create_patient(client: Any, tokens: Tokens, seed: int = 1) -> tuple[str, str]:
+    """A patient opens their own record; returns (record id, INS)."""
+    ins_value = ins(seed)
+    response = client.post(
+        "/fhir/Patient", json=patient_resource(ins_value), headers=tokens.patient(ins_value)
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["Location"].split("/Patient/")[1].split("/")[0], ins_value
+
+
+def publish(
+    client: Any,
+    headers: dict[str, str],
+    patient_id: str,
+    content: bytes = b"%PDF-1.7 report",
+    **kw: Any,
+) -> dict[str, Any]:
+    """ITI-105: one document for the patient; returns the stored DocumentReference."""
+    response = client.post(
+        "/fhir/DocumentReference",
+        json=document_reference({"reference": f"Patient/{patient_id}"}, content, **kw),
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    stored: dict[str, Any] = response.json()
+    return stored

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
 import typer
 
+from vault.access.clients_cli import app as clients_app
+from vault.audit.cli import app as audit_app
+from vault.backup.cli import backup_app, restore_app
+from vault.bench.cli import bench as bench_command
 from vault.settings import Settings, get_settings
 
 app = typer.Typer(help="Patient health-document vault.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys.", no_args_is_help=True)
+blobs_app = typer.Typer(help="Blob store (document ciphertext).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(clients_app, name="clients")
+app.add_typer(blobs_app, name="blobs")
+app.add_typer(audit_app, name="audit")
+app.add_typer(backup_app, name="backup")
+app.add_typer(restore_app, name="restore")
+app.command("bench")(bench_command)
 
 
 def fail(message: str) -> None:
@@ -31,11 +43,18 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from vault.migrations import upgrade  # noqa: PLC0415
+    from vault.observability.logs import configure_logging  # noqa: PLC0415
 
     settings = get_settings()
+    configure_logging(json_output=settings.log_json, level=settings.log_level)
+    # uvicorn lets in-flight requests finish on SIGTERM, then raises the signal again to
+    # die by it; a stop the supervisor asked for, done cleanly, is a success.
+    signal.signal(signal.SIGTERM, _stopped)
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         upgrade(settings.effective_database_url)
+    if workers > 1:
+        keep_tcp_nodelay()
     uvicorn.run(
         "vault.api.app:create_app",
         factory=True,
@@ -44,7 +63,35 @@ def serve(
         workers=workers,
         proxy_headers=True,
         access_log=False,
+        log_config=None,
     )
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def keep_tcp_nodelay() -> None:
+    """With several workers, uvicorn binds the socket they share itself, leaving its
+    protocol number at 0 (uvicorn issue 3149). asyncio then does not turn Nagle's algorithm
+    off on accepted connections, and every keep-alive response waits about 40 ms for the
+    client's delayed ACK. The bound socket is rewrapped as the TCP socket it is."""
+    import socket  # noqa: PLC0415
+
+    from uvicorn.config import Config  # noqa: PLC0415
+
+    bind = Config.bind_socket
+    if getattr(bind, "keeps_tcp_nodelay", False):
+        return
+
+    def bind_tcp(config: Config) -> socket.socket:
+        bound = bind(config)
+        if bound.family in (socket.AF_INET, socket.AF_INET6) and bound.proto == 0:
+            return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, bound.detach())
+        return bound
+
+    bind_tcp.keeps_tcp_nodelay = True  # type: ignore[attr-defined]
+    setattr(Config, "bind_socket", bind_tcp)  # noqa: B010 - mypy refuses assigning a method
 
 
 @db_app.command("upgrade")
@@ -103,11 +150,15 @@ def token(
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Make a new master key and rewrap every patient key under it; documents are untouched."""
+    from vault.observability.progress import progress  # noqa: PLC0415
     from vault.services import build_services  # noqa: PLC0415
 
     services = build_services(get_settings())
     try:
-        new_master, count = services.keys.rotate_master_key(services.session_factory)
+        with progress("rewrapping patient keys") as bar:
+            new_master, count = services.keys.rotate_master_key(
+                services.session_factory, progress=bar.advance
+            )
     finally:
         services.close()
     typer.echo(f"new master key {new_master}; {count} patient keys rewrapped")
@@ -125,6 +176,48 @@ def keys_retire() -> None:
     finally:
         services.close()
     typer.echo(f"retired {len(retired)} master keys")
+
+
+@blobs_app.command("sweep")
+def blobs_sweep(
+    grace: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Only blobs older than this many seconds "
+            "(default: VAULT_ORPHAN_BLOB_GRACE_SECONDS); keep it above the longest request.",
+        ),
+    ] = None,
+) -> None:
+    """Remove blobs no committed document points to, and writes that never finished."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from vault.errors import VaultError  # noqa: PLC0415
+    from vault.services import build_services  # noqa: PLC0415
+    from vault.storage.blobs.sweep import sweep_orphans  # noqa: PLC0415
+
+    settings = get_settings()
+    seconds = settings.orphan_blob_grace_seconds if grace is None else grace
+    try:
+        services = build_services(settings)
+        try:
+            result = sweep_orphans(
+                services.blobs, services.session_factory, timedelta(seconds=seconds)
+            )
+        finally:
+            services.close()
+    except VaultError as error:
+        fail(error.message)
+        return
+    except (SQLAlchemyError, OSError) as error:
+        fail(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+        return
+    typer.echo(
+        f"removed {len(result.removed)} orphaned blobs and "
+        f"{result.interrupted} interrupted writes older than {seconds} seconds"
+    )
 
 
 def main() -> None:

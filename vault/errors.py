@@ -72,6 +72,11 @@ class TooManyRequests(VaultError):
     status_code = 429
     issue_code = "throttled"
 
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        # Whole seconds until the caller may try again, sent as Retry-After.
+        self.retry_after = max(1, retry_after)
+
 
 class ServiceUnavailable(VaultError):
     status_code = 503

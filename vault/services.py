@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
-from joserfc.jwk import KeySet
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from vault.access.clients import ClientRegistry
+from vault.access.issuers import load_issuers
+from vault.access.management import PolicyService
+from vault.access.matrix import load_matrix
+from vault.access.oauth import TokenEndpoint
 from vault.access.service import AccessService
 from vault.access.tokens import EmbeddedIssuer, TokenValidator, TrustedIssuer
 from vault.audit.service import AuditService
+from vault.audit.wiring import AuditLog, build_audit_log
 from vault.db import make_engine, make_session_factory
 from vault.documents.ingest import Ingestion
 from vault.documents.search import DocumentSearch
 from vault.documents.service import DocumentService
 from vault.documents.subject import SubjectResolver
 from vault.errors import VaultError
+from vault.observability.metrics import instrument_key_provider
 from vault.patients.service import PatientService
 from vault.settings import Settings
 from vault.storage.blobs.base import BlobStore
@@ -27,6 +31,7 @@ from vault.storage.envelope import Envelope
 from vault.storage.keys.factory import key_provider_from_url
 from vault.storage.keys.provider import KeyProvider
 from vault.storage.keys.service import KeyService
+from vault.submissions.service import SubmissionSetService
 
 
 @dataclass
@@ -38,59 +43,61 @@ class Services:
     keys: KeyService
     blobs: BlobStore
     audit: AuditService
+    # Merkle tree, checkpoints, verification and patients' history (docs/audit.md).
+    audit_log: AuditLog
     access: AccessService
+    # Patients' access policies: who may see what (docs/access.md).
+    policies: PolicyService
     patients: PatientService
     documents: DocumentService
     search: DocumentSearch
     ingestion: Ingestion
+    submission_sets: SubmissionSetService
     issuer: EmbeddedIssuer | None
     tokens: TokenValidator
+    clients: ClientRegistry
+    # /oauth/token; None when the embedded issuer, which signs its tokens, is off.
+    oauth: TokenEndpoint | None
 
     def close(self) -> None:
         self.engine.dispose()
 
 
 def external_issuers(settings: Settings) -> list[TrustedIssuer]:
-    """``VAULT_OIDC_ISSUERS``: a JSON list of {issuer, audience, jwks | jwks_file, role_claim,
-    subject_claim, fixed_role}; see docs/authentication.md."""
-    try:
-        configured: list[dict[str, Any]] = json.loads(settings.oidc_issuers)
-    except json.JSONDecodeError:
-        raise VaultError("VAULT_OIDC_ISSUERS is not valid JSON") from None
-    issuers = []
-    for item in configured:
-        if "jwks_file" in item:
-            with open(item["jwks_file"]) as handle:  # noqa: PTH123 - path from operator config
-                jwks = json.load(handle)
-        else:
-            jwks = item["jwks"]
-        issuers.append(
-            TrustedIssuer(
-                issuer=item["issuer"],
-                keys=KeySet.import_key_set(jwks),
-                audience=item.get("audience", settings.token_audience),
-                role_claim=item.get("role_claim", "role"),
-                subject_claim=item.get("subject_claim", "sub"),
-                fixed_role=item.get("fixed_role"),
-            )
-        )
-    return issuers
+    """``VAULT_OIDC_ISSUERS``, see vault/access/issuers.py and docs/authentication.md."""
+    return load_issuers(
+        settings.oidc_issuers,
+        default_audience=settings.token_audience,
+        cache_seconds=settings.jwks_cache_seconds,
+        min_refresh_seconds=settings.jwks_min_refresh_seconds,
+    )
 
 
 def build_services(settings: Settings) -> Services:
     engine = make_engine(settings.effective_database_url)
     session_factory = make_session_factory(engine)
     pin = settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None
-    key_provider = key_provider_from_url(settings.effective_key_provider, pin)
+    key_provider = instrument_key_provider(
+        key_provider_from_url(settings.effective_key_provider, pin)
+    )
     keys = KeyService(key_provider, cache_seconds=settings.key_cache_seconds)
     blobs = blob_store_from_url(settings.blob_store, session_factory)
     audit = AuditService()
-    access = AccessService(audit, key_provider)
+    access = AccessService(audit, key_provider, load_matrix(settings.access_matrix_file))
     envelope = Envelope(keys)
     patients = PatientService(access, envelope, key_provider, check_ins_key=settings.check_ins_key)
     documents = DocumentService(access, envelope, blobs, key_provider)
     search = DocumentSearch(access, documents)
-    ingestion = Ingestion(documents, patients, SubjectResolver(patients, settings.base_url))
+    policies = PolicyService(
+        access,
+        documents,
+        envelope,
+        emergency_minutes=settings.emergency_access_minutes,
+        point_of_care_days=settings.point_of_care_days,
+    )
+    submission_sets = SubmissionSetService(access, envelope)
+    subjects = SubjectResolver(patients, settings.base_url, check_ins_key=settings.check_ins_key)
+    ingestion = Ingestion(documents, patients, subjects, submission_sets)
     issuer = (
         EmbeddedIssuer(settings.data_dir, settings.issuer, settings.token_audience)
         if settings.embedded_issuer
@@ -98,7 +105,22 @@ def build_services(settings: Settings) -> Services:
     )
     trusted = external_issuers(settings)
     if issuer is not None:
+        if any(item.issuer == issuer.issuer for item in trusted):
+            raise VaultError("VAULT_OIDC_ISSUERS names the embedded issuer (VAULT_BASE_URL)")
         trusted.append(issuer.trusted())
+    clients = ClientRegistry(settings.jwks_cache_seconds, settings.jwks_min_refresh_seconds)
+    oauth = (
+        TokenEndpoint(
+            issuer,
+            clients,
+            session_factory,
+            token_url=f"{settings.issuer}/oauth/token",
+            token_ttl=settings.client_token_ttl_seconds,
+            clock_skew=settings.clock_skew_seconds,
+        )
+        if issuer is not None
+        else None
+    )
     return Services(
         settings=settings,
         engine=engine,
@@ -107,11 +129,16 @@ def build_services(settings: Settings) -> Services:
         keys=keys,
         blobs=blobs,
         audit=audit,
+        audit_log=build_audit_log(settings, access),
         access=access,
+        policies=policies,
         patients=patients,
         documents=documents,
         search=search,
         ingestion=ingestion,
+        submission_sets=submission_sets,
         issuer=issuer,
         tokens=TokenValidator(trusted, clock_skew=settings.clock_skew_seconds),
+        clients=clients,
+        oauth=oauth,
     )

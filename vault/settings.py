@@ -31,6 +31,41 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = Field(default=30, ge=0, le=30)
     # JSON list of external OpenID Connect issuers, see docs/authentication.md.
     oidc_issuers: str = "[]"
+    # Lifetime of the tokens /oauth/token issues to professional software.
+    client_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # Remote JWKS (external issuers, clients' jwks_url): kept this long, and refetched for
+    # an unknown key id at most once per refresh interval.
+    jwks_cache_seconds: int = Field(default=3600, ge=60)
+    jwks_min_refresh_seconds: int = Field(default=60, ge=0)
+    # Throttling, per process (docs/authentication.md): requests to /oauth/token per client
+    # and per address, and failed authentications per address (and client), per window.
+    token_rate_limit: int = Field(default=30, ge=1)
+    auth_failure_limit: int = Field(default=20, ge=1)
+    throttle_window_seconds: int = Field(default=60, ge=1)
+
+    # Access policy (docs/access.md): the profession x document type matrix (empty means
+    # the shipped vault/access/matrix.json), how long an emergency access lasts, and how long
+    # a point-of-care consent does.
+    access_matrix_file: Path | None = None
+    emergency_access_minutes: int = Field(default=240, ge=5, le=24 * 60)
+    point_of_care_days: int = Field(default=365, ge=1, le=3 * 365)
+
+    # Audit log (docs/audit.md). The checkpoint signing key: PKCS#8 PEM or a base64 Ed25519
+    # seed; empty means <data_dir>/audit-signing-key.pem, created on first use. Trusted keys
+    # are C2SP verifier keys of earlier signing keys (space separated), for rotation.
+    audit_signing_key: SecretStr | None = None
+    audit_trusted_keys: str = ""
+    # The checkpoints' origin line; empty means the base URL without scheme + "/audit".
+    audit_log_origin: str = ""
+    # How often each `vault serve` process signs a checkpoint (0: never, use the CLI).
+    audit_checkpoint_seconds: float = Field(default=60.0, ge=0)
+    # Patient notifications: a webhook (empty: the development log sender), its HMAC
+    # secret, how often each process looks for due ones (0: never, use the CLI), retries.
+    notify_webhook_url: str = ""
+    notify_webhook_secret: SecretStr | None = None
+    notify_poll_seconds: float = Field(default=5.0, ge=0)
+    notify_max_attempts: int = Field(default=10, ge=1)
+    notify_backoff_seconds: float = Field(default=30.0, ge=0)
 
     search_default_count: int = 20
     search_max_count: int = 200
@@ -39,6 +74,8 @@ class Settings(BaseSettings):
 
     log_json: bool = False
     log_level: str = "INFO"
+    # When set, /metrics answers only to "Authorization: Bearer <this>" (docs/operations.md).
+    metrics_token: SecretStr | None = None
 
     @property
     def effective_database_url(self) -> str:

@@ -15,9 +15,18 @@ class Permission(StrEnum):
     PATIENT_CREATE = "patient:create"
     PATIENT_READ = "patient:read"
     AUDIT_READ = "audit:read"
+    # The patient's access policy (docs/access.md).
+    POLICY_READ = "policy:read"
+    POLICY_MANAGE = "policy:manage"
+    DELEGATION_GRANT = "delegation:grant"
+    DELEGATION_REVOKE = "delegation:revoke"
+    # Professionals' declarations: emergency access, and consent given at the point of care.
+    EMERGENCY_DECLARE = "emergency:declare"
+    CONSENT_DECLARE = "consent:declare"
 
 
-# The FHIR resource and SMART interaction a permission needs from the token's scopes.
+# The FHIR resource and SMART interaction a permission needs from the token's scopes. The
+# patient's policy is exposed as Consent resources, so Consent scopes govern it.
 SCOPE_NEEDED: dict[Permission, tuple[str, Interaction]] = {
     Permission.DOCUMENT_CREATE: ("DocumentReference", Interaction.CREATE),
     Permission.DOCUMENT_READ: ("DocumentReference", Interaction.READ),
@@ -28,6 +37,12 @@ SCOPE_NEEDED: dict[Permission, tuple[str, Interaction]] = {
     Permission.PATIENT_CREATE: ("Patient", Interaction.CREATE),
     Permission.PATIENT_READ: ("Patient", Interaction.READ),
     Permission.AUDIT_READ: ("AuditEvent", Interaction.SEARCH),
+    Permission.POLICY_READ: ("Consent", Interaction.READ),
+    Permission.POLICY_MANAGE: ("Consent", Interaction.UPDATE),
+    Permission.DELEGATION_GRANT: ("Consent", Interaction.CREATE),
+    Permission.DELEGATION_REVOKE: ("Consent", Interaction.UPDATE),
+    Permission.EMERGENCY_DECLARE: ("Consent", Interaction.CREATE),
+    Permission.CONSENT_DECLARE: ("Consent", Interaction.CREATE),
 }
 
 # Audit action codes (FHIR restful interactions, BALP): C create, R read, U update,
@@ -42,4 +57,10 @@ AUDIT_ACTION: dict[Permission, str] = {
     Permission.PATIENT_CREATE: "C",
     Permission.PATIENT_READ: "R",
     Permission.AUDIT_READ: "E",
+    Permission.POLICY_READ: "R",
+    Permission.POLICY_MANAGE: "U",
+    Permission.DELEGATION_GRANT: "C",
+    Permission.DELEGATION_REVOKE: "D",
+    Permission.EMERGENCY_DECLARE: "C",
+    Permission.CONSENT_DECLARE: "C",
 }

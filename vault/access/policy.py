@@ -1,22 +1,64 @@
-"""The decision function: pure, over (actor, permission, patient, document).
+"""The decision function: pure, over (actor, permission, patient, document, the patient's
+policy snapshot, the change asked for, the authorisation matrix).
 
 Deny by default: every rule below grants something specific; anything not granted is
 refused. The same function answers single reads and filters search results, so what a
-caller may not see is indistinguishable from what does not exist.
+caller may not see is indistinguishable from what does not exist. The rules and the
+reasons behind them are in docs/access.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
+from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import SCOPE_NEEDED, Permission
 from vault.access.principal import Principal, Role
 from vault.access.scopes import scopes_allow
+from vault.access.state import (
+    INVISIBLE_PATIENT,
+    INVISIBLE_REPRESENTATIVES,
+    MASKED,
+    VISIBILITY_LABELS,
+    EmergencyMode,
+    Entry,
+    EntryKind,
+    MetadataChange,
+    PatientPolicy,
+    PolicyChange,
+    Verb,
+)
 
-INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
-MASKED = "MASQUE_PS"
-INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
+__all__ = [
+    "INVISIBLE_PATIENT",
+    "INVISIBLE_REPRESENTATIVES",
+    "MASKED",
+    "Actor",
+    "Basis",
+    "Decision",
+    "DocumentFacts",
+    "Purpose",
+    "author_of",
+    "decide",
+]
+
+DOCTOR = "10"
+READS = frozenset({Permission.DOCUMENT_READ, Permission.DOCUMENT_CONTENT})
+# Whole-record permissions a patient (or whoever manages the record for them) holds.
+RECORD_WIDE = frozenset(
+    {
+        Permission.PATIENT_READ,
+        Permission.DOCUMENT_CREATE,
+        Permission.AUDIT_READ,
+        Permission.POLICY_READ,
+        Permission.POLICY_MANAGE,
+        Permission.DELEGATION_GRANT,
+        Permission.DELEGATION_REVOKE,
+    }
+)
 
 
 class Purpose(StrEnum):
@@ -26,14 +68,43 @@ class Purpose(StrEnum):
     PATIENT_REQUEST = "PATRQT"
     EMERGENCY = "ETREAT"
     OPERATIONS = "HOPERAT"
+    # A caregiver the patient delegated to (their support network).
+    SUPPORT_NETWORK = "SUPNWK"
+    # A legal representative acting for a minor.
+    POWER_OF_ATTORNEY = "PWATRNY"
+
+
+class Basis(StrEnum):
+    """Why access was granted: recorded in the audit entry's ``basis`` detail."""
+
+    SELF = "self"
+    AUTHOR = "author"
+    FEEDING = "feeding"
+    TREATING_DOCTOR = "treating-doctor"
+    CARE_TEAM = "care-team"
+    POINT_OF_CARE = "point-of-care"
+    EMERGENCY = "emergency"
+    REPRESENTATIVE = "legal-representative"
+    DELEGATION = "delegation"
+    OPERATIONS = "operations"
+
+
+class PolicySource(Protocol):
+    """Where an actor's request finds a patient's policy snapshot (loaded once)."""
+
+    def get(self, patient_id: str) -> PatientPolicy: ...
 
 
 @dataclass(frozen=True)
 class Actor:
-    """A principal plus what the vault knows about them: their own record, if any."""
+    """A principal plus what the vault knows about them: their own record, if any, the key
+    that delegations and representations name them by, and where this request finds
+    patients' policies."""
 
     principal: Principal
     own_patient_id: str | None = None
+    proxy_key: str | None = None
+    policies: PolicySource | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +114,8 @@ class DocumentFacts:
     author_id: str
     security_labels: frozenset[str]
     status: str
+    type_code: str | None = None
+    category_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +123,9 @@ class Decision:
     allowed: bool
     reason: str
     purpose: Purpose
+    basis: Basis | None = None
+    # Audit detail the decision adds (the delegation used, the emergency flag...).
+    detail: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -59,8 +135,37 @@ def _deny(reason: str, purpose: Purpose = Purpose.TREATMENT) -> Decision:
     return Decision(False, reason, purpose)
 
 
-def _allow(reason: str, purpose: Purpose) -> Decision:
-    return Decision(True, reason, purpose)
+def _allow(
+    reason: str, purpose: Purpose, basis: Basis, detail: tuple[tuple[str, str], ...] = ()
+) -> Decision:
+    return Decision(True, reason, purpose, basis, detail)
+
+
+@dataclass(frozen=True)
+class _Request:
+    actor: Actor
+    permission: Permission
+    patient_id: str
+    document: DocumentFacts | None
+    policy: PatientPolicy
+    change: MetadataChange | PolicyChange | None
+    matrix: AuthorisationMatrix
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return self.document.security_labels if self.document else frozenset()
+
+    @property
+    def is_author(self) -> bool:
+        return self.document is not None and _is_author(self.actor, self.document)
+
+    @property
+    def policy_change(self) -> PolicyChange | None:
+        return self.change if isinstance(self.change, PolicyChange) else None
+
+    @property
+    def metadata_change(self) -> MetadataChange | None:
+        return self.change if isinstance(self.change, MetadataChange) else None
 
 
 def decide(
@@ -68,6 +173,10 @@ def decide(
     permission: Permission,
     patient_id: str,
     document: DocumentFacts | None = None,
+    *,
+    policy: PatientPolicy | None = None,
+    change: MetadataChange | PolicyChange | None = None,
+    matrix: AuthorisationMatrix | None = None,
 ) -> Decision:
     principal = actor.principal
     resource, interaction = SCOPE_NEEDED[permission]
@@ -75,57 +184,323 @@ def decide(
         return _deny("scope")
     if document is not None and document.patient_id != patient_id:
         return _deny("document belongs to another patient")
-    if principal.role is Role.PATIENT:
-        return _decide_patient(actor, permission, patient_id, document)
-    if principal.role in (Role.PROFESSIONAL, Role.SOFTWARE):
-        return _decide_professional(actor, permission, document)
+    if policy is not None and policy.patient_id != patient_id:
+        return _deny("policy of another patient")
+    request = _Request(
+        actor,
+        permission,
+        patient_id,
+        document,
+        policy or _no_policy(patient_id),
+        change,
+        matrix or default_matrix(),
+    )
+    role = principal.role
+    if role is Role.PATIENT and actor.own_patient_id == patient_id:
+        return _decide_self(request)
+    if role in (Role.PATIENT, Role.CAREGIVER):
+        return _decide_proxy(request)
+    if role in (Role.PROFESSIONAL, Role.SOFTWARE):
+        return _decide_professional(request)
+    if role is Role.OPERATOR:
+        return _decide_operator(request)
     return _deny("no rule grants this role access")
 
 
-def _decide_patient(
-    actor: Actor, permission: Permission, patient_id: str, document: DocumentFacts | None
-) -> Decision:
+def _no_policy(patient_id: str) -> PatientPolicy:
+    # No entries, so the moment expiries would be judged against never matters.
+    return PatientPolicy(patient_id, datetime.min.replace(tzinfo=UTC))
+
+
+# -- the patient ------------------------------------------------------------------------
+
+
+def _decide_self(request: _Request) -> Decision:
     purpose = Purpose.PATIENT_REQUEST
-    if actor.own_patient_id is None or actor.own_patient_id != patient_id:
-        return _deny("not the patient's own record", purpose)
-    if document is None:
-        return _allow("own record", purpose)
-    if INVISIBLE_PATIENT in document.security_labels and not _is_author(actor, document):
+
+    def allow(reason: str) -> Decision:
+        return _allow(reason, purpose, Basis.SELF)
+
+    permission = request.permission
+    if permission in RECORD_WIDE or permission is Permission.PATIENT_CREATE:
+        return _record_wide(request, allow, purpose)
+    if permission is Permission.DOCUMENT_SEARCH and request.document is None:
+        return allow("own record")
+    if request.document is None:
+        return _deny("no document", purpose)
+    if INVISIBLE_PATIENT in request.labels and not request.is_author:
         return _deny("invisible to the patient until announced", purpose)
-    # Patients manage what they uploaded; professionals' documents change only through
-    # their authors (masking is a policy change, issue #4).
-    changing = permission in (Permission.DOCUMENT_UPDATE, Permission.DOCUMENT_DELETE)
-    if changing and not _is_author(actor, document):
-        return _deny("patients change only the documents they uploaded", purpose)
-    return _allow("own record", purpose)
+    if permission in READS or permission is Permission.DOCUMENT_SEARCH:
+        return allow("own record")
+    if permission is Permission.DOCUMENT_UPDATE:
+        may = _change_allowed(
+            request,
+            add=frozenset({MASKED, INVISIBLE_REPRESENTATIVES}),
+            remove=frozenset({MASKED, INVISIBLE_REPRESENTATIVES}),
+        )
+        return allow("own record") if may else _deny("not the patient's to change", purpose)
+    if permission is Permission.DOCUMENT_DELETE and request.is_author:
+        return allow("own upload")
+    return _deny("patients delete only the documents they uploaded", purpose)
 
 
-def _decide_professional(
-    actor: Actor, permission: Permission, document: DocumentFacts | None
+def _record_wide(
+    request: _Request, allow: _Allow, purpose: Purpose, *, representative: bool = False
 ) -> Decision:
-    professional = actor.principal.acting_professional
+    change = request.policy_change
+    if request.permission is Permission.PATIENT_CREATE:
+        # A representative does not open records: the record comes first, then the link.
+        return _deny("not one's own record", purpose) if representative else allow("own record")
+    if (
+        request.permission is Permission.POLICY_MANAGE
+        and change is not None
+        and change.kind in (EntryKind.EMERGENCY, EntryKind.POINT_OF_CARE)
+        and change.verb is not Verb.END
+    ):
+        return _deny("declared by professionals, not by the patient", purpose)
+    return allow("own record")
+
+
+class _Allow(Protocol):
+    def __call__(self, reason: str) -> Decision: ...
+
+
+def _change_allowed(request: _Request, *, add: frozenset[str], remove: frozenset[str]) -> bool:
+    """A metadata change: status and ordinary labels are the author's; each visibility
+    label may be added or removed only by those the rule names. No change described means
+    an unrestricted one (a replacement superseding the document): the author's alone."""
+    change = request.metadata_change
+    unrestricted = change is None or change.status or bool(change.other_labels)
+    if unrestricted and not request.is_author:
+        return False
+    if change is None:
+        return True
+    added = change.labels_added & VISIBILITY_LABELS
+    removed = change.labels_removed & VISIBILITY_LABELS
+    return added <= add and removed <= remove
+
+
+# -- legal representatives and caregivers ----------------------------------------------
+
+
+def _decide_proxy(request: _Request) -> Decision:
+    key = request.actor.proxy_key
+    if key is None:
+        return _deny("not the patient's own record", Purpose.PATIENT_REQUEST)
+    representation = request.policy.first(EntryKind.REPRESENTATIVE, key)
+    if representation is not None:
+        return _decide_representative(request, representation)
+    delegations = request.policy.in_force(EntryKind.DELEGATION, key)
+    if delegations and request.actor.principal.role is Role.CAREGIVER:
+        return _decide_delegate(request, delegations)
+    return _deny("no delegation or representation in force", Purpose.PATIENT_REQUEST)
+
+
+def _decide_representative(request: _Request, representation: Entry) -> Decision:
+    purpose = Purpose.POWER_OF_ATTORNEY
+    detail = (("representation", representation.id),)
+
+    def allow(reason: str) -> Decision:
+        return _allow(reason, purpose, Basis.REPRESENTATIVE, detail)
+
+    permission = request.permission
+    if permission in RECORD_WIDE or permission is Permission.PATIENT_CREATE:
+        return _record_wide(request, allow, purpose, representative=True)
+    if permission is Permission.DOCUMENT_SEARCH and request.document is None:
+        return allow("legal representative")
+    if request.document is None:
+        return _deny("no document", purpose)
+    hidden = request.labels & {INVISIBLE_PATIENT, INVISIBLE_REPRESENTATIVES}
+    if hidden and not request.is_author:
+        return _deny("hidden from legal representatives", purpose)
+    if permission in READS or permission is Permission.DOCUMENT_SEARCH:
+        return allow("legal representative")
+    if permission is Permission.DOCUMENT_UPDATE:
+        may = _change_allowed(request, add=frozenset({MASKED}), remove=frozenset({MASKED}))
+        return allow("legal representative") if may else _deny("not theirs to change", purpose)
+    if permission is Permission.DOCUMENT_DELETE and request.is_author:
+        return allow("own upload")
+    return _deny("legal representatives delete only what they uploaded", purpose)
+
+
+def _decide_delegate(request: _Request, delegations: tuple[Entry, ...]) -> Decision:
+    purpose = Purpose.SUPPORT_NETWORK
+    permission = request.permission
+    document = request.document
+
+    def allow(reason: str, delegation: Entry) -> Decision:
+        return _allow(reason, purpose, Basis.DELEGATION, (("delegation", delegation.id),))
+
+    uploaders = tuple(entry for entry in delegations if entry.can_upload)
+    if permission in (Permission.PATIENT_READ, Permission.DOCUMENT_SEARCH) and document is None:
+        return allow("delegation", delegations[0])
+    if permission in (Permission.POLICY_READ, Permission.DELEGATION_REVOKE):
+        # A caregiver sees and can give up their own delegation; nothing else of the policy.
+        change = request.policy_change
+        own = [entry for entry in delegations if change and entry.id == change.entry_id]
+        if own:
+            return allow("own delegation", own[0])
+        return _deny("caregivers cannot change the policy or re-delegate", purpose)
+    if permission is Permission.DOCUMENT_CREATE:
+        covering = [
+            entry
+            for entry in uploaders
+            if document is not None and entry.covers_category(document.category_code)
+        ]
+        if covering:
+            return allow("delegated upload", covering[0])
+        return _deny("the delegation does not cover uploading this document", purpose)
+    if document is None:
+        return _deny("not within a delegation's scope", purpose)
+    if request.labels & VISIBILITY_LABELS and not request.is_author:
+        return _deny("caregivers never see masked or hidden documents", purpose)
+    if permission in READS or permission is Permission.DOCUMENT_SEARCH:
+        if request.is_author:
+            return allow("own upload", delegations[0])
+        covering = [entry for entry in delegations if entry.covers_category(document.category_code)]
+        if covering:
+            return allow("delegated read", covering[0])
+        return _deny("category outside the delegation", purpose)
+    if permission in (Permission.DOCUMENT_UPDATE, Permission.DOCUMENT_DELETE):
+        unchanged_visibility = permission is Permission.DOCUMENT_DELETE or _change_allowed(
+            request, add=frozenset(), remove=frozenset()
+        )
+        if uploaders and request.is_author and unchanged_visibility:
+            return allow("own upload", uploaders[0])
+        return _deny("caregivers change only what they uploaded", purpose)
+    return _deny("not within a delegation's scope", purpose)
+
+
+# -- professionals and the software acting for them -------------------------------------
+
+
+def _decide_professional(request: _Request) -> Decision:
+    principal = request.actor.principal
+    professional = principal.acting_professional
+    permission = request.permission
+    policy = request.policy
     if professional is None:
         return _deny("no acting professional")
+    if policy.blocks(professional):
+        return _deny("blocked by the patient")
     if permission in (Permission.DOCUMENT_CREATE, Permission.PATIENT_CREATE):
         # Feeding a record is open to every authenticated professional (CONTRACT.md).
-        return _allow("feeding the record", Purpose.TREATMENT)
-    if permission is Permission.DOCUMENT_SEARCH and document is None:
+        return _allow("feeding the record", Purpose.TREATMENT, Basis.FEEDING)
+    if permission is Permission.CONSENT_DECLARE:
+        return _allow("patient informed and agreed", Purpose.TREATMENT, Basis.POINT_OF_CARE)
+    if permission is Permission.EMERGENCY_DECLARE:
+        return _emergency_declaration(request)
+    if permission is Permission.DOCUMENT_SEARCH and request.document is None:
         # The search itself is allowed; each result is decided on its own.
-        return _allow("search, results filtered", Purpose.TREATMENT)
-    if document is not None and _is_author(actor, document):
-        return _allow("author", Purpose.TREATMENT)
-    return _deny("no care relationship")
+        return _allow("search, results filtered", Purpose.TREATMENT, Basis.FEEDING)
+    if request.is_author:
+        return _decide_author(request)
+    relation = _care_relation(policy, professional)
+    if relation is None:
+        return _deny("no care relationship")
+    basis, entry = relation
+    purpose = Purpose.EMERGENCY if basis is Basis.EMERGENCY else Purpose.TREATMENT
+    detail = _relation_detail(basis, entry)
+    if permission is Permission.PATIENT_READ:
+        return _allow("care relationship", purpose, basis, detail)
+    document = request.document
+    if document is None or not (permission in READS or permission is Permission.DOCUMENT_SEARCH):
+        return _deny("not permitted to professionals", purpose)
+    if MASKED in document.security_labels and basis is not Basis.TREATING_DOCTOR:
+        return _deny("masked by the patient", purpose)
+    if not request.matrix.allows(principal.profession, document.type_code):
+        return _deny("document type outside the profession's matrix", purpose)
+    return _allow("care relationship", purpose, basis, detail)
+
+
+def _decide_author(request: _Request) -> Decision:
+    permission = request.permission
+    if permission is Permission.DOCUMENT_UPDATE and not _change_allowed(
+        request,
+        add=frozenset({MASKED, INVISIBLE_PATIENT, INVISIBLE_REPRESENTATIVES}),
+        remove=frozenset({INVISIBLE_PATIENT, INVISIBLE_REPRESENTATIVES}),
+    ):
+        return _deny("only the patient unmasks a document")
+    if permission in READS or permission in (
+        Permission.DOCUMENT_SEARCH,
+        Permission.DOCUMENT_UPDATE,
+        Permission.DOCUMENT_DELETE,
+    ):
+        return _allow("author", Purpose.TREATMENT, Basis.AUTHOR)
+    return _deny("no rule grants this")
+
+
+def _emergency_declaration(request: _Request) -> Decision:
+    change = request.policy_change
+    if request.policy.emergency_refused:
+        return _deny("the patient refused emergency access", Purpose.EMERGENCY)
+    samu = change is not None and change.mode is EmergencyMode.SAMU
+    if samu and request.actor.principal.profession != DOCTOR:
+        return _deny("SAMU regulation is for doctors", Purpose.EMERGENCY)
+    return _allow("emergency declared", Purpose.EMERGENCY, Basis.EMERGENCY)
+
+
+def _care_relation(policy: PatientPolicy, professional: str) -> tuple[Basis, Entry] | None:
+    for kind, basis in (
+        (EntryKind.TREATING_DOCTOR, Basis.TREATING_DOCTOR),
+        (EntryKind.CARE_TEAM, Basis.CARE_TEAM),
+        (EntryKind.POINT_OF_CARE, Basis.POINT_OF_CARE),
+    ):
+        entry = policy.first(kind, professional)
+        if entry is not None:
+            return basis, entry
+    emergency = policy.first(EntryKind.EMERGENCY, professional)
+    if emergency is not None and not policy.emergency_refused:
+        return Basis.EMERGENCY, emergency
+    return None
+
+
+def _relation_detail(basis: Basis, entry: Entry) -> tuple[tuple[str, str], ...]:
+    if basis is Basis.EMERGENCY:
+        return (
+            ("emergency", "true"),
+            ("emergency_access", entry.id),
+            ("emergency_mode", entry.scope or EmergencyMode.BREAK_GLASS.value),
+        )
+    if basis is Basis.POINT_OF_CARE:
+        return (("point_of_care", entry.id),)
+    return ()
+
+
+# -- operators --------------------------------------------------------------------------
+
+
+def _decide_operator(request: _Request) -> Decision:
+    change = request.policy_change
+    if (
+        request.permission is Permission.POLICY_MANAGE
+        and change is not None
+        and change.kind is EntryKind.REPRESENTATIVE
+        and change.verb in (Verb.ADD, Verb.END)
+    ):
+        # Registering a minor's legal representatives, once their authority is checked.
+        return _allow("representation registered", Purpose.OPERATIONS, Basis.OPERATIONS)
+    return _deny("operators never read records", Purpose.OPERATIONS)
+
+
+# -- authorship -------------------------------------------------------------------------
 
 
 def author_of(actor: Actor) -> tuple[str, str]:
-    """How a document this actor writes records its author: patients by record id (never
-    their INS, which must not sit in clear), professionals by IDNPS."""
-    if actor.principal.role is Role.PATIENT and actor.own_patient_id is not None:
-        return "patient", actor.own_patient_id
-    professional = actor.principal.acting_professional
+    """How a document or policy change this actor makes records who made it: patients by
+    record id and everyone acting for a patient by their proxy key (never an INS, which
+    must not sit in clear), professionals by IDNPS."""
+    principal = actor.principal
+    if principal.role is Role.PATIENT:
+        if actor.own_patient_id is not None:
+            return "patient", actor.own_patient_id
+        return "proxy", actor.proxy_key or "unknown"
+    if principal.role is Role.CAREGIVER:
+        return "caregiver", principal.subject
+    professional = principal.acting_professional
     if professional is not None:
         return "professional", professional
-    return actor.principal.role.value, actor.principal.subject
+    return principal.role.value, principal.subject
 
 
 def _is_author(actor: Actor, document: DocumentFacts) -> bool:

@@ -64,3 +64,48 @@ DEFAULT_SCOPES = {
     "software": "system/*.cruds",
     "operator": "system/AuditEvent.rs",
 }
+
+
+# The SMART context each role's tokens may use. Patients and the caregivers acting for them
+# read and write a patient's record ("patient/"); professionals act as themselves ("user/");
+# software and operators act as a system with no user at the keyboard ("system/"). A scope
+# in any other context is dropped from the token, never widened into one that fits.
+ROLE_CONTEXTS: dict[str, frozenset[str]] = {
+    "patient": frozenset({"patient"}),
+    "caregiver": frozenset({"patient"}),
+    "professional": frozenset({"user"}),
+    "software": frozenset({"system"}),
+    "operator": frozenset({"system"}),
+}
+
+
+def scopes_for_role(role: str, scopes: tuple[Scope, ...]) -> tuple[Scope, ...]:
+    allowed = ROLE_CONTEXTS.get(role, frozenset())
+    return tuple(scope for scope in scopes if scope.context in allowed)
+
+
+def format_scope(scope: Scope) -> str:
+    letters = "".join(letter for letter in _ORDER if letter in scope.permissions)
+    return f"{scope.context}/{scope.resource}.{letters}"
+
+
+def grant(requested: tuple[Scope, ...], registered: tuple[Scope, ...]) -> tuple[Scope, ...]:
+    """The part of each requested scope that the registered ones cover, never more: a request
+    for ``system/DocumentReference.cruds`` by a client registered for
+    ``system/DocumentReference.cr`` is granted ``system/DocumentReference.cr``."""
+    granted: list[Scope] = []
+    for wanted in requested:
+        for held in registered:
+            if held.context != wanted.context:
+                continue
+            if held.resource in ("*", wanted.resource):
+                resource = wanted.resource
+            elif wanted.resource == "*":
+                resource = held.resource
+            else:
+                continue
+            letters = wanted.permissions & held.permissions
+            scope = Scope(context=wanted.context, resource=resource, permissions=letters)
+            if letters and scope not in granted:
+                granted.append(scope)
+    return tuple(granted)

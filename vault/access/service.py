@@ -1,9 +1,10 @@
 """The one place that decides access and records it.
 
-Every read, search, write, change and content download goes through ``authorize``: it asks
-the pure decision function, writes the audit entry in the caller's transaction when the
-access goes ahead, and raises ``AccessDenied`` -- carrying its own audit record, written
-after the rollback -- when it does not.
+Every read, search, write, change, content download and policy change goes through
+``authorize``: it loads the patient's policy (once per request), asks the pure decision
+function, writes the audit entry in the caller's transaction when the access goes ahead,
+and raises ``AccessDenied`` -- carrying its own audit record, written after the rollback --
+when it does not.
 """
 
 from __future__ import annotations
@@ -11,14 +12,21 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
 from vault.access.policy import Actor, Decision, DocumentFacts, decide
 from vault.access.principal import INS_SYSTEMS, Principal, Role
+from vault.access.repository import PolicySnapshots, load_policy
+from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
 from vault.audit.records import AuditRecord, Outcome
 from vault.audit.service import AuditService
 from vault.errors import NotFound
 from vault.models import Patient
+from vault.models.base import utcnow
+from vault.observability import metrics
 from vault.storage.keys.provider import KeyProvider
+
+CHANGES = frozenset({Permission.DOCUMENT_UPDATE, Permission.DOCUMENT_DELETE})
 
 
 class AccessDenied(NotFound):
@@ -29,26 +37,73 @@ class AccessDenied(NotFound):
         self.audit_record = record
 
 
+class ChangeRefused(AccessDenied):
+    """A change to a document the caller can see but may not change in this way: nothing
+    is hidden by saying so, so it is a 403."""
+
+    status_code = 403
+    issue_code = "forbidden"
+
+    def __init__(self, record: AuditRecord) -> None:
+        super().__init__(record)
+        self.message = "You may not make this change to this document"
+        self.args = (self.message,)
+
+
 def ins_index(provider: KeyProvider, system: str, value: str) -> bytes:
     # Both INS namespaces name the same person space for lookups.
     namespace = "ins" if system in INS_SYSTEMS else system
     return provider.blind_index("patient-identifier", f"{namespace}|{value}".encode())
 
 
+def caregiver_key(account: str) -> str:
+    return f"caregiver:{account}"
+
+
+def ins_key(provider: KeyProvider, value: str) -> str:
+    """How a policy names a person identified by INS: by the keyed blind index, since an
+    INS must never sit in clear."""
+    return "ins:" + ins_index(provider, "ins", value).hex()
+
+
 class AccessService:
-    def __init__(self, audit: AuditService, keys: KeyProvider) -> None:
+    def __init__(
+        self,
+        audit: AuditService,
+        keys: KeyProvider,
+        matrix: AuthorisationMatrix | None = None,
+    ) -> None:
         self.audit = audit
         self._keys = keys
+        self.matrix = matrix or default_matrix()
 
     def actor(self, session: Session, principal: Principal) -> Actor:
         own = None
+        proxy = None
         if principal.role is Role.PATIENT:
             own = session.scalar(
                 select(Patient.id).where(
                     Patient.ins_index == ins_index(self._keys, "ins", principal.subject)
                 )
             )
-        return Actor(principal=principal, own_patient_id=own)
+            proxy = ins_key(self._keys, principal.subject)
+        elif principal.role is Role.CAREGIVER:
+            proxy = caregiver_key(principal.subject)
+        return Actor(principal, own, proxy, PolicySnapshots(session))
+
+    def grantee_key(self, system: str, value: str) -> str:
+        return ins_key(self._keys, value) if system in INS_SYSTEMS else caregiver_key(value)
+
+    def policy(self, session: Session, actor: Actor, patient_id: str) -> PatientPolicy:
+        if actor.policies is not None:
+            return actor.policies.get(patient_id)
+        return load_policy(session, patient_id, utcnow())
+
+    @staticmethod
+    def forget(actor: Actor, patient_id: str) -> None:
+        """After changing a patient's policy: the rest of the request sees the change."""
+        if isinstance(actor.policies, PolicySnapshots):
+            actor.policies.forget(patient_id)
 
     def check(
         self,
@@ -56,10 +111,22 @@ class AccessService:
         permission: Permission,
         patient_id: str,
         document: DocumentFacts | None = None,
+        *,
+        change: MetadataChange | PolicyChange | None = None,
     ) -> Decision:
         """Decide without recording: for filtering search results, whose one search is
-        recorded by ``authorize``."""
-        return decide(actor, permission, patient_id, document)
+        recorded by ``authorize``. An actor built without a request's policy source is
+        judged as if the patient had granted nothing."""
+        policy = actor.policies.get(patient_id) if actor.policies is not None else None
+        return decide(
+            actor,
+            permission,
+            patient_id,
+            document,
+            policy=policy,
+            change=change,
+            matrix=self.matrix,
+        )
 
     def authorize(
         self,
@@ -69,12 +136,22 @@ class AccessService:
         patient_id: str,
         *,
         document: DocumentFacts | None = None,
+        change: MetadataChange | PolicyChange | None = None,
         resource_type: str | None = None,
         resource_id: str | None = None,
         detail: dict[str, str] | None = None,
         not_found_as: str = "Resource",
     ) -> Decision:
-        decision = decide(actor, permission, patient_id, document)
+        policy = self.policy(session, actor, patient_id)
+        decision = decide(
+            actor,
+            permission,
+            patient_id,
+            document,
+            policy=policy,
+            change=change,
+            matrix=self.matrix,
+        )
         record = AuditRecord(
             action=AUDIT_ACTION[permission],
             outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
@@ -84,12 +161,71 @@ class AccessService:
             resource_type=resource_type,
             resource_id=resource_id,
             actor_patient_id=actor.own_patient_id,
-            detail={"permission": permission.value, "reason": decision.reason, **(detail or {})},
+            detail={
+                **(detail or {}),
+                "permission": permission.value,
+                "reason": decision.reason,
+                **({"basis": decision.basis.value} if decision.basis else {}),
+                **dict(decision.detail),
+            },
         )
+        metrics.access_decided(permission.value, decision.allowed)
         if not decision.allowed:
+            if permission in CHANGES and document is not None:
+                readable = decide(
+                    actor,
+                    Permission.DOCUMENT_READ,
+                    patient_id,
+                    document,
+                    policy=policy,
+                    matrix=self.matrix,
+                )
+                if readable:
+                    raise ChangeRefused(record)
             raise AccessDenied(record, not_found_as)
         self.audit.append(session, record)
         return decision
+
+    def require_visible(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        document: DocumentFacts,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        not_found_as: str = "Resource",
+    ) -> None:
+        """Before a change whose content decides it is known: refuse anyone who may not
+        even see the document, exactly as ``authorize`` would (404, recorded). The change
+        itself still goes through ``authorize``."""
+        policy = self.policy(session, actor, document.patient_id)
+        seen = decide(
+            actor,
+            Permission.DOCUMENT_READ,
+            document.patient_id,
+            document,
+            policy=policy,
+            matrix=self.matrix,
+        )
+        if seen:
+            return
+        metrics.access_decided(permission.value, allowed=False)
+        raise AccessDenied(
+            AuditRecord(
+                action=AUDIT_ACTION[permission],
+                outcome=Outcome.DENIED,
+                purpose=seen.purpose.value,
+                principal=actor.principal,
+                patient_id=document.patient_id,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                actor_patient_id=actor.own_patient_id,
+                detail={"permission": permission.value, "reason": seen.reason},
+            ),
+            not_found_as,
+        )
 
     def record(self, session: Session, record: AuditRecord) -> None:
         self.audit.append(session, record)

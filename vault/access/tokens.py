@@ -1,5 +1,6 @@
-"""Access tokens: the embedded issuer (development, demos, tests) and validation of every
-token the vault receives, whoever issued it.
+"""Access tokens: the embedded issuer (development, demos, tests, and the tokens
+``/oauth/token`` grants to professional software) and validation of every token the vault
+receives, whoever issued it.
 
 Only asymmetric algorithms are accepted, and each trusted issuer is pinned to its own keys,
 so ``alg: none`` and the HS256-with-a-public-key confusion cannot succeed.
@@ -12,33 +13,56 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ClaimError, JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from vault.access.jwks import KeySource, StaticKeys
 from vault.access.principal import Principal, Role, normalise_professional_id
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
+from vault.access.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
 from vault.errors import Unauthenticated, VaultError
 
 ALGORITHMS = ["RS256", "ES256"]
 MAX_TOKEN_BYTES = 16 * 1024
+# What an external provider may assert unless its configuration says otherwise: operators
+# are the vault's own staff and come from the embedded issuer or an explicitly allowed one.
+EXTERNAL_ROLES = frozenset({Role.PATIENT, Role.PROFESSIONAL, Role.CAREGIVER, Role.SOFTWARE})
+
+
+@dataclass(frozen=True)
+class ClaimMapping:
+    """How an issuer's claims become a Principal (docs/authentication.md)."""
+
+    # A fixed role for issuers that serve one kind of user (FranceConnect: patients; Pro
+    # Santé Connect: professionals); otherwise the role is read from ``role_claim``, its
+    # value translated through ``role_values`` when the provider has its own vocabulary.
+    role: Role | None = None
+    role_claim: str = "role"
+    role_values: Mapping[str, str] = field(default_factory=dict)
+    roles: frozenset[Role] = frozenset(Role)
+    subject_claim: str = "sub"
+    # The identifier system of the subject claim; an RPPS number becomes its IDNPS.
+    subject_system: str | None = None
+    profession_claim: str = "profession"
+    specialty_claim: str = "specialty"
+    on_behalf_of_claim: str = "on_behalf_of"
+    scope_claim: str = "scope"
+    # SMART scopes for tokens that carry none (OpenID providers issue ``openid profile``).
+    default_scope: str | None = None
 
 
 @dataclass(frozen=True)
 class TrustedIssuer:
     issuer: str
-    keys: KeySet
+    keys: KeySource
     audience: str
-    # Claim names for role and identifier; a fixed role for issuers that serve one kind of
-    # user (FranceConnect: patients; Pro Santé Connect: professionals).
-    role_claim: str = "role"
-    subject_claim: str = "sub"
-    fixed_role: str | None = None
+    mapping: ClaimMapping = field(default_factory=ClaimMapping)
 
 
 class EmbeddedIssuer:
@@ -66,7 +90,7 @@ class EmbeddedIssuer:
     def trusted(self) -> TrustedIssuer:
         return TrustedIssuer(
             issuer=self.issuer,
-            keys=KeySet.import_key_set(self.jwks()),  # type: ignore[arg-type]
+            keys=StaticKeys(KeySet.import_key_set(self.jwks())),  # type: ignore[arg-type]
             audience=self.audience,
         )
 
@@ -120,7 +144,14 @@ class TokenValidator:
     def validate(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated("Access token is too large")
-        issuer = self._issuer_of(token)
+        header, unverified = _unverified(token)
+        issuer = self._issuers.get(unverified.get("iss"))  # type: ignore[arg-type]
+        if issuer is None:
+            raise Unauthenticated("Access token from an untrusted issuer")
+        if header.get("alg") not in ALGORITHMS:
+            raise Unauthenticated("Access token signed with an algorithm the vault refuses")
+        kid = header.get("kid")
+        keys = issuer.keys.key_set(kid if isinstance(kid, str) else None)
         registry = JWTClaimsRegistry(
             leeway=self._skew,
             iss={"essential": True, "value": issuer.issuer},
@@ -129,49 +160,110 @@ class TokenValidator:
             sub={"essential": True},
         )
         try:
-            claims = jwt.decode(token, issuer.keys, algorithms=ALGORITHMS).claims
+            claims = jwt.decode(token, keys, algorithms=ALGORITHMS).claims
             registry.validate(claims)
+        except ClaimError as error:
+            # The claim's name is the vault's own, never text from the token.
+            raise Unauthenticated(f"Invalid access token: {error.error} ({error.claim})") from None
         except JoseError as error:
             raise Unauthenticated(f"Invalid access token: {error.error}") from None
         except (ValueError, TypeError, KeyError):
             raise Unauthenticated("Malformed access token") from None
         return _principal(claims, issuer)
 
-    def _issuer_of(self, token: str) -> TrustedIssuer:
-        """Read the unverified ``iss`` only to choose which keys to verify with."""
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims, unverified: only to choose which issuer's keys to verify with."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthenticated("Malformed access token")
+    try:
+        header, claims = (
+            json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            for part in parts[:2]
+        )
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise Unauthenticated("Malformed access token") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Unauthenticated("Malformed access token")
+    if not isinstance(claims.get("iss"), str):
+        raise Unauthenticated("Access token names no issuer")
+    return header, claims
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
+    """A claim by name, or by a dotted path into nested objects and lists
+    (``ext.ins``, ``SubjectRefPro.exercices.0.codeProfession``)."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _role(claims: Mapping[str, Any], mapping: ClaimMapping) -> Role:
+    if mapping.role is not None:
+        return mapping.role
+    value = _claim(claims, mapping.role_claim)
+    candidates = value if isinstance(value, list) else [value]
+    for candidate in candidates:
+        if not isinstance(candidate, str):
+            continue
+        name = mapping.role_values.get(candidate, candidate if not mapping.role_values else None)
+        if name is None:
+            continue
         try:
-            payload = token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            issuer = self._issuers.get(claims.get("iss"))
-        except (IndexError, ValueError, AttributeError, UnicodeDecodeError):
-            raise Unauthenticated("Malformed access token") from None
-        if issuer is None:
-            raise Unauthenticated("Access token from an untrusted issuer")
-        return issuer
+            role = Role(name)
+        except ValueError:
+            continue
+        if role in mapping.roles:
+            return role
+    raise Unauthenticated("Access token names no role this issuer may grant")
+
+
+def _scopes(claims: Mapping[str, Any], mapping: ClaimMapping) -> str:
+    value = _claim(claims, mapping.scope_claim)
+    if isinstance(value, list):
+        value = " ".join(item for item in value if isinstance(item, str))
+    text = value if isinstance(value, str) else ""
+    if not parse_scopes(text) and mapping.default_scope:
+        return mapping.default_scope
+    return text
 
 
 def _principal(claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:
-    role_text = issuer.fixed_role or claims.get(issuer.role_claim)
-    try:
-        role = Role(str(role_text))
-    except ValueError:
-        raise Unauthenticated("Access token names no known role") from None
-    subject = claims.get(issuer.subject_claim)
-    if not isinstance(subject, str) or not subject:
+    mapping = issuer.mapping
+    role = _role(claims, mapping)
+    subject = _text(_claim(claims, mapping.subject_claim))
+    if subject is None:
         raise Unauthenticated("Access token names no subject")
-    on_behalf_of = claims.get("on_behalf_of")
     if role is Role.PROFESSIONAL:
-        subject = normalise_professional_id(claims.get("id_system"), subject)
+        system = _text(claims.get("id_system")) or mapping.subject_system
+        subject = normalise_professional_id(system, subject)
+    on_behalf_of = _text(_claim(claims, mapping.on_behalf_of_claim))
     if role is Role.SOFTWARE and not on_behalf_of:
         raise Unauthenticated("Software tokens must name the professional they act for")
+    scopes = scopes_for_role(role, parse_scopes(_scopes(claims, mapping)))
     return Principal(
         role=role,
         subject=subject,
-        scopes=parse_scopes(str(claims.get("scope", ""))),
-        on_behalf_of=str(on_behalf_of) if on_behalf_of else None,
-        client_id=str(claims["client_id"]) if claims.get("client_id") else None,
-        token_id=str(claims["jti"]) if claims.get("jti") else None,
-        profession=str(claims["profession"]) if claims.get("profession") else None,
-        specialty=str(claims["specialty"]) if claims.get("specialty") else None,
+        scopes=scopes,
+        on_behalf_of=on_behalf_of,
+        client_id=_text(claims.get("client_id")),
+        token_id=_text(claims.get("jti")),
+        profession=_text(_claim(claims, mapping.profession_claim)),
+        specialty=_text(_claim(claims, mapping.specialty_claim)),
         issuer=issuer.issuer,
     )

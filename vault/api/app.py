@@ -9,10 +9,25 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 
 from vault import __version__
-from vault.api import errors
+from vault.access.throttle import Throttle
+from vault.api import access as access_api
+from vault.api import audit as audit_api
+from vault.api import errors, middleware, openapi
 from vault.api.deps import authenticate
-from vault.api.fhir import binary, documents, metadata, patients, transaction
+from vault.api.fhir import (
+    audit_events,
+    binary,
+    consent,
+    documents,
+    lists,
+    metadata,
+    patients,
+    transaction,
+)
+from vault.api.oauth import router as oauth_router
 from vault.api.public import router as public_router
+from vault.api.web import router as web_router
+from vault.audit.background import AuditWorkers
 from vault.services import Services, build_services
 from vault.settings import Settings, get_settings
 
@@ -21,11 +36,15 @@ PUBLIC_PATHS = frozenset(
         "/fhir/metadata",
         "/.well-known/jwks.json",
         "/.well-known/smart-configuration",
+        "/oauth/token",
         "/healthz",
+        "/readyz",
+        "/metrics",
         "/openapi.json",
         "/docs",
         "/docs/oauth2-redirect",
         "/redoc",
+        "/",
     }
 )
 
@@ -36,7 +55,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # A served app (which owns its services) also signs checkpoints and delivers
+        # notifications; an app built around given services (tests) leaves that to them.
+        workers = AuditWorkers(built) if services is None else None
+        if workers is not None:
+            workers.start()
         yield
+        if workers is not None:
+            workers.stop()
         if services is None:
             built.close()
 
@@ -47,9 +73,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.state.services = built
+    # Per process: several replicas each count on their own (docs/authentication.md).
+    app.state.throttle = Throttle.from_settings(settings)
     errors.install(app)
+    middleware.install(app, settings, built)
+    openapi.install(app, PUBLIC_PATHS)
 
     app.include_router(public_router)
+    app.include_router(web_router)
+    app.include_router(oauth_router)
     app.include_router(metadata.router)
 
     protected = APIRouter(dependencies=[Depends(authenticate)])
@@ -57,5 +89,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     protected.include_router(documents.router)
     protected.include_router(binary.router)
     protected.include_router(patients.router)
+    protected.include_router(lists.router)
+    protected.include_router(audit_events.router)
+    protected.include_router(audit_api.router)
+    protected.include_router(consent.router)
+    protected.include_router(access_api.router)
     app.include_router(protected)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Iterator
 from typing import Annotated
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from vault.access.policy import Actor
 from vault.access.principal import Principal
 from vault.access.service import AccessDenied
+from vault.access.throttle import Throttle
 from vault.audit.records import AuditRecord, Outcome
 from vault.errors import (
     BadRequest,
@@ -29,7 +31,8 @@ WRITE_ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
 bearer = HTTPBearer(auto_error=False, description="An OAuth 2 access token (JWT)")
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # Async because it does no I/O: a sync dependency costs a trip to the thread pool.
     found: Services = request.app.state.services
     return found
 
@@ -42,11 +45,21 @@ def authenticate(
     found: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
+    """A valid bearer token or 401; 429 for an address that keeps presenting bad ones. A
+    missing token is not counted as a failure: it is how every client first meets the
+    WWW-Authenticate challenge."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthenticated("A bearer access token is required")
-    principal = found.tokens.validate(credentials.credentials)
     source_ip = request.client.host if request.client else None
-    principal = Principal(**{**principal.__dict__, "source_ip": source_ip})
+    throttle: Throttle = request.app.state.throttle
+    keys = [f"ip:{source_ip or 'unknown'}"]
+    throttle.guard_authentication(keys)
+    try:
+        principal = found.tokens.validate(credentials.credentials)
+    except Unauthenticated:
+        throttle.failed_authentication(keys)
+        raise
+    principal = dataclasses.replace(principal, source_ip=source_ip)
     request.state.principal = principal
     return principal
 
@@ -100,8 +113,9 @@ ActorDep = Annotated[Actor, Depends(actor)]
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, bounded: declared length, actual length and gzip expansion all count."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit():
-        wire.check_size(int(declared), limit)
+    if declared and declared.isascii() and declared.isdigit():
+        # A number of more digits than any limit has is past it, whatever it says.
+        wire.check_size(int(declared) if len(declared) < 19 else limit + 1, limit)
     encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise UnsupportedMediaType(f"Unsupported Content-Encoding {encoding}")
@@ -120,6 +134,9 @@ async def read_body(request: Request, limit: int) -> bytes:
                     f"Request body exceeds the limit of {limit} bytes once decompressed"
                 )
         wire.check_size(len(body), limit)
+    if inflater is not None and (not inflater.eof or inflater.unused_data):
+        # A cut-off stream would otherwise pass for a shorter body.
+        raise BadRequest("Request body is truncated or not a single compressed stream")
     return bytes(body)
 
 

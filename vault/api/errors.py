@@ -7,11 +7,11 @@ import traceback
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault.api.responses import FhirResponse
-from vault.errors import Unauthenticated, VaultError
+from vault.errors import TooManyRequests, Unauthenticated, VaultError
 from vault.fhir.outcome import operation_outcome
 
 log = logging.getLogger("vault.api")
@@ -45,6 +45,8 @@ async def vault_error(_request: Request, error: Exception) -> FhirResponse:
         headers = {
             "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{error.message}"'
         }
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     if error.status_code >= 500:
         log.error("request failed: %s", type(error).__name__)
     return outcome_response(
@@ -74,6 +76,12 @@ async def database_error(_request: Request, error: Exception) -> FhirResponse:
         # A concurrent submission won the race for the same unique value.
         return outcome_response(
             409, "conflict", "The request conflicts with a concurrent change; retry it"
+        )
+    if isinstance(error, DataError):
+        # The database refused a value the request carried (a NUL character, a number past
+        # a column's range): the request's fault, and the transaction is rolled back.
+        return outcome_response(
+            400, "invalid", "The request holds a value that cannot be stored or searched for"
         )
     if isinstance(error, OperationalError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated

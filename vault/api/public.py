@@ -1,14 +1,16 @@
-"""Routes that answer without a token: discovery documents and liveness."""
+"""Routes that answer without a token: discovery documents, liveness, readiness, metrics."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from fastapi import APIRouter
-from starlette.responses import JSONResponse, Response
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from vault.api.deps import ServicesDep
 from vault.errors import NotFound
+from vault.observability import health, metrics
 
 router = APIRouter(tags=["Public"])
 
@@ -25,31 +27,82 @@ def smart_configuration(found: ServicesDep) -> Response:
     base = found.settings.issuer
     document: dict[str, Any] = {
         "issuer": base,
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "token_endpoint": f"{base}/oauth/token",
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
-        "grant_types_supported": ["client_credentials"],
         "scopes_supported": [
             "system/DocumentReference.c",
             "system/DocumentReference.crus",
             "system/Binary.r",
+            "system/Patient.cr",
             "system/*.cruds",
             "user/DocumentReference.cruds",
+            "user/Binary.r",
             "user/*.cruds",
             "patient/DocumentReference.rs",
+            "patient/Binary.r",
             "patient/*.cruds",
         ],
-        "response_types_supported": ["token"],
-        "capabilities": [
+        "capabilities": ["permission-v2", "permission-v1"],
+    }
+    if found.oauth is not None:
+        # The vault's own authorization server, for professional software (SMART Backend
+        # Services); people sign in through the OpenID providers it trusts.
+        document.update(
+            {
+                "jwks_uri": f"{base}/.well-known/jwks.json",
+                "token_endpoint": f"{base}/oauth/token",
+                "token_endpoint_auth_methods_supported": [
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+                "grant_types_supported": ["client_credentials"],
+            }
+        )
+        document["capabilities"] = [
             "client-confidential-asymmetric",
             "client-confidential-symmetric",
-            "permission-v2",
-        ],
-    }
+            *document["capabilities"],
+        ]
     return JSONResponse(document)
 
 
 @router.get("/healthz", summary="The process is alive")
 def healthz() -> Response:
     return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    summary="The database, blob store and key provider answer",
+    responses={503: {"description": "Not ready; the body says nothing more"}},
+)
+def readyz(found: ServicesDep) -> Response:
+    if health.failing_components(found):
+        return JSONResponse(
+            {"status": "unavailable"},
+            status_code=503,
+            headers={"Retry-After": "5", "Cache-Control": "no-store"},
+        )
+    return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (no identifiers); VAULT_METRICS_TOKEN, when set, guards it",
+    response_class=PlainTextResponse,
+)
+def prometheus_metrics(found: ServicesDep, request: Request) -> Response:
+    # An empty VAULT_METRICS_TOKEN means unset, as for every other setting.
+    expected = (
+        found.settings.metrics_token.get_secret_value() if found.settings.metrics_token else ""
+    )
+    if expected and not _bearer_matches(request.headers.get("authorization"), expected):
+        return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+def _bearer_matches(header: str | None, expected: str) -> bool:
+    scheme, _, presented = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), expected.encode()
+    )

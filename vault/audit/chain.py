@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = bytes(32)
@@ -53,7 +53,9 @@ def canonical_fields(
 
 
 def _instant(value: datetime) -> str:
-    # SQLite hands back naive datetimes; the log is always written in UTC.
+    # Written in UTC; PostgreSQL hands it back in the session's time zone, SQLite naive.
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 

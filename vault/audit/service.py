@@ -1,20 +1,22 @@
 """Appending to the log, inside the caller's transaction.
 
-The chain head row is claimed with an UPDATE before anything is read, which takes the
+The chain head row is claimed with an upsert before anything is read, which takes the
 row lock on PostgreSQL and the write lock on SQLite, so two writers of one chain queue
 instead of forking it, while writers of different chains never meet.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from vault.audit import notifications
 from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
 from vault.audit.records import AuditRecord
 from vault.models import AuditChainHead, AuditEntry
 from vault.models.base import utcnow
+from vault.observability import metrics
 
 
 class AuditService:
@@ -49,6 +51,8 @@ class AuditService:
             .values(last_hash=digest)
         )
         session.flush()
+        metrics.audit_appended(session, record.outcome.value)
+        notifications.enqueue(session, entry)
         return entry
 
     def append_standalone(self, factory: sessionmaker[Session], record: AuditRecord) -> None:
@@ -61,21 +65,18 @@ class AuditService:
     def _claim_next(session: Session, chain_key: str) -> tuple[int, bytes]:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(
+        # One round trip: a new chain's head is created at 1, an existing one is moved
+        # on under its row lock, and either way the claimed link comes back.
+        claimed = (
             insert(AuditChainHead)
-            .values(chain_key=chain_key, last_seq=0, last_hash=GENESIS)
-            .on_conflict_do_nothing(index_elements=["chain_key"])
-        )
-        session.execute(
-            update(AuditChainHead)
-            .where(AuditChainHead.chain_key == chain_key)
-            .values(last_seq=AuditChainHead.last_seq + 1)
-        )
-        seq, last_hash = session.execute(
-            select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(
-                AuditChainHead.chain_key == chain_key
+            .values(chain_key=chain_key, last_seq=1, last_hash=GENESIS)
+            .on_conflict_do_update(
+                index_elements=["chain_key"],
+                set_={"last_seq": AuditChainHead.last_seq + 1},
             )
-        ).one()
+            .returning(AuditChainHead.last_seq, AuditChainHead.last_hash)
+        )
+        seq, last_hash = session.execute(claimed).one()
         return int(seq), bytes(last_hash)
 
 

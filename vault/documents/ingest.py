@@ -1,12 +1,14 @@
 """Ingestion: ITI-105 Simplified Publish, patient uploads, and ITI-65 Provide Document
-Bundle. Everything is checked before anything is written, and one transaction holds it
-all, so a submission lands whole or not at all."""
+Bundle. Every rule that needs no database is checked before anything is written, and one
+transaction holds the rest, so a submission lands whole or not at all."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 from uuid import uuid4
 
 from sqlalchemy.orm import Session
@@ -14,17 +16,17 @@ from sqlalchemy.orm import Session
 from vault.access.policy import Actor
 from vault.access.principal import Role
 from vault.documents.metadata import DocumentMetadata, check_content, extract
-from vault.documents.patch import parse_fhirpath_patch
+from vault.documents.patch import Operation, parse_fhirpath_patch
 from vault.documents.service import DocumentService, NewDocument, StoredDocument
 from vault.documents.subject import SubjectResolver
-from vault.errors import BadRequest, InvalidResource
+from vault.documents.submission import Entry, Submission
+from vault.errors import InvalidResource, PreconditionFailed
 from vault.fhir import base64binary
+from vault.fhir.document_bundle import check_document, is_fhir_content
+from vault.fhir.references import local
 from vault.fhir.validate import validate_resource
-from vault.fhir.wire import JSON_MEDIA_TYPES
 from vault.patients.service import PatientService
-
-SUBMISSION_SET = "submissionset"
-FOLDER = "folder"
+from vault.submissions.service import SubmissionSetService
 
 
 @dataclass
@@ -36,228 +38,395 @@ class EntryResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Document:
+    """A DocumentReference of the submission, checked and ready to store."""
+
+    entry: Entry
+    metadata: DocumentMetadata
+    content: bytes
+    binary: Entry | None
+    replaces: str | None
+
+
 class Ingestion:
     def __init__(
-        self, documents: DocumentService, patients: PatientService, subjects: SubjectResolver
+        self,
+        documents: DocumentService,
+        patients: PatientService,
+        subjects: SubjectResolver,
+        submission_sets: SubmissionSetService,
     ) -> None:
         self.documents = documents
         self.patients = patients
         self.subjects = subjects
+        self.submission_sets = submission_sets
 
     # -- ITI-105 and patient uploads ------------------------------------------------------
 
     def publish(self, session: Session, actor: Actor, resource: dict[str, Any]) -> StoredDocument:
-        resource = self._prepare_upload(actor, resource)
-        validate_resource(resource, expression="DocumentReference")
-        metadata = extract(resource)
+        where = "DocumentReference"
+        resource = _prepare_upload(actor, resource)
+        validate_resource(resource, expression=where)
+        metadata = extract(resource, where=where)
+        if metadata.inline_data is None:
+            raise InvalidResource(
+                "Simplified Publish carries the document in attachment.data",
+                expression=f"{where}.content[0].attachment.data",
+            )
+        content = base64binary.decode(
+            metadata.inline_data, expression=f"{where}.content[0].attachment.data"
+        )
+        _check_content(metadata, content, where)
+        replaces = _replaces(resource, where, self.subjects.fhir_base, in_bundle=None)
         patient_id = self.subjects.resolve(
             session,
             actor,
             resource.get("subject"),
             contained=resource.get("contained") or [],
-            in_bundle={},
-            expression="DocumentReference.subject",
+            expression=f"{where}.subject",
         )
-        if metadata.inline_data is None:
-            raise InvalidResource(
-                "Simplified Publish carries the document in attachment.data",
-                expression="DocumentReference.content[0].attachment.data",
-            )
-        content = base64binary.decode(
-            metadata.inline_data, expression="DocumentReference.content[0].attachment.data"
-        )
-        check_content(metadata, content, "DocumentReference.content[0].attachment")
-        _check_nested_bundle(metadata, content)
-        replaces = self._replaces(resource, {})
+        self._check_source_patient(session, resource, patient_id, where)
         return self.documents.create(
             session, actor, NewDocument(resource, metadata, content, patient_id, replaces)
         )
-
-    @staticmethod
-    def _prepare_upload(actor: Actor, resource: dict[str, Any]) -> dict[str, Any]:
-        """A patient's own upload: the author is the patient, and a patient's app need not
-        mint a unique id for the document."""
-        if actor.principal.role is not Role.PATIENT:
-            return resource
-        resource = copy.deepcopy(resource)
-        if actor.own_patient_id is not None:
-            resource["author"] = [{"reference": f"Patient/{actor.own_patient_id}"}]
-        if not resource.get("masterIdentifier"):
-            resource["masterIdentifier"] = {
-                "system": "urn:ietf:rfc:3986",
-                "value": f"urn:uuid:{uuid4()}",
-            }
-        return resource
-
-    @staticmethod
-    def _replaces(resource: dict[str, Any], created: dict[str, str]) -> str | None:
-        targets = [
-            relation.get("target", {}).get("reference")
-            for relation in resource.get("relatesTo") or []
-            if isinstance(relation, dict) and relation.get("code") == "replaces"
-        ]
-        if not targets:
-            return None
-        if len(targets) > 1 or not isinstance(targets[0], str):
-            raise InvalidResource(
-                "A document replaces at most one document", expression="DocumentReference.relatesTo"
-            )
-        target = targets[0]
-        if target in created:
-            return created[target]
-        kind, _, document_id = target.rpartition("/")
-        if not kind.endswith("DocumentReference") or not document_id:
-            raise InvalidResource(
-                "relatesTo.target must reference a DocumentReference",
-                expression="DocumentReference.relatesTo",
-            )
-        return document_id
 
     # -- ITI-65 ---------------------------------------------------------------------------
 
     def provide_bundle(
         self, session: Session, actor: Actor, bundle: dict[str, Any]
     ) -> list[EntryResult]:
-        if bundle.get("type") != "transaction":
-            raise InvalidResource(
-                "POST /fhir takes a Bundle of type transaction", expression="Bundle.type"
-            )
+        submission = Submission.parse(bundle)
         validate_resource(bundle, expression="Bundle")
-        entries = bundle.get("entry") or []
-        if not entries:
-            raise InvalidResource("The transaction is empty", expression="Bundle.entry")
-        plan = _Plan.of(entries)
+        listed = submission.check_submission_set()
+        documents = [
+            _prepare(submission, _upload_entry(actor, entry), self.subjects.fhir_base)
+            for entry in submission.documents
+        ]
+        _check_unique_documents(documents)
+        _check_binaries_used(submission, documents)
+        patches = [_parse_patch(entry) for entry in submission.patches]
 
-        in_bundle: dict[str, str] = {}
         results: dict[int, EntryResult] = {}
-        for index in plan.patients:
-            entry = entries[index]
-            patient, created = self.patients.ensure(
-                session, actor, entry["resource"], expression=f"Bundle.entry[{index}].resource"
+        bundle_patients = self._bundle_patients(session, actor, submission, results)
+        patient_id = self._single_patient(session, actor, submission, bundle_patients)
+
+        stored_ids: dict[int, str] = {}
+        retried = True
+        superseded: set[str] = set()
+        for document in documents:
+            stored = self.documents.create(
+                session,
+                actor,
+                NewDocument(
+                    document.entry.resource,
+                    document.metadata,
+                    document.content,
+                    patient_id,
+                    document.replaces,
+                ),
             )
-            in_bundle[entry.get("fullUrl") or f"#entry{index}"] = patient.id
-            results[index] = EntryResult(
+            retried = retried and not stored.created
+            stored_ids[document.entry.index] = stored.id
+            if document.replaces is not None:
+                superseded.add(document.replaces)
+            results[document.entry.index] = _document_result(stored)
+            if document.binary is not None:
+                results[document.binary.index] = EntryResult(
+                    results[document.entry.index].status, f"Binary/{stored.binary_id}"
+                )
+        for patch in patches:
+            results[patch.entry.index] = self._patch(session, actor, patch, patient_id, superseded)
+
+        kept = self.submission_sets.record(
+            session,
+            actor,
+            submission.submission_set.resource,
+            patient_id,
+            [stored_ids[index] for index in listed],
+            retried=retried,
+        )
+        results[submission.submission_set.index] = EntryResult(
+            "201 Created" if kept.created else "200 OK",
+            f"List/{kept.id}",
+            'W/"1"',
+            kept.last_updated,
+        )
+        return [results[entry.index] for entry in submission.entries]
+
+    def _bundle_patients(
+        self,
+        session: Session,
+        actor: Actor,
+        submission: Submission,
+        results: dict[int, EntryResult],
+    ) -> dict[int, str]:
+        """The transaction's Patient entry: conditional create on its INS, as ``POST
+        /fhir/Patient`` does; ``ifNoneExist``, when given, must name that INS."""
+        found: dict[int, str] = {}
+        for entry in submission.patients:
+            ins = self.patients.ins_of(entry.resource, expression=entry.resource_where)
+            if entry.if_none_exist is not None:
+                _check_if_none_exist(entry, ins.system, ins.value)
+            patient, created = self.patients.ensure(
+                session, actor, entry.resource, expression=entry.resource_where
+            )
+            found[entry.index] = patient.id
+            results[entry.index] = EntryResult(
                 "201 Created" if created else "200 OK", f"Patient/{patient.id}"
             )
-
-        patient_id = self._single_patient(session, actor, entries, plan, in_bundle)
-        created_ids: dict[str, str] = {}
-        superseded: set[str] = set()
-        for index in plan.documents:
-            entry = entries[index]
-            where = f"Bundle.entry[{index}].resource"
-            resource = entry["resource"]
-            metadata = extract(resource)
-            content, binary_url = self._content(metadata, plan, where)
-            check_content(metadata, content, f"{where}.content[0].attachment")
-            _check_nested_bundle(metadata, content)
-            replaces = self._replaces(resource, created_ids)
-            if replaces is not None:
-                superseded.add(replaces)
-            stored = self.documents.create(
-                session, actor, NewDocument(resource, metadata, content, patient_id, replaces)
-            )
-            if entry.get("fullUrl"):
-                created_ids[entry["fullUrl"]] = stored.id
-            results[index] = _document_result(stored)
-            if binary_url is not None:
-                binary_entry = plan.binary_index[binary_url]
-                results[binary_entry] = EntryResult(
-                    results[index].status, f"Binary/{stored.binary_id}"
-                )
-
-        for index in plan.binaries:
-            if index not in results:
-                raise InvalidResource(
-                    "A Binary in the transaction is not used by any DocumentReference",
-                    expression=f"Bundle.entry[{index}]",
-                )
-        for index in plan.patches:
-            results[index] = self._patch(session, actor, entries[index], superseded, index)
-        for index in plan.submission_sets:
-            results[index] = EntryResult("201 Created", f"List/{uuid4()}")
-        return [results[index] for index in range(len(entries))]
+        return found
 
     def _single_patient(
         self,
         session: Session,
         actor: Actor,
-        entries: list[Any],
-        plan: _Plan,
-        in_bundle: dict[str, str],
+        submission: Submission,
+        bundle_patients: dict[int, str],
     ) -> str:
-        """MHD: one submission, one patient. The SubmissionSet and every DocumentReference
-        must name the same patient."""
-        found: set[str] = set()
-        for index in [*plan.submission_sets, *plan.documents]:
-            resource = entries[index]["resource"]
-            found.add(
-                self.subjects.resolve(
-                    session,
-                    actor,
-                    resource.get("subject"),
-                    contained=resource.get("contained") or [],
-                    in_bundle=in_bundle,
-                    expression=f"Bundle.entry[{index}].resource.subject",
-                )
-            )
-        if len(found) != 1:
-            raise InvalidResource(
-                "All resources of one submission must concern the same patient",
-                expression="Bundle.entry",
-            )
-        return found.pop()
+        """MHD: one submission, one patient. The SubmissionSet, every DocumentReference and
+        the Patient entry, if any, must all be the same person."""
+        patient_id = ""
+        for entry in [submission.submission_set, *submission.documents]:
+            resource = entry.resource
+            where = f"{entry.resource_where}.subject"
 
-    @staticmethod
-    def _content(metadata: DocumentMetadata, plan: _Plan, where: str) -> tuple[bytes, str | None]:
-        if metadata.inline_data is not None:
-            return base64binary.decode(
-                metadata.inline_data, expression=f"{where}.content[0].attachment.data"
-            ), None
-        url = metadata.attachment_url or ""
-        binary = plan.binary(url)
-        if binary is None:
-            raise InvalidResource(
-                "attachment.url must point to a Binary in this transaction",
-                expression=f"{where}.content[0].attachment.url",
+            def in_bundle(reference: str, source: Entry = entry, where: str = where) -> str | None:
+                target = submission.resolve(reference, source)
+                if target is None:
+                    return None
+                if target.index not in bundle_patients:
+                    raise InvalidResource("subject must reference a Patient", expression=where)
+                return bundle_patients[target.index]
+
+            found = self.subjects.resolve(
+                session,
+                actor,
+                resource.get("subject"),
+                contained=resource.get("contained") or [],
+                expression=where,
+                in_bundle=in_bundle,
             )
-        full_url, resource = binary
-        if resource.get("data") is None:
-            raise InvalidResource(
-                "The Binary carries no data", expression=f"{where}.content[0].attachment.url"
-            )
-        if resource.get("contentType") and resource["contentType"] != metadata.content_type:
-            metadata.warnings.append(
-                "Binary.contentType differs from attachment.contentType; the attachment's is kept"
-            )
-        return base64binary.decode(resource["data"], expression="Binary.data"), full_url
+            if patient_id and found != patient_id:
+                raise InvalidResource(
+                    "All resources of one submission must concern the same patient",
+                    expression=where,
+                )
+            patient_id = found
+            if resource.get("resourceType") == "DocumentReference":
+                self._check_source_patient(session, resource, found, entry.resource_where)
+        for index, bundled in bundle_patients.items():
+            if bundled != patient_id:
+                raise InvalidResource(
+                    "The Patient entry is not the patient of the submission",
+                    expression=f"Bundle.entry[{index}]",
+                )
+        return patient_id
+
+    def _check_source_patient(
+        self, session: Session, resource: dict[str, Any], patient_id: str, where: str
+    ) -> None:
+        """``context.sourcePatientInfo`` describes the subject as the source knows them; an
+        INS there that names someone else means two people were mixed up."""
+        reference = ((resource.get("context") or {}).get("sourcePatientInfo") or {}).get(
+            "reference"
+        )
+        if not isinstance(reference, str) or not reference.startswith("#"):
+            return
+        for contained in resource.get("contained") or []:
+            if (
+                isinstance(contained, dict)
+                and contained.get("resourceType") == "Patient"
+                and contained.get("id") == reference[1:]
+            ):
+                self.subjects.same_person(
+                    session, patient_id, contained, f"{where}.context.sourcePatientInfo"
+                )
 
     def _patch(
         self,
         session: Session,
         actor: Actor,
-        entry: dict[str, Any],
+        patch: _Patch,
+        patient_id: str,
         superseded: set[str],
-        index: int,
     ) -> EntryResult:
-        where = f"Bundle.entry[{index}]"
-        operations = parse_fhirpath_patch(entry["resource"])
-        url = str(entry["request"]["url"])
-        kind, _, document_id = url.partition("/")
-        if kind != "DocumentReference" or not document_id:
+        if _only_supersedes(patch.operations) and patch.document_id in superseded:
+            # The replacing DocumentReference of this submission already superseded it.
+            return EntryResult("200 OK", f"DocumentReference/{patch.document_id}")
+        document, resource = self.documents.update_metadata(
+            session, actor, patch.document_id, patch.operations
+        )
+        if document.patient_id != patient_id:
+            # Only a document its author may change gets here, so this reveals nothing new.
             raise InvalidResource(
-                "PATCH in a Provide Document Bundle applies to a DocumentReference",
-                expression=where,
+                "The PATCH changes a document of another patient than the submission's",
+                expression=f"{patch.entry.where}.request.url",
             )
-        if _only_supersedes(operations) and document_id in superseded:
-            # The replacing DocumentReference in this bundle already superseded it.
-            return EntryResult("200 OK", f"DocumentReference/{document_id}")
-        document, resource = self.documents.update_metadata(session, actor, document_id, operations)
         return EntryResult(
             "200 OK",
             f"DocumentReference/{document.id}/_history/{document.current_version}",
             f'W/"{document.current_version}"',
             resource["meta"]["lastUpdated"],
+        )
+
+
+def _upload_entry(actor: Actor, entry: Entry) -> Entry:
+    return dataclasses.replace(entry, resource=_prepare_upload(actor, entry.resource))
+
+
+@dataclass(frozen=True)
+class _Patch:
+    entry: Entry
+    document_id: str
+    operations: list[Operation]
+
+
+def _parse_patch(entry: Entry) -> _Patch:
+    document_id = entry.url.split("?", 1)[0].removeprefix("DocumentReference/")
+    if not document_id or "/" in document_id:
+        raise InvalidResource(
+            "PATCH in a Provide Document Bundle applies to DocumentReference/{id}",
+            expression=f"{entry.where}.request.url",
+        )
+    return _Patch(entry, document_id, parse_fhirpath_patch(entry.resource))
+
+
+def _prepare_upload(actor: Actor, resource: dict[str, Any]) -> dict[str, Any]:
+    """A patient's own upload: the author is the patient, and a patient's app need not mint
+    a unique id for the document."""
+    if actor.principal.role is not Role.PATIENT:
+        return resource
+    resource = copy.deepcopy(resource)
+    if actor.own_patient_id is not None:
+        resource["author"] = [{"reference": f"Patient/{actor.own_patient_id}"}]
+    if not resource.get("masterIdentifier"):
+        resource["masterIdentifier"] = {
+            "system": "urn:ietf:rfc:3986",
+            "value": f"urn:uuid:{uuid4()}",
+        }
+    return resource
+
+
+def _prepare(submission: Submission, entry: Entry, fhir_base: str) -> _Document:
+    where = entry.resource_where
+    metadata = extract(entry.resource, where=where)
+    binary: Entry | None = None
+    if metadata.inline_data is not None:
+        content = base64binary.decode(
+            metadata.inline_data, expression=f"{where}.content[0].attachment.data"
+        )
+    else:
+        binary = submission.binary_for(entry, metadata.attachment_url or "")
+        if binary is None:
+            raise InvalidResource(
+                "attachment.url must point to a Binary of this transaction",
+                expression=f"{where}.content[0].attachment.url",
+            )
+        if binary.resource.get("data") is None:
+            raise InvalidResource(
+                "The Binary carries no data", expression=f"{binary.resource_where}.data"
+            )
+        content = base64binary.decode(
+            binary.resource["data"], expression=f"{binary.resource_where}.data"
+        )
+        declared = binary.resource.get("contentType")
+        if declared and declared != metadata.content_type:
+            metadata.warnings.append(
+                "Binary.contentType differs from attachment.contentType; the attachment's is kept"
+            )
+    _check_content(metadata, content, where)
+    replaces = _replaces(entry.resource, where, fhir_base, in_bundle=(submission, entry))
+    return _Document(entry, metadata, content, binary, replaces)
+
+
+def _check_content(metadata: DocumentMetadata, content: bytes, where: str) -> None:
+    attachment = f"{where}.content[0].attachment"
+    check_content(metadata, content, attachment)
+    if is_fhir_content(metadata.content_type):
+        # A FHIR document sent as content (a lab report Bundle, say) is validated as one.
+        check_document(content, expression=f"{attachment}.data")
+
+
+def _replaces(
+    resource: dict[str, Any],
+    where: str,
+    fhir_base: str,
+    *,
+    in_bundle: tuple[Submission, Entry] | None,
+) -> str | None:
+    """The stored document a ``replaces`` relation supersedes, by its id."""
+    expression = f"{where}.relatesTo"
+    targets = [
+        (relation.get("target") or {}).get("reference")
+        for relation in resource.get("relatesTo") or []
+        if isinstance(relation, dict) and relation.get("code") == "replaces"
+    ]
+    if not targets:
+        return None
+    if len(targets) > 1 or not isinstance(targets[0], str):
+        raise InvalidResource("A document replaces at most one document", expression=expression)
+    target = targets[0]
+    if in_bundle is not None and in_bundle[0].resolve(target, in_bundle[1]) is not None:
+        # XDS replaces only what the registry already holds: a document submitted and
+        # superseded in one go would never have been current.
+        raise InvalidResource(
+            "relatesTo.replaces must name a document already stored, not one of this submission",
+            expression=expression,
+        )
+    parts = local(target, fhir_base)
+    if parts is None or parts[0] != "DocumentReference":
+        raise InvalidResource(
+            "relatesTo.target must reference a DocumentReference on this server",
+            expression=expression,
+        )
+    return parts[1]
+
+
+def _check_unique_documents(documents: list[_Document]) -> None:
+    """masterIdentifier is the document's unique id: two documents of one submission cannot
+    share it (XDS: XDSRegistryDuplicateUniqueIdInMessage)."""
+    seen: set[str] = set()
+    for document in documents:
+        if document.metadata.master_identifier in seen:
+            raise InvalidResource(
+                "Two DocumentReferences of this submission share one masterIdentifier",
+                expression=f"{document.entry.resource_where}.masterIdentifier",
+            )
+        seen.add(document.metadata.master_identifier)
+
+
+def _check_binaries_used(submission: Submission, documents: list[_Document]) -> None:
+    used: dict[int, Entry] = {}
+    for document in documents:
+        if document.binary is None:
+            continue
+        if document.binary.index in used:
+            raise InvalidResource(
+                "Each Binary is the content of one DocumentReference",
+                expression=f"{document.entry.resource_where}.content[0].attachment.url",
+            )
+        used[document.binary.index] = document.entry
+    for entry in submission.binaries:
+        if entry.index not in used:
+            raise InvalidResource(
+                "A Binary in the transaction is not the content of any DocumentReference",
+                expression=entry.where,
+            )
+
+
+def _check_if_none_exist(entry: Entry, system: str, value: str) -> None:
+    condition = (entry.if_none_exist or "").removeprefix("Patient?")
+    criteria = parse_qs(condition, keep_blank_values=True)
+    values = criteria.get("identifier") or []
+    if set(criteria) != {"identifier"} or len(values) != 1 or "|" not in values[0]:
+        raise InvalidResource(
+            "ifNoneExist supports identifier=system|value only",
+            expression=f"{entry.where}.request.ifNoneExist",
+        )
+    if tuple(values[0].split("|", 1)) != (system, value):
+        raise PreconditionFailed(
+            "ifNoneExist does not name the Patient's INS",
         )
 
 
@@ -273,117 +442,3 @@ def _document_result(stored: StoredDocument) -> EntryResult:
         stored.last_updated.isoformat(),
         stored.warnings,
     )
-
-
-def _check_nested_bundle(metadata: DocumentMetadata, content: bytes) -> None:
-    """A FHIR document (Bundle of type document) sent as content is validated as FHIR too."""
-    if metadata.content_type.split(";")[0].strip() not in JSON_MEDIA_TYPES:
-        return
-    from vault.fhir.wire import parse_resource  # noqa: PLC0415
-
-    try:
-        nested = parse_resource(content, expected="Bundle")
-    except BadRequest as error:
-        raise InvalidResource(
-            f"FHIR content: {error.message}", expression="attachment.data"
-        ) from None
-    if nested.get("type") != "document":
-        raise InvalidResource(
-            "FHIR content must be a Bundle of type document", expression="attachment.data"
-        )
-    validate_resource(nested, expression="attachment.data(Bundle)")
-    first = (nested.get("entry") or [{}])[0].get("resource") or {}
-    if first.get("resourceType") != "Composition":
-        raise InvalidResource(
-            "A document Bundle starts with a Composition",
-            expression="attachment.data(Bundle).entry[0]",
-        )
-
-
-@dataclass
-class _Plan:
-    patients: list[int]
-    documents: list[int]
-    binaries: list[int]
-    submission_sets: list[int]
-    patches: list[int]
-    binary_index: dict[str, int]
-    _binary_resources: dict[str, dict[str, Any]]
-
-    @classmethod
-    def of(cls, entries: list[Any]) -> _Plan:
-        plan = cls([], [], [], [], [], {}, {})
-        seen: set[str] = set()
-        for index, entry in enumerate(entries):
-            where = f"Bundle.entry[{index}]"
-            request = entry.get("request") or {}
-            method, url = request.get("method"), str(request.get("url") or "")
-            resource = entry.get("resource") or {}
-            full_url = entry.get("fullUrl")
-            if full_url:
-                if full_url in seen:
-                    raise BadRequest(
-                        "Duplicate fullUrl in the Bundle", expression=f"{where}.fullUrl"
-                    )
-                seen.add(full_url)
-            role = _classify(method, resource.get("resourceType"), url, resource, where)
-            getattr(plan, role).append(index)
-            if role == "binaries":
-                if not full_url:
-                    raise InvalidResource(
-                        "A Binary needs a fullUrl for documents to point at", expression=where
-                    )
-                plan.binary_index[full_url] = index
-                plan._binary_resources[full_url] = resource
-        if len(plan.submission_sets) != 1:
-            raise InvalidResource(
-                "A Provide Document Bundle has exactly one SubmissionSet List",
-                expression="Bundle.entry",
-            )
-        if not plan.documents:
-            raise InvalidResource(
-                "The submission contains no DocumentReference", expression="Bundle.entry"
-            )
-        return plan
-
-    def binary(self, url: str) -> tuple[str, dict[str, Any]] | None:
-        if url in self._binary_resources:
-            return url, self._binary_resources[url]
-        # "Binary/x" may name an entry whose fullUrl is absolute and ends the same way.
-        if url.startswith("Binary/"):
-            for full_url, resource in self._binary_resources.items():
-                if full_url.endswith("/" + url) or resource.get("id") == url.removeprefix(
-                    "Binary/"
-                ):
-                    return full_url, resource
-        return None
-
-
-def _classify(method: Any, kind: Any, url: str, resource: dict[str, Any], where: str) -> str:
-    """Which part of an MHD submission an entry is; anything else is refused."""
-    if kind == "List" and _list_code(resource) == FOLDER:
-        raise InvalidResource("Folders are not supported by this vault", expression=where)
-    if method == "PATCH" and kind == "Parameters":
-        return "patches"
-    roles = {
-        ("Patient", "Patient"): "patients",
-        ("DocumentReference", "DocumentReference"): "documents",
-        ("Binary", "Binary"): "binaries",
-        ("List", "List"): "submission_sets",
-    }
-    role = roles.get((kind, url.split("?", maxsplit=1)[0])) if method == "POST" else None
-    if role is None:
-        raise InvalidResource(
-            f"{method} {kind or url} is not part of an MHD Provide Document Bundle",
-            expression=where,
-        )
-    if role == "submission_sets" and _list_code(resource) != SUBMISSION_SET:
-        raise InvalidResource("A List in a submission must be its SubmissionSet", expression=where)
-    return role
-
-
-def _list_code(resource: dict[str, Any]) -> str | None:
-    for coding in (resource.get("code") or {}).get("coding") or []:
-        if isinstance(coding, dict):
-            return str(coding.get("code"))
-    return None

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from vault.errors import InvalidResource
 from vault.fhir import base64binary
+from vault.fhir.wire import media_type
 
 DOCUMENT_STATUSES = frozenset({"current", "superseded", "entered-in-error"})
 PDF_MAGIC = b"%PDF-"
+SHA1_BYTES = 20
+MAX_IDENTIFIER = 512
+MAX_CODE = 256
+MAX_LABELS = 512
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 
 
 @dataclass
@@ -50,20 +57,21 @@ def security_label_codes(resource: dict[str, Any]) -> frozenset[str]:
     return frozenset(codes)
 
 
-def _parse_date(value: Any) -> datetime | None:
+def _parse_date(value: Any, where: str) -> datetime | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        # fhir.resources takes a JSON number for an instant (as a Unix time); FHIR does not.
+        raise InvalidResource("date must be a FHIR instant", expression=f"{where}.date")
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidResource(
-            "date must be a FHIR instant", expression="DocumentReference.date"
-        ) from None
+        raise InvalidResource("date must be a FHIR instant", expression=f"{where}.date") from None
 
 
-def extract(resource: dict[str, Any]) -> DocumentMetadata:
-    """Check the metadata rules and pull out what the vault indexes."""
-    where = "DocumentReference"
+def extract(resource: dict[str, Any], *, where: str = "DocumentReference") -> DocumentMetadata:
+    """Check the metadata rules and pull out what the vault indexes. ``where`` is the
+    resource's FHIRPath in the request, for error locations."""
     master = resource.get("masterIdentifier")
     if not isinstance(master, dict) or not master.get("value"):
         raise InvalidResource(
@@ -105,6 +113,11 @@ def extract(resource: dict[str, Any]) -> DocumentMetadata:
             "attachment.contentType is required",
             expression=f"{where}.content[0].attachment.contentType",
         )
+    if not _MEDIA_TYPE.fullmatch(media_type(str(content_type))):
+        raise InvalidResource(
+            "attachment.contentType must be a media type (type/subtype)",
+            expression=f"{where}.content[0].attachment.contentType",
+        )
     data, url = attachment.get("data"), attachment.get("url")
     if data is None and not url:
         raise InvalidResource(
@@ -112,24 +125,36 @@ def extract(resource: dict[str, Any]) -> DocumentMetadata:
             expression=f"{where}.content[0].attachment",
         )
     size = attachment.get("size")
-    if size is not None and (not isinstance(size, int) or size < 0):
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise InvalidResource(
             "attachment.size must be a non-negative integer",
             expression=f"{where}.content[0].attachment.size",
         )
+    labels = security_label_codes(resource)
+    # The indexed fields live in bounded columns: refuse what would not fit, here, rather
+    # than fail in the database.
+    _bounded(_identifier_text(master), MAX_IDENTIFIER, f"{where}.masterIdentifier")
+    _bounded(type_code, MAX_CODE, f"{where}.type")
+    _bounded(category_code, MAX_CODE, f"{where}.category")
+    _bounded(" ".join(sorted(labels)) + "  ", MAX_LABELS, f"{where}.securityLabel")
     return DocumentMetadata(
         master_identifier=_identifier_text(master),
         status=str(status),
         type_code=type_code,
         category_code=category_code,
-        date=_parse_date(resource.get("date")),
-        security_labels=security_label_codes(resource),
+        date=_parse_date(resource.get("date"), where),
+        security_labels=labels,
         content_type=str(content_type),
         declared_size=size,
         declared_hash=attachment.get("hash"),
         inline_data=data,
         attachment_url=url,
     )
+
+
+def _bounded(text: str, limit: int, expression: str) -> None:
+    if len(text) > limit:
+        raise InvalidResource(f"Too long: at most {limit} characters", expression=expression)
 
 
 def _identifier_text(identifier: dict[str, Any]) -> str:
@@ -152,16 +177,22 @@ def check_content(metadata: DocumentMetadata, content: bytes, where: str) -> Non
         digest = hashlib.sha1(content, usedforsecurity=False).digest()
         if declared == digest:
             pass
-        elif declared == digest.hex().encode():
-            # Published IHE examples base64 the hex string instead of the raw digest.
+        elif declared.lower() == digest.hex().encode():
+            # The published IHE MHD examples base64 the hex string of the digest instead of
+            # the digest itself. It still proves the bytes arrived intact, so it is taken,
+            # and the sender is told.
             metadata.warnings.append(
-                "attachment.hash is base64 of the hex SHA-1 rather than of the digest; accepted"
+                "attachment.hash is base64 of the hex SHA-1 string rather than of the 20-byte "
+                "digest; accepted, as it matches the content"
             )
         else:
             raise InvalidResource(
-                "attachment.hash does not match the document's bytes", expression=f"{where}.hash"
+                "attachment.hash (SHA-1) does not match the document's bytes"
+                if len(declared) in (SHA1_BYTES, 2 * SHA1_BYTES)
+                else "attachment.hash must be the base64 SHA-1 digest of the document",
+                expression=f"{where}.hash",
             )
-    if metadata.content_type == "application/pdf" and not content.startswith(PDF_MAGIC):
+    if media_type(metadata.content_type) == "application/pdf" and not content.startswith(PDF_MAGIC):
         metadata.warnings.append(
             "contentType is application/pdf but the bytes are not a PDF; stored as sent"
         )

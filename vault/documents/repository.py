@@ -28,6 +28,8 @@ def facts(document: Document) -> DocumentFacts:
         author_id=document.author_id,
         security_labels=labels_of(document.security_labels),
         status=document.status,
+        type_code=document.type_code,
+        category_code=document.category_code,
     )
 
 
@@ -43,8 +45,33 @@ def get(session: Session, document_id: str) -> Document | None:
     return session.get(Document, document_id)
 
 
+# Version numbers are 32-bit in the database: a larger one names no version (and, sent as
+# a query parameter, would be a database error rather than an absent row).
+MAX_VERSION = 2**31 - 1
+
+
 def version(session: Session, document_id: str, number: int) -> DocumentVersion | None:
+    if not 0 < number <= MAX_VERSION:
+        return None
     return session.get(DocumentVersion, (document_id, number))
+
+
+def current_versions(session: Session, documents: Sequence[Document]) -> dict[str, DocumentVersion]:
+    """The current version of each document, by document id, in one query."""
+    if not documents:
+        return {}
+    rows = session.scalars(
+        select(DocumentVersion)
+        .join(
+            Document,
+            and_(
+                Document.id == DocumentVersion.document_id,
+                Document.current_version == DocumentVersion.version,
+            ),
+        )
+        .where(Document.id.in_([document.id for document in documents]))
+    )
+    return {row.document_id: row for row in rows}
 
 
 def versions(session: Session, document_id: str) -> Sequence[DocumentVersion]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
-from vault.access.service import AccessService
+from vault.access.service import AccessDenied, AccessService
 from vault.documents import repository
 from vault.documents.repository import SearchCriteria
 from vault.documents.service import DocumentService
@@ -59,14 +59,20 @@ class DocumentSearch:
         count: int,
         cursor: str | None,
     ) -> SearchPage:
-        self.access.authorize(
-            session,
-            actor,
-            Permission.DOCUMENT_SEARCH,
-            criteria.patient_id,
-            resource_type="DocumentReference",
-            not_found_as="Patient",
-        )
+        try:
+            self.access.authorize(
+                session,
+                actor,
+                Permission.DOCUMENT_SEARCH,
+                criteria.patient_id,
+                resource_type="DocumentReference",
+            )
+        except AccessDenied as denied:
+            # A search on a record one may not search looks like a search on a record with
+            # no visible document (so a patient cannot probe for others' INS); the refusal
+            # is still on record, in this transaction, which writes nothing else.
+            self.access.record(session, denied.audit_record)
+            return SearchPage([], None)
         query = repository.search_query(criteria)
         after = decode_cursor(cursor) if cursor else None
         found: list[dict[str, Any]] = []
@@ -75,6 +81,8 @@ class DocumentSearch:
         while len(found) <= count and not exhausted:
             batch = repository.page_after(session, query, after, SCAN_BATCH)
             exhausted = len(batch) < SCAN_BATCH
+            # One query for what is likely to be shown, rather than one per document.
+            current_of = repository.current_versions(session, batch[: count - len(found)])
             for document in batch:
                 after = (document.created_at, document.id)
                 if not self.access.check(
@@ -84,7 +92,9 @@ class DocumentSearch:
                 if len(found) == count:
                     # One more visible result exists: the page is full and a next page is due.
                     return SearchPage(found, encode_cursor(*last_seen) if last_seen else None)
-                current = repository.version(session, document.id, document.current_version)
+                current = current_of.get(document.id) or repository.version(
+                    session, document.id, document.current_version
+                )
                 if current is None:
                     continue
                 found.append(self.documents.decrypt_version(session, current))

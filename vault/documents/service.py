@@ -8,7 +8,7 @@ record (document, version or binary, and patient).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,14 +17,22 @@ from uuid import uuid4
 from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
-from vault.access.policy import Actor, author_of
+from vault.access.policy import Actor, DocumentFacts, author_of
 from vault.access.service import AccessService
+from vault.access.state import MetadataChange
 from vault.documents import repository
-from vault.documents.metadata import DocumentMetadata, security_label_codes, sha1_base64
+from vault.documents.metadata import (
+    DOCUMENT_STATUSES,
+    DocumentMetadata,
+    security_label_codes,
+    sha1_base64,
+)
 from vault.documents.patch import Operation, changes_for
-from vault.errors import Conflict, Gone, InvalidResource, NotFound
+from vault.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
+from vault.fhir.validate import validate_resource
 from vault.models import Binary, Document, DocumentVersion
 from vault.models.base import new_id, utcnow
+from vault.observability import metrics
 from vault.storage import crypto
 from vault.storage.blobs.base import BlobStore
 from vault.storage.envelope import Envelope
@@ -37,6 +45,17 @@ def version_context(document_id: str, version: int, patient_id: str) -> bytes:
 
 def binary_context(binary_id: str, document_id: str, patient_id: str) -> bytes:
     return crypto.associated_data("Binary", binary_id, document_id, patient_id)
+
+
+# A document's status only moves forward: a superseded document does not become current
+# again (its replacement is), and entered-in-error is final.
+STATUS_CHANGES = frozenset(
+    {
+        ("current", "superseded"),
+        ("current", "entered-in-error"),
+        ("superseded", "entered-in-error"),
+    }
+)
 
 
 @dataclass
@@ -78,23 +97,30 @@ class DocumentService:
     # -- create ---------------------------------------------------------------------
 
     def create(self, session: Session, actor: Actor, new: NewDocument) -> StoredDocument:
+        existing = repository.by_master_identifier(session, new.metadata.master_identifier)
+        # The entry names the document created, or the one a retry gets back. (A concurrent
+        # twin not yet committed is not seen here: its unique index refuses this insert, 409.)
+        document_id = existing.id if existing is not None else new_id()
         self.access.authorize(
             session,
             actor,
             Permission.DOCUMENT_CREATE,
             new.patient_id,
+            # A caregiver's delegation covers uploads of some categories only.
+            document=_new_facts(actor, new),
             resource_type="DocumentReference",
+            resource_id=document_id,
+            detail={"retry": "true"} if existing is not None else None,
         )
-        fingerprint = self._keys.blind_index("content", new.content)
-        existing = repository.by_master_identifier(session, new.metadata.master_identifier)
         if existing is not None:
-            return self._retry(session, existing, new, fingerprint)
+            fingerprint = self._keys.blind_index("content", new.content)
+            return self._retry(session, actor, existing, new, fingerprint)
         if new.metadata.status != "current":
             raise InvalidResource(
                 "A new document's status must be current", expression="DocumentReference.status"
             )
 
-        document_id = new_id()
+        fingerprint = self._keys.blind_index("content", new.content)
         binary_id = new_id()
         now = utcnow()
         if new.replaces is not None:
@@ -144,19 +170,34 @@ class DocumentService:
         )
         self._add_version(session, actor, document_id, 1, new.patient_id, resource, binary_id, now)
         session.flush()
+        metrics.document_ingested(session)
         return StoredDocument(
             document_id, 1, binary_id, True, now, resource, list(new.metadata.warnings)
         )
 
     def _retry(
-        self, session: Session, existing: Document, new: NewDocument, fingerprint: bytes
+        self,
+        session: Session,
+        actor: Actor,
+        existing: Document,
+        new: NewDocument,
+        fingerprint: bytes,
     ) -> StoredDocument:
         """The same submission again (a client retrying after a lost response) returns
-        what was stored; anything else under the same masterIdentifier is a conflict."""
+        what was stored; anything else under the same masterIdentifier is a conflict.
+
+        Only a caller who may read the stored document gets it back: someone else sending
+        the same bytes under the same identifier learns nothing beyond the conflict.
+        """
         same = (
             existing.patient_id == new.patient_id
             and existing.content_fingerprint == fingerprint
             and existing.deleted_at is None
+            and bool(
+                self.access.check(
+                    actor, Permission.DOCUMENT_READ, existing.patient_id, repository.facts(existing)
+                )
+            )
         )
         current = (
             repository.version(session, existing.id, existing.current_version) if same else None
@@ -232,11 +273,10 @@ class DocumentService:
         self, session: Session, actor: Actor, target_id: str, patient_id: str, replacement_id: str
     ) -> None:
         target = repository.get_for_update(session, target_id)
-        if target is None or target.deleted_at is not None or target.patient_id != patient_id:
-            raise InvalidResource(
-                "relatesTo.replaces names no document of this patient",
-                expression="DocumentReference.relatesTo",
-            )
+        if target is None:
+            # Worded as the refusal below is, so a replacement cannot probe for documents.
+            raise NotFound("Replaced document not found")
+        # Another patient's document is refused by the policy (its patient differs).
         self.access.authorize(
             session,
             actor,
@@ -248,9 +288,9 @@ class DocumentService:
             detail={"change": "superseded", "by": replacement_id},
             not_found_as="Replaced document",
         )
-        if target.status != "current":
+        if target.deleted_at is not None or target.status != "current":
             raise Conflict("The document to replace is no longer current")
-        self._new_version(session, actor, target, lambda _current: {"status": "superseded"})
+        self._new_version(session, actor, target, {"status": "superseded"})
 
     # -- read -------------------------------------------------------------------------
 
@@ -340,51 +380,86 @@ class DocumentService:
     # -- change -----------------------------------------------------------------------
 
     def update_metadata(
-        self, session: Session, actor: Actor, document_id: str, operations: list[Operation]
+        self,
+        session: Session,
+        actor: Actor,
+        document_id: str,
+        operations: list[Operation],
+        expected_version: int | None = None,
     ) -> tuple[Document, dict[str, Any]]:
-        """Status and securityLabel changes; each makes a new version."""
+        """Status and securityLabel changes; each makes a new version. ``expected_version``
+        (from If-Match) guards against overwriting a change the caller has not seen."""
         document = repository.get_for_update(session, document_id)
         if document is None:
             raise NotFound("DocumentReference not found")
+        facts = repository.facts(document)
+        # Who may make a change depends on what it changes (masking is the patient's, lifting
+        # INVISIBLE_PATIENT the author's: docs/access.md), known only once the patch is
+        # applied; until then only someone who can see the document learns anything more.
+        self.access.require_visible(
+            session,
+            actor,
+            Permission.DOCUMENT_UPDATE,
+            facts,
+            resource_type="DocumentReference",
+            resource_id=document.id,
+            not_found_as="DocumentReference",
+        )
+        if document.deleted_at is not None:
+            raise Gone("This document was deleted")
+        _check_version(document, expected_version)
+        row, current = self._current(session, document)
+        changes = changes_for(current, operations)
+        if changes.get("status", current.get("status")) not in DOCUMENT_STATUSES:
+            raise InvalidResource(
+                "status must be current, superseded or entered-in-error",
+                expression="DocumentReference.status",
+            )
         self.access.authorize(
             session,
             actor,
             Permission.DOCUMENT_UPDATE,
             document.patient_id,
-            document=repository.facts(document),
+            document=facts,
+            change=_metadata_change(current, changes),
             resource_type="DocumentReference",
             resource_id=document.id,
             detail={"change": ",".join(sorted({op.field for op in operations}))},
             not_found_as="DocumentReference",
         )
-        if document.deleted_at is not None:
-            raise Gone("This document was deleted")
-        resource = self._new_version(
-            session, actor, document, lambda current: changes_for(current, operations)
-        )
+        if all(current.get(key) == value for key, value in changes.items()):
+            # Nothing changes, so no version is made.
+            return document, current
+        before, after = current.get("status"), changes.get("status", current.get("status"))
+        if before != after and (before, after) not in STATUS_CHANGES:
+            raise Conflict(f"A {before} document cannot become {after}")
+        resource = self._new_version(session, actor, document, changes, (row, current))
         return document, resource
+
+    def _current(
+        self, session: Session, document: Document
+    ) -> tuple[DocumentVersion, dict[str, Any]]:
+        row = repository.version(session, document.id, document.current_version)
+        if row is None:
+            raise NotFound("DocumentReference not found")
+        return row, self.decrypt_version(session, row)
 
     def _new_version(
         self,
         session: Session,
         actor: Actor,
         document: Document,
-        changes_of: Callable[[dict[str, Any]], dict[str, Any]],
+        changes: dict[str, Any],
+        current: tuple[DocumentVersion, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        current = repository.version(session, document.id, document.current_version)
-        if current is None:
-            raise NotFound("DocumentReference not found")
-        resource = self.decrypt_version(session, current)
-        for key, value in changes_of(resource).items():
+        row, resource = current or self._current(session, document)
+        resource = copy.deepcopy(resource)
+        for key, value in changes.items():
             if value is None:
                 resource.pop(key, None)
             else:
                 resource[key] = value
-        if resource.get("status") not in ("current", "superseded", "entered-in-error"):
-            raise InvalidResource(
-                "status must be current, superseded or entered-in-error",
-                expression="DocumentReference.status",
-            )
+        validate_resource(resource, expression="DocumentReference")
         number = document.current_version + 1
         now = utcnow()
         resource["meta"] = {
@@ -393,14 +468,7 @@ class DocumentService:
             "lastUpdated": now.isoformat(),
         }
         self._add_version(
-            session,
-            actor,
-            document.id,
-            number,
-            document.patient_id,
-            resource,
-            current.binary_id,
-            now,
+            session, actor, document.id, number, document.patient_id, resource, row.binary_id, now
         )
         document.current_version = number
         document.status = str(resource["status"])
@@ -409,7 +477,13 @@ class DocumentService:
         session.flush()
         return resource
 
-    def delete(self, session: Session, actor: Actor, document_id: str) -> None:
+    def delete(
+        self,
+        session: Session,
+        actor: Actor,
+        document_id: str,
+        expected_version: int | None = None,
+    ) -> None:
         """Crypto-shredding: every data key of every version and of the content is destroyed;
         the tombstone, the version rows and the audit trail remain."""
         document = repository.get_for_update(session, document_id)
@@ -427,6 +501,7 @@ class DocumentService:
         )
         if document.deleted_at is not None:
             return
+        _check_version(document, expected_version)
         now = utcnow()
         for row in repository.versions(session, document.id):
             row.resource_dek = None
@@ -440,3 +515,34 @@ class DocumentService:
         document.category_code = None
         document.updated_at = now
         session.flush()
+
+
+def _new_facts(actor: Actor, new: NewDocument) -> DocumentFacts:
+    author_kind, author_id = author_of(actor)
+    return DocumentFacts(
+        patient_id=new.patient_id,
+        author_kind=author_kind,
+        author_id=author_id,
+        security_labels=new.metadata.security_labels,
+        status=new.metadata.status,
+        type_code=new.metadata.type_code,
+        category_code=new.metadata.category_code,
+    )
+
+
+def _metadata_change(current: dict[str, Any], changes: dict[str, Any]) -> MetadataChange:
+    after = {**current, **changes}
+    return MetadataChange.between(
+        current.get("status"),
+        after.get("status"),
+        security_label_codes(current),
+        security_label_codes(after),
+    )
+
+
+def _check_version(document: Document, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != document.current_version:
+        raise PreconditionFailed(
+            f"If-Match names version {expected_version}; the current version is "
+            f"{document.current_version}"
+        )

@@ -1,24 +1,46 @@
-"""Resolving a reference to the patient, in every form FHIR allows: literal
-(``Patient/{id}``, absolute on this server), contained (``#id``), in-bundle (``urn:uuid:``),
-conditional (``Patient?identifier=system|value``) and logical (``identifier``)."""
+"""Resolving a reference to the patient, in every form FHIR allows:
+
+- literal: ``Patient/{id}``, or absolute on this server (``{base}/fhir/Patient/{id}``),
+  optionally version-specific;
+- contained: ``#id``, a contained Patient carrying an INS: its record, created if new;
+- in-bundle: a ``urn:uuid:`` (or any ``fullUrl``) of the transaction's Patient entry;
+- conditional: ``Patient?identifier=system|value``, resolved as FHIR transactions require
+  (exactly one match, or the request fails);
+- logical: ``identifier`` with an INS, no ``reference``.
+
+When a reference carries both a literal reference and an INS identifier, both must name the
+same patient: a mismatch means the sender has mixed up two people.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
+from vault.access.principal import INS_SYSTEMS
 from vault.errors import InvalidResource
+from vault.fhir.ins import check_ins
+from vault.fhir.references import local
 from vault.patients.service import PatientService
+
+# The in-bundle step: the patient id a reference names inside the transaction, or None
+# when it names no entry of it.
+InBundle = Callable[[str], str | None]
+
+
+def _no_bundle(_reference: str) -> str | None:
+    return None
 
 
 class SubjectResolver:
-    def __init__(self, patients: PatientService, base_url: str) -> None:
+    def __init__(self, patients: PatientService, base_url: str, *, check_ins_key: bool) -> None:
         self.patients = patients
-        self._fhir_base = base_url.rstrip("/") + "/fhir/"
+        self.fhir_base = base_url.rstrip("/") + "/fhir/"
+        self._check_ins_key = check_ins_key
 
     def resolve(
         self,
@@ -27,20 +49,29 @@ class SubjectResolver:
         reference: Any,
         *,
         contained: list[Any],
-        in_bundle: Mapping[str, str],
         expression: str,
+        in_bundle: InBundle = _no_bundle,
     ) -> str:
         if not isinstance(reference, dict):
             raise InvalidResource("subject must be a Reference", expression=expression)
+        kind = reference.get("type")
+        # Reference.type is a uri: "Patient", or the absolute URL of its definition.
+        if kind is not None and (not isinstance(kind, str) or kind.rsplit("/", 1)[-1] != "Patient"):
+            raise InvalidResource("subject must reference a Patient", expression=expression)
         literal = reference.get("reference")
-        if isinstance(literal, str) and literal:
-            return self._literal(session, actor, literal, contained, in_bundle, expression)
         identifier = reference.get("identifier")
-        if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
+        if isinstance(literal, str) and literal:
+            patient_id = self._literal(session, actor, literal, contained, in_bundle, expression)
+            if isinstance(identifier, dict) and identifier.get("system") in INS_SYSTEMS:
+                self._same_patient(session, patient_id, identifier, expression)
+            return patient_id
+        if isinstance(identifier, dict):
             return self._by_identifier(
-                session, str(identifier["system"]), str(identifier["value"]), expression
+                session, identifier.get("system"), identifier.get("value"), expression
             )
-        raise InvalidResource("subject must reference the patient", expression=expression)
+        raise InvalidResource(
+            "subject must reference the patient (reference or identifier)", expression=expression
+        )
 
     def _literal(
         self,
@@ -48,55 +79,99 @@ class SubjectResolver:
         actor: Actor,
         literal: str,
         contained: list[Any],
-        in_bundle: Mapping[str, str],
+        in_bundle: InBundle,
         expression: str,
     ) -> str:
         if literal.startswith("#"):
-            for resource in contained:
-                if (
-                    isinstance(resource, dict)
-                    and resource.get("resourceType") == "Patient"
-                    and resource.get("id") == literal[1:]
-                ):
-                    patient, _ = self.patients.ensure(
-                        session, actor, resource, expression=f"{expression}(contained)"
-                    )
-                    return patient.id
-            raise InvalidResource("subject points to no contained Patient", expression=expression)
-        if literal in in_bundle:
-            return in_bundle[literal]
+            return self._contained(session, actor, literal[1:], contained, expression)
+        found = in_bundle(literal)
+        if found is not None:
+            return found
         if literal.startswith(("urn:uuid:", "urn:oid:")):
             raise InvalidResource(
-                "subject points to no Patient in this Bundle", expression=expression
+                "subject points to no Patient entry of this Bundle", expression=expression
             )
         if literal.startswith("Patient?"):
-            query = parse_qs(literal.removeprefix("Patient?"))
-            values = query.get("identifier") or []
-            if len(values) != 1 or len(query) != 1:
-                raise InvalidResource(
-                    "A conditional patient reference must be Patient?identifier=system|value",
-                    expression=expression,
-                )
-            system, _, value = values[0].partition("|")
-            return self._by_identifier(session, system, value, expression)
-        relative = literal.removeprefix(self._fhir_base)
-        kind, _, patient_id = relative.partition("/")
-        if kind != "Patient" or not patient_id or "/" in patient_id.split("/_history")[0]:
+            return self._conditional(session, literal.removeprefix("Patient?"), expression)
+        parts = local(literal, self.fhir_base)
+        if parts is None or parts[0] != "Patient":
             raise InvalidResource(
                 "subject must reference a Patient on this server", expression=expression
             )
-        found = self.patients.get(session, patient_id.split("/_history")[0])
-        if found is None:
+        patient = self.patients.get(session, parts[1])
+        if patient is None:
             raise InvalidResource(
                 "subject names a patient that does not exist", expression=expression
             )
-        return found.id
+        return patient.id
 
-    def _by_identifier(self, session: Session, system: str, value: str, expression: str) -> str:
+    def _contained(
+        self, session: Session, actor: Actor, local_id: str, contained: list[Any], expression: str
+    ) -> str:
+        for resource in contained:
+            if (
+                isinstance(resource, dict)
+                and resource.get("resourceType") == "Patient"
+                and resource.get("id") == local_id
+            ):
+                patient, _ = self.patients.ensure(
+                    session, actor, resource, expression=f"{expression}(contained)"
+                )
+                return patient.id
+        raise InvalidResource("subject points to no contained Patient", expression=expression)
+
+    def _conditional(self, session: Session, query: str, expression: str) -> str:
+        criteria = parse_qs(query, keep_blank_values=True)
+        values = criteria.get("identifier") or []
+        if set(criteria) != {"identifier"} or len(values) != 1 or "|" not in values[0]:
+            raise InvalidResource(
+                "A conditional patient reference must be Patient?identifier=system|value",
+                expression=expression,
+            )
+        system, _, value = values[0].partition("|")
+        return self._by_identifier(session, system, value, expression)
+
+    def _by_identifier(self, session: Session, system: Any, value: Any, expression: str) -> str:
+        if system not in INS_SYSTEMS or not isinstance(value, str):
+            raise InvalidResource(
+                "Patients are identified by their INS (urn:oid:1.2.250.1.213.1.4.8)",
+                expression=expression,
+            )
+        check_ins(system, value, check_key=self._check_ins_key, expression=expression)
         patient = self.patients.find(session, system, value)
         if patient is None:
-            # FHIR: a conditional reference with no match fails the whole request.
+            # FHIR: a conditional reference that matches nothing fails the whole request.
             raise InvalidResource(
                 "No patient matches the subject's identifier", expression=expression
             )
         return patient.id
+
+    def _same_patient(
+        self, session: Session, patient_id: str, identifier: dict[str, Any], expression: str
+    ) -> None:
+        if (
+            self._by_identifier(
+                session, identifier.get("system"), identifier.get("value"), expression
+            )
+            != patient_id
+        ):
+            raise InvalidResource(
+                "subject.reference and subject.identifier name different patients",
+                expression=expression,
+            )
+
+    def same_person(
+        self, session: Session, patient_id: str, resource: dict[str, Any], expression: str
+    ) -> None:
+        """A contained Patient that describes the subject (``sourcePatientInfo``) must not
+        carry another person's INS."""
+        for identifier in resource.get("identifier") or []:
+            if not isinstance(identifier, dict) or identifier.get("system") not in INS_SYSTEMS:
+                continue
+            value = identifier.get("value")
+            found = self.patients.find(session, identifier["system"], str(value or ""))
+            if found is None or found.id != patient_id:
+                raise InvalidResource(
+                    "sourcePatientInfo carries an INS that is not the subject's",
+                    expression=expression,
+                )

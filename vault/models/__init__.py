@@ -1,18 +1,38 @@
 """All ORM models, imported together so that mappers and Alembic see the whole schema."""
 
-from vault.models.audit import AuditChainHead, AuditEntry
+from vault.models.access import AccessPolicy, AccessPolicyEntry
+from vault.models.audit import (
+    AuditChainHead,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditNotification,
+    AuditTreeHead,
+    AuditTreeNode,
+)
 from vault.models.base import Base
 from vault.models.document import Binary, Document, DocumentVersion, StoredBlobChunk
+from vault.models.oauth import OAuthClient, UsedClientAssertion
 from vault.models.patient import Patient, PatientKey
+from vault.models.submission import SubmissionSet, SubmissionSetMember
 
 __all__ = [
+    "AccessPolicy",
+    "AccessPolicyEntry",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEntry",
+    "AuditNotification",
+    "AuditTreeHead",
+    "AuditTreeNode",
     "Base",
     "Binary",
     "Document",
     "DocumentVersion",
+    "OAuthClient",
     "Patient",
     "PatientKey",
     "StoredBlobChunk",
+    "SubmissionSet",
+    "SubmissionSetMember",
+    "UsedClientAssertion",
 ]

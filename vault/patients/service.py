@@ -89,6 +89,19 @@ class PatientService:
         ins = self.ins_of(resource, expression=expression)
         existing = self.find(session, ins.system, ins.value)
         if existing is not None:
+            # Learning which record an INS opens is itself an access: open to professionals
+            # (feeding a record is), a patient only for their own -- and refused exactly as
+            # creating an absent one is, so no patient can probe for another's INS.
+            self.access.authorize(
+                session,
+                actor,
+                Permission.PATIENT_CREATE,
+                existing.id,
+                resource_type="Patient",
+                resource_id=existing.id,
+                detail={"existing": "true"},
+                not_found_as="Patient",
+            )
             return existing, False
         patient_id = new_id()
         if (
@@ -105,6 +118,7 @@ class PatientService:
             patient_id,
             resource_type="Patient",
             resource_id=patient_id,
+            not_found_as="Patient",
         )
         stored = copy.deepcopy(resource)
         stored["id"] = patient_id

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vault.errors import Gone
+from vault.observability import metrics
 from vault.storage import crypto
 from vault.storage.keys.service import KeyService
 
@@ -30,7 +31,8 @@ class SealedStream:
     chunks: Iterator[bytes]
 
 
-def _dek_context(context: bytes) -> bytes:
+def dek_context(context: bytes) -> bytes:
+    """What a wrapped data key is bound to: its record's context, marked as a key's."""
     return b"dek\x00" + context
 
 
@@ -42,11 +44,12 @@ class Envelope:
         self, session: Session, patient_id: str, resource: dict[str, Any], context: bytes
     ) -> Sealed:
         plaintext = json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode()
+        metrics.bytes_encrypted("resource", len(plaintext))
         kek = self.keys.active_kek(session, patient_id)
         dek = crypto.new_data_key()
         return Sealed(
             ciphertext=crypto.seal(dek, plaintext, context),
-            wrapped_dek=self.keys.wrap_data_key(kek, dek, _dek_context(context)),
+            wrapped_dek=self.keys.wrap_data_key(kek, dek, dek_context(context)),
             kek_id=kek.id,
         )
 
@@ -62,7 +65,7 @@ class Envelope:
         if ciphertext is None or wrapped_dek is None:
             raise Gone("This record was deleted and its content destroyed")
         kek = self.keys.kek(session, patient_id, kek_id)
-        dek = self.keys.unwrap_data_key(kek, wrapped_dek, _dek_context(context))
+        dek = self.keys.unwrap_data_key(kek, wrapped_dek, dek_context(context))
         document: dict[str, Any] = json.loads(crypto.open_sealed(dek, ciphertext, context))
         return document
 
@@ -74,10 +77,11 @@ class Envelope:
         context: bytes,
         segment_size: int = crypto.DEFAULT_SEGMENT_SIZE,
     ) -> SealedStream:
+        metrics.bytes_encrypted("content", len(content))
         kek = self.keys.active_kek(session, patient_id)
         dek = crypto.new_data_key()
         return SealedStream(
-            wrapped_dek=self.keys.wrap_data_key(kek, dek, _dek_context(context)),
+            wrapped_dek=self.keys.wrap_data_key(kek, dek, dek_context(context)),
             kek_id=kek.id,
             segment_size=segment_size,
             chunks=crypto.seal_segments(dek, content, context, segment_size),
@@ -95,7 +99,7 @@ class Envelope:
         if wrapped_dek is None:
             raise Gone("This document was deleted and its content destroyed")
         kek = self.keys.kek(session, patient_id, kek_id)
-        return self.keys.unwrap_data_key(kek, wrapped_dek, _dek_context(context))
+        return self.keys.unwrap_data_key(kek, wrapped_dek, dek_context(context))
 
     @staticmethod
     def open_content(

@@ -1,20 +1,22 @@
 """ITI-68 Retrieve Document: the bytes with their own content type, streamed and decrypted
-segment by segment; or a Binary resource when asked for FHIR JSON."""
+segment by segment; or a Binary resource when asked for FHIR JSON, streamed as well."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from itertools import chain
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
-from vault.api.responses import FhirResponse
-from vault.fhir.wire import JSON_MEDIA_TYPES, media_type
+from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
 
 router = APIRouter(prefix="/fhir", tags=["Binary"])
+
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 @router.get("/Binary/{binary_id}", summary="ITI-68 Retrieve Document")
@@ -26,23 +28,43 @@ def retrieve(
     # with a clean error before any byte is sent.
     first = next(content.chunks)
     chunks: Iterator[bytes] = chain([first], content.chunks)
-    wants = [media_type(part) for part in (request.headers.get("accept") or "").split(",")]
-    if (
-        any(kind in JSON_MEDIA_TYPES for kind in wants)
-        and content.content_type not in JSON_MEDIA_TYPES
+    if _wants_fhir(request.headers.get("accept")) and (
+        media_type(content.content_type) not in JSON_MEDIA_TYPES
     ):
-        data = b"".join(chunks)
-        return FhirResponse(
-            {
-                "resourceType": "Binary",
-                "id": binary_id,
-                "contentType": content.content_type,
-                "data": base64.b64encode(data).decode(),
-            }
+        return StreamingResponse(
+            binary_resource(binary_id, content.content_type, chunks),
+            media_type=FHIR_JSON,
+            headers=NO_STORE,
         )
-    headers = {
-        "Content-Length": str(content.size),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    }
-    return StreamingResponse(chunks, media_type=content.content_type, headers=headers)
+    # The stored content type goes out as it came in: passed as media_type, Starlette would
+    # add a charset to text/* types that the sender never declared.
+    return StreamingResponse(
+        chunks,
+        headers={
+            "Content-Type": content.content_type,
+            "Content-Length": str(content.size),
+            **NO_STORE,
+        },
+    )
+
+
+def _wants_fhir(accept: str | None) -> bool:
+    return any(media_type(part) in JSON_MEDIA_TYPES for part in (accept or "").split(","))
+
+
+def binary_resource(binary_id: str, content_type: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A FHIR Binary whose ``data`` is base64-encoded on the fly, three bytes at a time, so
+    that the document is never whole in memory, in clear or in base64."""
+    head = json.dumps(
+        {"resourceType": "Binary", "id": binary_id, "contentType": content_type},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    yield head[:-1].encode() + b',"data":"'
+    pending = b""
+    for chunk in chunks:
+        data = pending + chunk if pending else chunk
+        whole = len(data) - len(data) % 3
+        yield base64.b64encode(data[:whole])
+        pending = data[whole:]
+    yield base64.b64encode(pending) + b'"}'

@@ -12,28 +12,61 @@ def searchset(
     resources: list[dict[str, Any]],
     self_url: str,
     next_url: str | None,
-    *,
-    bundle_type: str = "searchset",
 ) -> dict[str, Any]:
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
     entries = []
     for resource in resources:
-        entry: dict[str, Any] = {
-            "fullUrl": f"{base}/fhir/{resource['resourceType']}/{resource['id']}",
-            "resource": resource,
-        }
-        if bundle_type == "searchset":
-            entry["search"] = {"mode": "match"}
-        entries.append(entry)
+        entries.append(
+            {
+                "fullUrl": f"{base}/fhir/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+        )
     # No exact total: counting every match of a large record costs more than the page.
     return {
         "resourceType": "Bundle",
         "id": str(uuid4()),
         "meta": {"lastUpdated": utcnow().isoformat()},
-        "type": bundle_type,
+        "type": "searchset",
         "link": links,
+        "entry": entries,
+    }
+
+
+def history_bundle(base: str, versions: list[dict[str, Any]], self_url: str) -> dict[str, Any]:
+    """A ``history`` Bundle, newest first. FHIR requires each entry to say how the version
+    came about (request) and what the server answered (response)."""
+    entries = []
+    for resource in versions:
+        meta = resource.get("meta") or {}
+        version = str(meta.get("versionId", "1"))
+        first = version == "1"
+        entries.append(
+            {
+                "fullUrl": f"{base}/fhir/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+                "request": {
+                    "method": "POST" if first else "PATCH",
+                    "url": resource["resourceType"]
+                    if first
+                    else f"{resource['resourceType']}/{resource['id']}",
+                },
+                "response": {
+                    "status": "201 Created" if first else "200 OK",
+                    "etag": f'W/"{version}"',
+                    **({"lastModified": meta["lastUpdated"]} if meta.get("lastUpdated") else {}),
+                },
+            }
+        )
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid4()),
+        "meta": {"lastUpdated": utcnow().isoformat()},
+        "type": "history",
+        "link": [{"relation": "self", "url": self_url}],
         "entry": entries,
     }
 

@@ -3,19 +3,22 @@ DocumentReference. Thin: parse, call a service, render."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.datastructures import URL
 from starlette.responses import Response
 
 from vault.access.principal import normalise_professional_id
 from vault.api.deps import ActorDep, FhirBody, PatchBody, ServicesDep, SessionDep
-from vault.api.fhir.bundles import searchset
+from vault.api.fhir.bundles import history_bundle, searchset
 from vault.api.fhir.params import apply_date, split_or
 from vault.api.responses import FhirResponse
 from vault.documents.patch import parse_fhirpath_patch, parse_json_patch
 from vault.documents.repository import SearchCriteria
-from vault.errors import BadRequest
+from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import with_warnings
 from vault.fhir.wire import parse_json, parse_resource
 
@@ -37,6 +40,9 @@ SEARCH_PARAMETERS = frozenset(
         "_cursor",
         "_format",
         "_pretty",
+        # Accepted and answered without a total: exact counts of a large record cost more
+        # than the page itself.
+        "_total",
     }
 )
 
@@ -44,9 +50,29 @@ SEARCH_PARAMETERS = frozenset(
 def _version_headers(resource: dict[str, Any], location: str | None = None) -> dict[str, str]:
     meta = resource.get("meta") or {}
     headers = {"ETag": f'W/"{meta.get("versionId", "1")}"'}
+    if meta.get("lastUpdated"):
+        updated = datetime.fromisoformat(str(meta["lastUpdated"]))
+        headers["Last-Modified"] = format_datetime(updated, usegmt=True)
     if location:
         headers["Location"] = location
     return headers
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an If-Match header names (``W/"3"``, ``"3"``); None when absent or ``*``."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    # isdigit alone admits "²" and other digits int() refuses.
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 9:
+        raise PreconditionFailed('If-Match must name a version ETag, such as W/"2"')
+    return int(tag)
+
+
+def _search_url(base: str, request: Request, **replace: str | int) -> str:
+    """Links point at the configured base, not at whatever host a proxy forwarded."""
+    query = URL(f"/?{request.url.query}").include_query_params(**replace).query
+    return f"{base}/fhir/DocumentReference" + (f"?{query}" if query else "")
 
 
 @router.post("/DocumentReference", summary="ITI-105 Simplified Publish, or a patient's own upload")
@@ -95,18 +121,18 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     count = _count(
         params.get("_count"), found.settings.search_default_count, found.settings.search_max_count
     )
+    base = found.settings.issuer
+    self_url = _search_url(base, request)
     if patient_id is None:
         # An unknown patient looks exactly like a patient with no visible document.
-        return FhirResponse(searchset(found.settings.issuer, [], str(request.url), None))
+        return FhirResponse(searchset(base, [], self_url, None))
     page = found.search.search(
         session, actor, SearchCriteria(**criteria), count, params.get("_cursor")
     )
     next_url = None
     if page.next_cursor:
-        next_url = str(request.url.include_query_params(_cursor=page.next_cursor, _count=count))
-    return FhirResponse(
-        searchset(found.settings.issuer, page.resources, str(request.url), next_url)
-    )
+        next_url = _search_url(base, request, _cursor=page.next_cursor, _count=count)
+    return FhirResponse(searchset(base, page.resources, self_url, next_url))
 
 
 def _patient_of_search(
@@ -119,7 +145,8 @@ def _patient_of_search(
     if len(references) + len(identifiers) > 1:
         raise BadRequest("Give the patient once, by patient or patient.identifier")
     if references:
-        return references[0].rpartition("/")[2] or None
+        patient = found.patients.get(session, references[0].rpartition("/")[2])
+        return patient.id if patient else None
     if identifiers:
         patient = found.patients.find_by_query(
             session, identifiers[0], expression="patient.identifier"
@@ -133,9 +160,11 @@ def _patient_of_search(
 def _count(text: str | None, default: int, maximum: int) -> int:
     if text is None:
         return default
-    if not text.isdigit():
+    # isdigit alone admits "²" and other digits int() refuses.
+    if not (text.isascii() and text.isdigit()):
         raise BadRequest("_count must be a non-negative integer", expression="_count")
-    return max(1, min(int(text), maximum))
+    # A page size of ten digits or more is past any maximum; no need to convert it.
+    return max(1, min(int(text) if len(text) < 10 else maximum, maximum))
 
 
 @router.get("/DocumentReference/{document_id}", summary="Read a DocumentReference")
@@ -147,13 +176,10 @@ def read(document_id: str, actor: ActorDep, found: ServicesDep, session: Session
 @router.get(
     "/DocumentReference/{document_id}/_history", summary="Every version of a DocumentReference"
 )
-def history(
-    document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
-) -> Response:
+def history(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     versions = found.documents.history(session, actor, document_id)
-    return FhirResponse(
-        searchset(found.settings.issuer, versions, str(request.url), None, bundle_type="history")
-    )
+    self_url = f"{found.settings.issuer}/fhir/DocumentReference/{document_id}/_history"
+    return FhirResponse(history_bundle(found.settings.issuer, versions, self_url))
 
 
 @router.get(
@@ -187,7 +213,9 @@ def patch(
         if kind == "application/json-patch+json"
         else parse_fhirpath_patch(parse_resource(body, "Parameters"))
     )
-    document, resource = found.documents.update_metadata(session, actor, document_id, operations)
+    document, resource = found.documents.update_metadata(
+        session, actor, document_id, operations, expected_version(request.headers.get("if-match"))
+    )
     return FhirResponse(
         resource,
         headers=_version_headers(
@@ -202,6 +230,10 @@ def patch(
     status_code=204,
     summary="Withdraw a document: its keys are destroyed",
 )
-def delete(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    found.documents.delete(session, actor, document_id)
+def delete(
+    document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
+) -> Response:
+    found.documents.delete(
+        session, actor, document_id, expected_version(request.headers.get("if-match"))
+    )
     return Response(status_code=204)

@@ -81,9 +81,37 @@ def capability_statement(base: str) -> dict[str, Any]:
                     },
                     {"type": "Binary", "interaction": interactions("read")},
                     {
+                        "type": "List",
+                        "documentation": "SubmissionSets stored by ITI-65, readable by who may read every document they list",
+                        "interaction": interactions("read"),
+                    },
+                    {
                         "type": "Patient",
                         "conditionalCreate": True,
                         "interaction": interactions("create", "read"),
+                    },
+                    {
+                        "type": "Consent",
+                        # The patient's access policy (IHE PCF); changed through /api.
+                        "interaction": interactions("search-type"),
+                        "searchParam": [{"name": "patient", "type": "reference"}],
+                    },
+                    {
+                        "type": "AuditEvent",
+                        # The IHE BALP profiles the access history uses (docs/audit.md).
+                        "supportedProfile": [
+                            f"https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.{name}"
+                            for name in (
+                                "PatientCreate",
+                                "PatientRead",
+                                "PatientQuery",
+                                "PatientUpdate",
+                                "PatientDelete",
+                                "PrivacyDisclosure.Source",
+                            )
+                        ],
+                        "interaction": interactions("search-type"),
+                        "searchParam": [{"name": "patient", "type": "reference"}],
                     },
                 ],
             }

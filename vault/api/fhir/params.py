@@ -32,7 +32,8 @@ def date_bounds(value: str) -> tuple[str, datetime, datetime]:
             if start.tzinfo is None:
                 start = start.replace(tzinfo=UTC)
             end = start + timedelta(seconds=1)
-    except ValueError:
+    except (ValueError, OverflowError):
+        # OverflowError: a valid date at the very end of the calendar, plus its precision.
         raise BadRequest("Invalid date search value", expression="date") from None
     return prefix, start, end
 

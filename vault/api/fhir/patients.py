@@ -56,4 +56,6 @@ def create(
 
 @router.get("/Patient/{patient_id}", summary="Read a patient's record")
 def read(patient_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    return FhirResponse(found.patients.read(session, actor, patient_id))
+    resource = found.patients.read(session, actor, patient_id)
+    version = (resource.get("meta") or {}).get("versionId", "1")
+    return FhirResponse(resource, headers={"ETag": f'W/"{version}"'})

@@ -15,8 +15,12 @@ _KEY = re.compile(r"^[0-9a-f]{32}$")
 READ_CHUNK = 1024 * 1024
 
 
+def is_key(name: str) -> bool:
+    return _KEY.fullmatch(name) is not None
+
+
 def check_key(key: str) -> str:
-    if not _KEY.fullmatch(key):
+    if not is_key(key):
         raise BadRequest("Invalid blob key")
     return key
 
@@ -25,16 +29,27 @@ class BlobStore(Protocol):
     #: True when put() joins the caller's database transaction, so a rollback removes it.
     transactional: bool
 
-    def put(self, session: Session, key: str, chunks: Iterable[bytes]) -> None: ...
+    def put(self, session: Session, key: str, chunks: Iterable[bytes]) -> None:
+        """Store the blob durably before returning: the caller commits the record that
+        points to it only afterwards."""
+        ...
 
     def read(self, key: str) -> Iterator[bytes]:
-        """Yield the stored bytes in chunks; raises NotFound if absent."""
+        """Yield the stored bytes in chunks; raises NotFound at once if absent."""
         ...
 
     def delete(self, session: Session, key: str) -> None: ...
 
     def list_older_than(self, cutoff: datetime) -> Iterator[str]:
-        """Keys of blobs written before ``cutoff`` (candidates for the orphan sweep)."""
+        """Keys of blobs written before ``cutoff`` (candidates for the orphan sweep).
+        Only names that are valid blob keys: anything else in the store is not ours."""
         ...
 
-    def check(self) -> None: ...
+    def drop_interrupted(self, cutoff: datetime) -> int:
+        """Discard writes that started before ``cutoff`` and never finished (a crash in
+        the middle of put()); returns how many were discarded."""
+        ...
+
+    def check(self) -> None:
+        """Raise ServiceUnavailable when the store cannot be reached."""
+        ...

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +18,10 @@ def blob_store_from_url(url: str, session_factory: sessionmaker[Session]) -> Blo
     if parsed.scheme == "file":
         from vault.storage.blobs.file import FileBlobStore  # noqa: PLC0415
 
-        return FileBlobStore(Path(parsed.path))
+        # file://blobs/x names host "blobs" and path /x: refuse it rather than guess.
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise VaultError("The file blob store needs an absolute path: file:///path")
+        return FileBlobStore(Path(unquote(parsed.path)))
     if parsed.scheme == "s3":
         from vault.storage.blobs.s3 import S3BlobStore  # noqa: PLC0415
 

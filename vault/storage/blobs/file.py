@@ -11,7 +11,9 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from vault.errors import NotFound, ServiceUnavailable
-from vault.storage.blobs.base import READ_CHUNK, check_key
+from vault.storage.blobs.base import READ_CHUNK, check_key, is_key
+
+PARTIAL = ".part"
 
 
 class FileBlobStore:
@@ -23,19 +25,25 @@ class FileBlobStore:
 
     def _path(self, key: str) -> Path:
         check_key(key)
+        # Two levels of fan-out keep directories small with millions of documents.
         return self.root / key[:2] / key[2:4] / key
 
     def put(self, session: Session, key: str, chunks: Iterable[bytes]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(path.name + ".part")
+        tmp = path.with_name(path.name + PARTIAL)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        # The rename is durable only once the directory entry is on disk.
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -54,15 +62,28 @@ class FileBlobStore:
         self._path(key).unlink(missing_ok=True)
 
     def list_older_than(self, cutoff: datetime) -> Iterator[str]:
+        for path in self._files_older_than(cutoff):
+            if is_key(path.name) and path.parent == self._path(path.name).parent:
+                yield path.name
+
+    def drop_interrupted(self, cutoff: datetime) -> int:
+        dropped = 0
+        for path in self._files_older_than(cutoff):
+            # A write cut short by a crash: never renamed, so never referenced.
+            if path.name.endswith(PARTIAL) and is_key(path.name.removesuffix(PARTIAL)):
+                path.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
+
+    def _files_older_than(self, cutoff: datetime) -> Iterator[Path]:
         limit = cutoff.timestamp()
         for path in self.root.glob("*/*/*"):
-            if path.stat().st_mtime >= limit:
-                continue
-            if path.suffix == ".part":
-                # A write interrupted by a crash: never referenced, safe to drop here.
-                path.unlink(missing_ok=True)
-            else:
-                yield path.name
+            try:
+                modified = path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # removed meanwhile (a concurrent sweep or delete)
+            if modified < limit and path.is_file():
+                yield path
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):

@@ -1,9 +1,18 @@
-"""Remove blobs that no committed record points to (left by a crash between the blob
-write and the database commit). The grace period keeps in-flight uploads safe."""
+"""Remove blobs that no committed record points to.
+
+A document's blob is written (durably) before the transaction that records it commits, so a
+crash or a failed transaction between the two leaves a blob nobody references, never a
+record without its blob. The sweep removes those leftovers once they are older than a grace
+period, which must exceed the longest request: a blob that young may belong to a
+transaction still in flight.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,16 +21,40 @@ from vault.models import Binary
 from vault.models.base import utcnow
 from vault.storage.blobs.base import BlobStore
 
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    #: Keys of the orphaned blobs removed.
+    removed: list[str] = field(default_factory=list)
+    #: Interrupted writes discarded (``.part`` files, unfinished multipart uploads).
+    interrupted: int = 0
+
 
 def sweep_orphans(
-    store: BlobStore, session_factory: sessionmaker[Session], grace: timedelta
-) -> list[str]:
-    removed = []
-    cutoff = utcnow() - grace
-    for key in list(store.list_older_than(cutoff)):
+    store: BlobStore,
+    session_factory: sessionmaker[Session],
+    grace: timedelta,
+    *,
+    now: datetime | None = None,
+) -> SweepResult:
+    cutoff = (now or utcnow()) - grace
+    interrupted = store.drop_interrupted(cutoff)
+    removed: list[str] = []
+    for batch in _batches(store.list_older_than(cutoff), _BATCH):
         with session_factory() as session, session.begin():
-            referenced = session.scalar(select(Binary.id).where(Binary.blob_key == key))
-            if referenced is None:
-                store.delete(session, key)
-                removed.append(key)
-    return removed
+            referenced = set(
+                session.scalars(select(Binary.blob_key).where(Binary.blob_key.in_(batch)))
+            )
+            for key in batch:
+                if key not in referenced:
+                    store.delete(session, key)
+                    removed.append(key)
+    return SweepResult(removed, interrupted)
+
+
+def _batches(keys: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(keys)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -7,12 +7,16 @@ Good for development and small deployments; production hosts should prefer an HS
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,58 +25,109 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault.errors import IntegrityError, VaultError
+from vault.storage.keys.provider import KeyProviderError
 
 NONCE_BYTES = 12
+TAG_BYTES = 16
 
 
-class KeyringError(VaultError):
-    status_code = 503
-    issue_code = "transient"
+class KeyringError(KeyProviderError):
+    pass
 
 
 class LocalKeyProvider:
+    """Master keys and the blind-index key in one JSON file, mode 0600.
+
+    Several processes may share the file (``vault serve --workers``, ``vault keys rotate``
+    next to a running server): it is created atomically, re-read when it changes, and
+    rewritten only under an exclusive lock after re-reading it.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._stamp: tuple[int, ...] | None = None
         self._data = self._load_or_create()
 
     def _load_or_create(self) -> dict[str, Any]:
-        if self.path.exists():
-            mode = self.path.stat().st_mode & 0o777
-            if mode & 0o077:
-                raise KeyringError(
-                    f"Keyring {self.path} is readable by others (mode {mode:o}); chmod 600 it"
-                )
-            data: dict[str, Any] = json.loads(self.path.read_text())
-            return data
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        first = _new_master_key()
-        data = {
-            "format": 1,
-            "current": first["id"],
-            "master_keys": [first],
-            "index_key": _b64(secrets.token_bytes(32)),
-        }
-        self._write(data)
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            first = _new_master_key()
+            data = {
+                "format": 1,
+                "current": first["id"],
+                "master_keys": [first],
+                "index_key": _b64(secrets.token_bytes(32)),
+            }
+            tmp = self._write_temporary(data)
+            try:
+                # link() fails if the name exists: of two first starts, one keyring wins
+                # and the other process reads it instead of overwriting it.
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise KeyringError(f"Keyring {self.path} is missing") from None
+        mode = stat.st_mode & 0o777
+        if mode & 0o077:
+            raise KeyringError(
+                f"Keyring {self.path} is accessible to others (mode {mode:o}); chmod 600 it"
+            )
+        data: dict[str, Any] = json.loads(self.path.read_text())
+        self._stamp = _stamp(stat)
         return data
 
-    def _write(self, data: dict[str, Any]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def _current_data(self) -> dict[str, Any]:
+        """The keyring as on disk now: another process may have rotated or retired."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise KeyringError(f"Keyring {self.path} is missing") from None
+        if _stamp(stat) != self._stamp:
+            with self._lock:
+                self._data = self._read()
+        return self._data
+
+    def _write_temporary(self, data: dict[str, Any]) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)
             json.dump(data, handle, indent=2)
             handle.flush()
             os.fsync(handle.fileno())
-        tmp.replace(self.path)
+        return Path(name)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write under a lock file, so concurrent rotations never lose a key."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with self._lock:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield self._read()
+            finally:
+                os.close(fd)
+
+    def _replace(self, data: dict[str, Any]) -> None:
+        self._write_temporary(data).replace(self.path)
+        self._data = self._read()
 
     def _master_key(self, master_key_id: str) -> bytes:
-        for entry in self._data["master_keys"]:
+        for entry in self._current_data()["master_keys"]:
             if entry["id"] == master_key_id:
                 return base64.b64decode(entry["key"])
         raise IntegrityError("A key needed to decrypt this record is no longer available")
 
     def current_master_key_id(self) -> str:
-        return str(self._data["current"])
+        return str(self._current_data()["current"])
 
     def wrap(self, key: bytes, context: bytes) -> tuple[str, bytes]:
         master_key_id = self.current_master_key_id()
@@ -82,6 +137,8 @@ class LocalKeyProvider:
         return master_key_id, wrapped
 
     def unwrap(self, master_key_id: str, wrapped: bytes, context: bytes) -> bytes:
+        if len(wrapped) < NONCE_BYTES + TAG_BYTES:
+            raise IntegrityError("A wrapped key is malformed")
         aad = master_key_id.encode() + b"\x00" + context
         try:
             return AESGCM(self._master_key(master_key_id)).decrypt(
@@ -91,33 +148,29 @@ class LocalKeyProvider:
             raise IntegrityError("A wrapped key does not authenticate") from None
 
     def rotate(self) -> str:
-        with self._lock:
+        with self._exclusive() as data:
             entry = _new_master_key()
-            data = {**self._data, "master_keys": [*self._data["master_keys"], entry]}
-            data["current"] = entry["id"]
-            self._write(data)
-            self._data = data
+            self._replace(
+                {**data, "master_keys": [*data["master_keys"], entry], "current": entry["id"]}
+            )
             return str(entry["id"])
 
     def retire(self, master_key_id: str) -> None:
-        with self._lock:
-            if master_key_id == self.current_master_key_id():
+        with self._exclusive() as data:
+            if master_key_id == data["current"]:
                 raise VaultError("The current master key cannot be retired")
-            keys = [k for k in self._data["master_keys"] if k["id"] != master_key_id]
-            data = {**self._data, "master_keys": keys}
-            self._write(data)
-            self._data = data
+            keys = [k for k in data["master_keys"] if k["id"] != master_key_id]
+            self._replace({**data, "master_keys": keys})
 
     def master_key_ids(self) -> list[str]:
-        return [str(k["id"]) for k in self._data["master_keys"]]
+        return [str(k["id"]) for k in self._current_data()["master_keys"]]
 
     def blind_index(self, purpose: str, value: bytes) -> bytes:
         key = base64.b64decode(self._data["index_key"])
         return hmac.new(key, purpose.encode() + b"\x00" + value, hashlib.sha256).digest()
 
     def check(self) -> None:
-        if not self.path.exists():
-            raise KeyringError("Keyring file is missing")
+        self._current_data()
 
 
 def _new_master_key() -> dict[str, Any]:
@@ -127,6 +180,11 @@ def _new_master_key() -> dict[str, Any]:
         "key": _b64(AESGCM.generate_key(bit_length=256)),
         "created_at": datetime.now(UTC).isoformat(),
     }
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, ...]:
+    # The mode is part of it so that a keyring made readable to others is refused at once.
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_mode)
 
 
 def _b64(data: bytes) -> str:

@@ -5,6 +5,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from vault.errors import ServiceUnavailable
+
+
+class KeyProviderError(ServiceUnavailable):
+    """The provider cannot be used right now (keyring unreadable, HSM unreachable, bad PIN).
+
+    Answered as 503: nothing is wrong with the record, and retrying later may succeed.
+    """
+
 
 class KeyProvider(Protocol):
     def current_master_key_id(self) -> str:

@@ -42,15 +42,23 @@ class KeyService:
     # -- patient KEKs ---------------------------------------------------------------
 
     def active_kek(self, session: Session, patient_id: str) -> Kek:
+        # A document's content and its metadata are both sealed under this key: it is
+        # looked up once per transaction, and forgotten with it (a key created here
+        # exists only if the transaction commits).
+        memo = _transaction_memo(session)
+        if memo is not None and patient_id in memo:
+            return memo[patient_id]
         row = session.scalars(
             select(PatientKey)
             .where(PatientKey.patient_id == patient_id, PatientKey.retired_at.is_(None))
             .order_by(PatientKey.created_at.desc())
             .limit(1)
         ).first()
-        if row is None:
-            return self.create_kek(session, patient_id)
-        return self._unwrapped(row)
+        kek = self.create_kek(session, patient_id) if row is None else self._unwrapped(row)
+        memo = _transaction_memo(session)
+        if memo is not None:
+            memo[patient_id] = kek
+        return kek
 
     def create_kek(self, session: Session, patient_id: str) -> Kek:
         kek = Kek(id=new_id(), key=crypto.new_data_key())
@@ -194,3 +202,20 @@ class KeyService:
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+
+
+_ACTIVE_KEKS = "vault.active_keks"
+
+
+def _transaction_memo(session: Session) -> dict[str, Kek] | None:
+    """Active keys seen in the session's current transaction (or savepoint, which may be
+    rolled back on its own); None before it begins."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is None:
+        return None
+    held = session.info.get(_ACTIVE_KEKS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        session.info[_ACTIVE_KEKS] = held
+    memo: dict[str, Kek] = held[1]
+    return memo

@@ -1,0 +1,133 @@
+"""The only place that builds SQL for access policies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from vault.access.state import Entry, EntryKind, PatientPolicy
+from vault.models import AccessPolicy, AccessPolicyEntry
+from vault.models.base import utcnow
+
+
+class PolicySnapshots:
+    """One request's view of patients' policies: each loaded once, on first use, and
+    dropped when the request itself changes it."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._loaded: dict[str, PatientPolicy] = {}
+
+    def get(self, patient_id: str) -> PatientPolicy:
+        policy = self._loaded.get(patient_id)
+        if policy is None:
+            policy = load_policy(self._session, patient_id, utcnow())
+            self._loaded[patient_id] = policy
+        return policy
+
+    def forget(self, patient_id: str) -> None:
+        self._loaded.pop(patient_id, None)
+
+
+def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
+    version = session.scalar(
+        select(AccessPolicy.version).where(AccessPolicy.patient_id == patient_id)
+    )
+    rows = session.scalars(
+        select(AccessPolicyEntry).where(
+            AccessPolicyEntry.patient_id == patient_id,
+            AccessPolicyEntry.ended_at.is_(None),
+            or_(AccessPolicyEntry.expires_at.is_(None), AccessPolicyEntry.expires_at > at),
+        )
+    ).all()
+    return PatientPolicy(patient_id, at, version or 0, tuple(entry_of(row) for row in rows))
+
+
+def entry_of(row: AccessPolicyEntry) -> Entry:
+    return Entry(
+        id=row.id,
+        kind=EntryKind(row.kind),
+        subject=row.subject,
+        starts_at=row.starts_at,
+        expires_at=row.expires_at,
+        scope=row.scope,
+        categories=frozenset(row.categories or ()),
+    )
+
+
+def next_version(session: Session, patient_id: str, now: datetime) -> int:
+    """Claim the policy's next version. The UPDATE takes the row lock first, so concurrent
+    changes to one patient's policy queue instead of sharing a version."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(AccessPolicy)
+        .values(patient_id=patient_id, version=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["patient_id"])
+    )
+    session.execute(
+        update(AccessPolicy)
+        .where(AccessPolicy.patient_id == patient_id)
+        .values(version=AccessPolicy.version + 1, updated_at=now)
+    )
+    version = session.scalar(
+        select(AccessPolicy.version).where(AccessPolicy.patient_id == patient_id)
+    )
+    return int(version or 0)
+
+
+def open_entries(
+    session: Session,
+    patient_id: str,
+    kind: EntryKind,
+    subject: str | None = None,
+    at: datetime | None = None,
+) -> Sequence[AccessPolicyEntry]:
+    """Entries not ended (and, given ``at``, not expired), oldest first."""
+    query = select(AccessPolicyEntry).where(
+        AccessPolicyEntry.patient_id == patient_id,
+        AccessPolicyEntry.kind == kind.value,
+        AccessPolicyEntry.ended_at.is_(None),
+    )
+    if subject is not None:
+        query = query.where(AccessPolicyEntry.subject == subject)
+    if at is not None:
+        query = query.where(
+            or_(AccessPolicyEntry.expires_at.is_(None), AccessPolicyEntry.expires_at > at)
+        )
+    return session.scalars(query.order_by(AccessPolicyEntry.version_added)).all()
+
+
+def entry(session: Session, patient_id: str, entry_id: str) -> AccessPolicyEntry | None:
+    row = session.get(AccessPolicyEntry, entry_id)
+    if row is None or row.patient_id != patient_id:
+        return None
+    return row
+
+
+def all_entries(session: Session, patient_id: str) -> Sequence[AccessPolicyEntry]:
+    return session.scalars(
+        select(AccessPolicyEntry)
+        .where(AccessPolicyEntry.patient_id == patient_id)
+        .order_by(AccessPolicyEntry.version_added, AccessPolicyEntry.id)
+    ).all()
+
+
+def entries_naming(
+    session: Session, subject: str, kinds: Iterable[EntryKind], at: datetime
+) -> Sequence[AccessPolicyEntry]:
+    """Relationships in force that name this grantee, across patients."""
+    return session.scalars(
+        select(AccessPolicyEntry)
+        .where(
+            AccessPolicyEntry.subject == subject,
+            AccessPolicyEntry.kind.in_([kind.value for kind in kinds]),
+            AccessPolicyEntry.ended_at.is_(None),
+            or_(AccessPolicyEntry.expires_at.is_(None), AccessPolicyEntry.expires_at > at),
+        )
+        .order_by(AccessPolicyEntry.starts_at)
+    ).all()

@@ -1,0 +1,423 @@
+"""The access policy API: patients (and their legal representatives) decide who sees their
+record; caregivers see and give up their own delegations; professionals declare emergency
+access and point-of-care consent. JSON; every change is decided and audited by the access
+service. Thin: parse, call the policy service, render."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from vault.access.principal import (
+    IDNPS_SYSTEM,
+    INS_SYSTEMS,
+    RPPS_SYSTEM,
+    normalise_professional_id,
+)
+from vault.access.schemas import (
+    DelegationRequest,
+    EmergencyRefusalRequest,
+    EmergencyRequest,
+    EntryOut,
+    EventOut,
+    Identifier,
+    MaskOut,
+    MaskRequest,
+    PointOfCareRequest,
+    PolicyOut,
+    ProfessionalRequest,
+    RelationshipOut,
+    RepresentativeRequest,
+)
+from vault.access.state import CAREGIVER_SYSTEM, EntryKind
+from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.errors import InvalidResource, NotFound
+
+router = APIRouter(prefix="/api", tags=["Access policy"])
+
+PatientId = Annotated[
+    str,
+    Path(
+        max_length=64,
+        description="The patient's record id, or 'me' for the caller's own record",
+    ),
+]
+RECORD = "/patients/{patient_id}"
+POLICY = RECORD + "/policy"
+
+
+def _patient(actor: ActorDep, patient_id: str) -> str:
+    if patient_id == "me":
+        if actor.own_patient_id is None:
+            raise NotFound("Patient not found")
+        return actor.own_patient_id
+    return patient_id
+
+
+def _idnps(identifier: Identifier) -> str:
+    if identifier.system not in (IDNPS_SYSTEM, RPPS_SYSTEM):
+        raise InvalidResource(
+            f"Name professionals by IDNPS ({IDNPS_SYSTEM}) or RPPS ({RPPS_SYSTEM})",
+            expression="professional.system",
+        )
+    return normalise_professional_id(identifier.system, identifier.value)
+
+
+def _path_idnps(value: str) -> str:
+    # A bare 11-digit number is an RPPS number; its IDNPS is "8" followed by it.
+    return normalise_professional_id(RPPS_SYSTEM, value)
+
+
+def _created(response: Response, created: bool) -> None:
+    response.status_code = 201 if created else 200
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@router.get(POLICY, summary="The patient's current access policy", response_model=PolicyOut)
+def read_policy(
+    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> PolicyOut:
+    return PolicyOut.of(found.policies.view(session, actor, _patient(actor, patient_id)))
+
+
+@router.get(
+    POLICY + "/history",
+    summary="Every change to the access policy, newest first",
+    response_model=list[EventOut],
+)
+def policy_history(
+    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> list[EventOut]:
+    events = found.policies.history(session, actor, _patient(actor, patient_id))
+    return [EventOut.of(event) for event in events]
+
+
+@router.get(
+    "/me/relationships",
+    summary="The delegations and legal representations naming the caller",
+    response_model=list[RelationshipOut],
+)
+def my_relationships(
+    actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> list[RelationshipOut]:
+    rows = found.policies.relationships_of(session, actor)
+    return [RelationshipOut(patient=row.patient_id, relationship=EntryOut.of(row)) for row in rows]
+
+
+# -- professionals named by the patient -------------------------------------------------------
+
+
+def _add(
+    kind: EntryKind,
+    patient_id: str,
+    body: ProfessionalRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    response: Response,
+) -> EntryOut:
+    change = found.policies.add_professional(
+        session, actor, _patient(actor, patient_id), kind, _idnps(body.professional)
+    )
+    _created(response, change.created)
+    return EntryOut.of(change.entry)
+
+
+@router.put(
+    POLICY + "/treating-doctor",
+    summary="Designate the treating doctor (médecin traitant)",
+    response_model=EntryOut,
+)
+def set_treating_doctor(
+    patient_id: PatientId,
+    body: ProfessionalRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    response: Response,
+) -> EntryOut:
+    return _add(EntryKind.TREATING_DOCTOR, patient_id, body, actor, found, session, response)
+
+
+@router.delete(POLICY + "/treating-doctor", status_code=204, summary="No treating doctor")
+def clear_treating_doctor(
+    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> Response:
+    found.policies.remove_professional(
+        session, actor, _patient(actor, patient_id), EntryKind.TREATING_DOCTOR
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    POLICY + "/care-team",
+    status_code=201,
+    summary="Authorise a professional as a member of the care team",
+    response_model=EntryOut,
+)
+def add_care_team_member(
+    patient_id: PatientId,
+    body: ProfessionalRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    response: Response,
+) -> EntryOut:
+    return _add(EntryKind.CARE_TEAM, patient_id, body, actor, found, session, response)
+
+
+@router.delete(POLICY + "/care-team/{idnps}", status_code=204, summary="Remove a care team member")
+def remove_care_team_member(
+    patient_id: PatientId,
+    idnps: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    found.policies.remove_professional(
+        session, actor, _patient(actor, patient_id), EntryKind.CARE_TEAM, _path_idnps(idnps)
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    POLICY + "/blocks",
+    status_code=201,
+    summary="Block a professional: refused everything, whatever their relationship",
+    response_model=EntryOut,
+)
+def block_professional(
+    patient_id: PatientId,
+    body: ProfessionalRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    response: Response,
+) -> EntryOut:
+    return _add(EntryKind.BLOCK, patient_id, body, actor, found, session, response)
+
+
+@router.delete(POLICY + "/blocks/{idnps}", status_code=204, summary="Unblock a professional")
+def unblock_professional(
+    patient_id: PatientId,
+    idnps: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    found.policies.remove_professional(
+        session, actor, _patient(actor, patient_id), EntryKind.BLOCK, _path_idnps(idnps)
+    )
+    return Response(status_code=204)
+
+
+@router.delete(
+    POLICY + "/point-of-care/{idnps}",
+    status_code=204,
+    summary="Withdraw the consent a professional recorded at the point of care",
+)
+def withdraw_point_of_care(
+    patient_id: PatientId,
+    idnps: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    found.policies.remove_professional(
+        session, actor, _patient(actor, patient_id), EntryKind.POINT_OF_CARE, _path_idnps(idnps)
+    )
+    return Response(status_code=204)
+
+
+# -- masks ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    POLICY + "/masks",
+    summary="Mask a document from professionals (MASQUE_PS); a new document version",
+    response_model=MaskOut,
+)
+def mask_document(
+    patient_id: PatientId,
+    body: MaskRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> MaskOut:
+    version = found.policies.set_mask(
+        session, actor, _patient(actor, patient_id), body.document, masked=True
+    )
+    return MaskOut(document=body.document, masked=True, version=version)
+
+
+@router.delete(POLICY + "/masks/{document_id}", summary="Unmask a document", response_model=MaskOut)
+def unmask_document(
+    patient_id: PatientId,
+    document_id: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> MaskOut:
+    version = found.policies.set_mask(
+        session, actor, _patient(actor, patient_id), document_id, masked=False
+    )
+    return MaskOut(document=document_id, masked=False, version=version)
+
+
+# -- delegations and legal representatives --------------------------------------------------------
+
+
+@router.post(
+    POLICY + "/delegations",
+    status_code=201,
+    summary="Delegate access to a caregiver: read or read and upload, some categories, "
+    "for at most a year",
+    response_model=EntryOut,
+)
+def grant_delegation(
+    patient_id: PatientId,
+    body: DelegationRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> EntryOut:
+    row = found.policies.grant_delegation(
+        session,
+        actor,
+        _patient(actor, patient_id),
+        caregiver=body.caregiver,
+        scope=body.scope,
+        categories=body.categories,
+        expires_at=body.expires,
+    )
+    return EntryOut.of(row)
+
+
+@router.delete(
+    POLICY + "/delegations/{delegation_id}",
+    status_code=204,
+    summary="Revoke a delegation (the caregiver may also give theirs up); effective at once",
+)
+def revoke_delegation(
+    patient_id: PatientId,
+    delegation_id: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    found.policies.revoke_delegation(session, actor, _patient(actor, patient_id), delegation_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    POLICY + "/representatives",
+    status_code=201,
+    summary="Register a legal representative of a minor",
+    response_model=EntryOut,
+)
+def add_representative(
+    patient_id: PatientId,
+    body: RepresentativeRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+    response: Response,
+) -> EntryOut:
+    identifier = body.representative
+    if identifier.system not in (*INS_SYSTEMS, CAREGIVER_SYSTEM):
+        raise InvalidResource(
+            f"Name a representative by INS or by caregiver account ({CAREGIVER_SYSTEM})",
+            expression="representative.system",
+        )
+    change = found.policies.add_representative(
+        session,
+        actor,
+        _patient(actor, patient_id),
+        system=identifier.system,
+        value=identifier.value,
+        until=body.until,
+    )
+    _created(response, change.created)
+    return EntryOut.of(change.entry)
+
+
+@router.delete(
+    POLICY + "/representatives/{entry_id}",
+    status_code=204,
+    summary="End a legal representation",
+)
+def end_representative(
+    patient_id: PatientId,
+    entry_id: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    found.policies.end_representative(session, actor, _patient(actor, patient_id), entry_id)
+    return Response(status_code=204)
+
+
+# -- emergencies -------------------------------------------------------------------------------------
+
+
+@router.put(
+    POLICY + "/emergency-access-refusal",
+    summary="Refuse (or stop refusing) emergency access in advance",
+    response_model=EmergencyRefusalRequest,
+)
+def set_emergency_refusal(
+    patient_id: PatientId,
+    body: EmergencyRefusalRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> EmergencyRefusalRequest:
+    found.policies.set_emergency_refusal(
+        session, actor, _patient(actor, patient_id), refused=body.refused
+    )
+    return body
+
+
+@router.post(
+    RECORD + "/emergency-access",
+    status_code=201,
+    summary="Professionals: declare an emergency (bris de glace, or SAMU regulation) with "
+    "a written reason; time-limited read access to non-masked documents",
+    response_model=EntryOut,
+)
+def declare_emergency(
+    patient_id: PatientId,
+    body: EmergencyRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> EntryOut:
+    row = found.policies.declare_emergency(
+        session, actor, _patient(actor, patient_id), reason=body.reason, mode=body.mode
+    )
+    return EntryOut.of(row)
+
+
+@router.post(
+    RECORD + "/point-of-care-consent",
+    status_code=201,
+    summary="Professionals: record that the patient, present, was informed and agreed",
+    response_model=EntryOut,
+)
+def declare_point_of_care(
+    patient_id: PatientId,
+    body: PointOfCareRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> EntryOut:
+    if not (body.patient_informed and body.patient_agreed):
+        raise InvalidResource(
+            "Access at the point of care needs the patient informed and agreeing",
+            expression="patientAgreed",
+        )
+    row = found.policies.declare_point_of_care(session, actor, _patient(actor, patient_id))
+    return EntryOut.of(row)

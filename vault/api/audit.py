@@ -1,0 +1,149 @@
+"""Checkpoints and proofs of the audit log's Merkle tree (docs/audit.md).
+
+They reveal no health data and no identifier, only hashes and sizes: any authenticated
+caller may fetch them, and fetching them is not itself logged (verifying the log must
+not grow it). JSON, not FHIR: these follow RFC 9162 and C2SP, not a FHIR resource.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import JSONResponse, Response
+
+from vault.api.deps import ServicesDep, SessionDep
+from vault.audit import merkle
+from vault.audit.checkpoints import checkpoint_json
+from vault.errors import BadRequest, NotFound
+
+router = APIRouter(prefix="/audit", tags=["Audit log integrity"])
+
+# Sizes, indices and ids are 64-bit in the database; a larger number is refused as a bad
+# request rather than sent there.
+MAX_BIGINT = 2**63 - 1
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+@router.get("/public-key", summary="The key checkpoints are signed with (Ed25519)")
+def public_key(found: ServicesDep) -> Response:
+    verifier = found.audit_log.checkpoints.key.verifier_if_present()
+    if verifier is None:
+        raise NotFound("No checkpoint has been signed yet")
+    return JSONResponse(
+        {
+            "algorithm": "Ed25519",
+            "name": verifier.name,
+            "keyId": verifier.key_id,
+            "publicKey": _b64(verifier.public_key),
+            "verifierKey": verifier.verifier_key,
+        }
+    )
+
+
+@router.get("/checkpoints", summary="Signed checkpoints, newest first")
+def checkpoints(
+    found: ServicesDep,
+    session: SessionDep,
+    request: Request,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_BIGINT, description="Only tree sizes below this")
+    ] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+) -> Response:
+    rows = found.audit_log.checkpoints.page(session, before, count)
+    document: dict[str, Any] = {"checkpoints": [checkpoint_json(row) for row in rows]}
+    if len(rows) == count:
+        document["next"] = str(
+            request.url.include_query_params(before=rows[-1].tree_size, _count=count)
+        )
+    return JSONResponse(document)
+
+
+@router.get("/checkpoints/latest", summary="The newest signed checkpoint")
+def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
+    row = found.audit_log.checkpoints.latest(session)
+    if row is None:
+        raise NotFound("No checkpoint has been signed yet")
+    return JSONResponse(checkpoint_json(row))
+
+
+@router.get("/checkpoints/{tree_size}", summary="The checkpoint signed at a tree size")
+def checkpoint(
+    tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)], found: ServicesDep, session: SessionDep
+) -> Response:
+    row = found.audit_log.checkpoints.get(session, tree_size)
+    if row is None:
+        raise NotFound("No checkpoint was signed at this tree size")
+    return JSONResponse(checkpoint_json(row))
+
+
+def _default_size(found: ServicesDep, session: SessionDep, given: int | None) -> int:
+    if given is not None:
+        return given
+    row = found.audit_log.checkpoints.latest(session)
+    if row is None:
+        raise NotFound("No checkpoint has been signed yet")
+    return row.tree_size
+
+
+@router.get("/proofs/inclusion", summary="RFC 9162 inclusion proof of an entry")
+def inclusion(
+    found: ServicesDep,
+    session: SessionDep,
+    leaf: Annotated[
+        int | None, Query(ge=0, le=MAX_BIGINT, description="The entry's leaf index")
+    ] = None,
+    entry: Annotated[
+        int | None, Query(ge=1, le=MAX_BIGINT, description="Or the entry's id")
+    ] = None,
+    tree_size: Annotated[
+        int | None, Query(ge=1, le=MAX_BIGINT, description="Default: the latest checkpoint's")
+    ] = None,
+) -> Response:
+    if (leaf is None) == (entry is None):
+        raise BadRequest("Give exactly one of leaf and entry", expression="leaf")
+    tree = found.audit_log.tree
+    if entry is not None:
+        leaf = tree.leaf_index_of(session, entry)
+        if leaf is None:
+            raise NotFound("This entry is not in the tree yet (or does not exist)")
+    assert leaf is not None
+    size = _default_size(found, session, tree_size)
+    path = tree.inclusion_proof(session, leaf, size)
+    row = tree.leaf_entry(session, leaf)
+    if row is None:
+        raise NotFound("No entry at this leaf")
+    return JSONResponse(
+        {
+            "leafIndex": leaf,
+            "treeSize": size,
+            "entry": row.id,
+            "entryHash": _b64(row.entry_hash),
+            "leafHash": _b64(merkle.leaf_hash(row.entry_hash)),
+            "auditPath": [_b64(node) for node in path],
+        }
+    )
+
+
+@router.get("/proofs/consistency", summary="RFC 9162 consistency proof between two tree sizes")
+def consistency(
+    found: ServicesDep,
+    session: SessionDep,
+    first: Annotated[int, Query(ge=1, le=MAX_BIGINT, description="The older tree size")],
+    second: Annotated[
+        int | None,
+        Query(
+            ge=1, le=MAX_BIGINT, description="The newer tree size; default: the latest checkpoint's"
+        ),
+    ] = None,
+) -> Response:
+    size = _default_size(found, session, second)
+    path = found.audit_log.tree.consistency_proof(session, first, size)
+    return JSONResponse(
+        {"first": first, "second": size, "consistencyPath": [_b64(node) for node in path]}
+    )

@@ -1,0 +1,51 @@
+"""``GET /fhir/AuditEvent?patient=...``: a patient's access history as IHE BALP
+AuditEvents, newest first. Thin: parse, call the history service, render."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.fhir.bundles import searchset
+from vault.api.responses import FhirResponse
+from vault.audit.events import audit_event
+from vault.errors import BadRequest
+
+router = APIRouter(prefix="/fhir", tags=["AuditEvent"])
+
+SEARCH_PARAMETERS = frozenset({"patient", "_count", "_cursor", "_format", "_pretty"})
+
+
+@router.get("/AuditEvent", summary="A patient's access history (IHE BALP), newest first")
+def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
+    params = request.query_params
+    unknown = set(params.keys()) - SEARCH_PARAMETERS
+    if unknown:
+        raise BadRequest(f"Unsupported search parameter: {sorted(unknown)[0]}")
+    patients = params.getlist("patient")
+    if len(patients) > 1:
+        raise BadRequest("Give the patient once", expression="patient")
+    patient_id = patients[0].rpartition("/")[2] if patients else actor.own_patient_id
+    if not patient_id:
+        raise BadRequest("patient is required", expression="patient")
+    count = _count(
+        params.get("_count"), found.settings.search_default_count, found.settings.search_max_count
+    )
+    page = found.audit_log.history.page(session, actor, patient_id, count, params.get("_cursor"))
+    base = found.settings.issuer
+    next_url = None
+    if page.next_cursor:
+        next_url = str(request.url.include_query_params(_cursor=page.next_cursor, _count=count))
+    events = [audit_event(entry, base) for entry in page.entries]
+    return FhirResponse(searchset(base, events, str(request.url), next_url))
+
+
+def _count(text: str | None, default: int, maximum: int) -> int:
+    if text is None:
+        return default
+    # isdigit alone admits "²" and other digits int() refuses.
+    if not (text.isascii() and text.isdigit()):
+        raise BadRequest("_count must be a non-negative integer", expression="_count")
+    # A page size of ten digits or more is past any maximum; no need to convert it.
+    return max(1, min(int(text) if len(text) < 10 else maximum, maximum))

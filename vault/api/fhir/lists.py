@@ -1,0 +1,17 @@
+"""Read a SubmissionSet List that an ITI-65 transaction stored."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.responses import FhirResponse
+
+router = APIRouter(prefix="/fhir", tags=["List"])
+
+
+@router.get("/List/{list_id}", summary="Read the SubmissionSet of an ITI-65 submission")
+def read(list_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
+    resource = found.submission_sets.read(session, actor, list_id)
+    return FhirResponse(resource, headers={"ETag": 'W/"1"'})

@@ -1,0 +1,46 @@
+"""The queries that read audit entries back: a patient's history and the SIEM export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vault.models import AuditEntry, Document
+
+
+def patient_entries(
+    session: Session, patient_id: str, before: int | None, limit: int
+) -> list[AuditEntry]:
+    """Newest first, keyset-paged on the entry id (ix_audit_entries_patient_time)."""
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.patient_id == patient_id)
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    return list(session.scalars(query))
+
+
+def documents_by_id(session: Session, ids: set[str]) -> dict[str, Document]:
+    if not ids:
+        return {}
+    return {d.id: d for d in session.scalars(select(Document).where(Document.id.in_(ids)))}
+
+
+def entries_since(
+    session: Session, since: datetime | None, after_id: int | None, batch: int = 1000
+) -> Iterator[AuditEntry]:
+    """In id order, streamed: the export must not hold the log in memory."""
+    query = select(AuditEntry).order_by(AuditEntry.id)
+    if since is not None:
+        query = query.where(AuditEntry.occurred_at >= since)
+    if after_id is not None:
+        query = query.where(AuditEntry.id > after_id)
+    for entry in session.scalars(query.execution_options(yield_per=batch)):
+        yield entry
+        session.expunge(entry)

@@ -1,0 +1,446 @@
+"""``vault audit verify``: recompute everything the log claims and compare.
+
+1. Checkpoints: every stored (and every published, if given) checkpoint note carries a
+   valid signature from a trusted key, and its columns say what the note says.
+2. Chains: one pass over the entries in chain order. Each entry's hash matches its
+   content (an edited entry fails here), links to the previous entry of its chain, and the
+   sequence has no gap (a deleted or reordered entry fails here); each chain ends where its
+   head row says (a truncated tail fails here).
+3. Tree: one pass over the entries in leaf order with a compact range (O(log n) memory).
+   Leaf indexes have no gap, every stored node equals the recomputed one, and at every
+   signed tree size the recomputed root equals the signed root. A history rewritten and
+   rehashed consistently (chains, heads and nodes all redone) fails only here: its root
+   is no longer the one the log signed, and the signing key is not in the database.
+
+The whole run reads one snapshot, so it can run while servers keep writing. Of all the
+failures found, the one naming the earliest entry is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from vault.audit import merkle
+from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.audit.checkpoints import CheckpointService, open_checkpoint
+from vault.audit.signing import SignatureError
+from vault.audit.tree import AuditTree
+from vault.errors import VaultError
+from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    entry_id: int | None = None
+    chain_key: str | None = None
+    chain_seq: int | None = None
+    leaf_index: int | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.entry_id is not None:
+            where.append(f"entry {self.entry_id}")
+        if self.chain_key is not None:
+            where.append(f"chain {self.chain_key} seq {self.chain_seq}")
+        if self.leaf_index is not None:
+            where.append(f"leaf {self.leaf_index}")
+        return f"{' '.join(where) or 'log'}: {self.reason}"
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        # Log-wide failures first, then by entry, then by leaf.
+        if self.entry_id is None and self.leaf_index is None:
+            return (0, 0, 0)
+        return (1, self.entry_id if self.entry_id is not None else 2**63, self.leaf_index or 0)
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    chains: int = 0
+    leaves: int = 0
+    checkpoints: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def first_failure(self) -> Failure | None:
+        return min(self.failures, key=lambda failure: failure.order, default=None)
+
+    def summary(self) -> str:
+        return (
+            f"{self.entries} entries in {self.chains} chains, {self.leaves} leaves, "
+            f"{self.checkpoints} signed checkpoints"
+        )
+
+
+class AuditVerifier:
+    def __init__(self, tree: AuditTree, checkpoints: CheckpointService, batch: int = 2000) -> None:
+        self.tree = tree
+        self.checkpoints = checkpoints
+        self.batch = batch
+
+    def verify(self, factory: sessionmaker[Session], published: Sequence[str] = ()) -> Report:
+        report = Report()
+        with _snapshot(factory) as session:
+            roots = self._signed_roots(session, report, published)
+            self._check_chains(session, report, None)
+            self._check_heads(session, report, None)
+            self._check_tree(session, report, roots)
+        return report
+
+    def verify_patient(
+        self, factory: sessionmaker[Session], patient_id: str, published: Sequence[str] = ()
+    ) -> Report:
+        """One patient's chain, and each of its entries' inclusion in the latest signed
+        tree (proofs from the stored nodes, checked against the signed root)."""
+        report = Report()
+        with _snapshot(factory) as session:
+            roots = self._signed_roots(session, report, published)
+            self._check_chains(session, report, patient_id)
+            self._check_heads(session, report, patient_id)
+            self._check_inclusion(session, report, patient_id, roots)
+        return report
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _signed_roots(
+        self, session: Session, report: Report, published: Sequence[str]
+    ) -> dict[int, set[bytes]]:
+        verifiers = self.checkpoints.verifiers()
+        origin = self.checkpoints.origin
+        roots: dict[int, set[bytes]] = {}
+        for row in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)):
+            report.checkpoints += 1
+            try:
+                signed = open_checkpoint(row.note, verifiers, origin)
+            except SignatureError as error:
+                report.failures.append(
+                    Failure(f"checkpoint at tree size {row.tree_size}: {error.message}")
+                )
+                continue
+            if (signed.tree_size, signed.root_hash) != (row.tree_size, bytes(row.root_hash)):
+                report.failures.append(
+                    Failure(f"checkpoint at tree size {row.tree_size}: differs from its note")
+                )
+                continue
+            roots.setdefault(signed.tree_size, set()).add(signed.root_hash)
+        for number, note in enumerate(published, start=1):
+            try:
+                signed = open_checkpoint(note, verifiers, origin)
+            except SignatureError as error:
+                report.failures.append(Failure(f"published checkpoint #{number}: {error.message}"))
+                continue
+            roots.setdefault(signed.tree_size, set()).add(signed.root_hash)
+        for size, found in roots.items():
+            if len(found) > 1:
+                report.failures.append(
+                    Failure(f"two different roots were signed for tree size {size} (a fork)")
+                )
+        return roots
+
+    # -- chains ---------------------------------------------------------------------------
+
+    def _check_chains(self, session: Session, report: Report, chain_key: str | None) -> None:
+        query = select(AuditEntry.__table__).order_by(AuditEntry.chain_key, AuditEntry.chain_seq)
+        if chain_key is not None:
+            query = query.where(AuditEntry.chain_key == chain_key)
+        current: str | None = None
+        expected, previous, broken = 1, GENESIS, False
+        for row in _stream(session, query, self.batch):
+            report.entries += 1
+            if row.chain_key != current:
+                current, expected, previous, broken = row.chain_key, 1, GENESIS, False
+                report.chains += 1
+            if broken:
+                continue
+            problem = _chain_problem(row, expected, previous)
+            if problem is not None:
+                report.failures.append(
+                    Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
+                )
+                broken = True
+                continue
+            previous = bytes(row.entry_hash)
+            expected += 1
+
+    def _check_heads(self, session: Session, report: Report, chain_key: str | None) -> None:
+        heads = select(
+            AuditChainHead.chain_key,
+            AuditChainHead.last_seq,
+            AuditChainHead.last_hash,
+            AuditEntry.id,
+            AuditEntry.entry_hash,
+            AuditEntry.leaf_index,
+        ).outerjoin(
+            AuditEntry,
+            and_(
+                AuditEntry.chain_key == AuditChainHead.chain_key,
+                AuditEntry.chain_seq == AuditChainHead.last_seq,
+            ),
+        )
+        beyond = (
+            select(AuditEntry.id, AuditEntry.chain_key, AuditEntry.chain_seq, AuditEntry.leaf_index)
+            .outerjoin(AuditChainHead, AuditChainHead.chain_key == AuditEntry.chain_key)
+            .where(
+                (AuditChainHead.chain_key.is_(None))
+                | (AuditEntry.chain_seq > AuditChainHead.last_seq)
+            )
+            .order_by(AuditEntry.id)
+            .limit(1)
+        )
+        if chain_key is not None:
+            heads = heads.where(AuditChainHead.chain_key == chain_key)
+            beyond = beyond.where(AuditEntry.chain_key == chain_key)
+        for key, last_seq, last_hash, entry_id, digest, leaf in _stream(session, heads, self.batch):
+            if entry_id is None:
+                survivor = self._last_of_chain(session, key)
+                report.failures.append(
+                    Failure(
+                        f"the chain's head records {last_seq} entries; the ones after "
+                        "this are missing (tail truncated)",
+                        *survivor,
+                    )
+                    if survivor
+                    else Failure(
+                        "every entry of the chain is missing", chain_key=key, chain_seq=last_seq
+                    )
+                )
+            elif bytes(digest) != bytes(last_hash):
+                report.failures.append(
+                    Failure(
+                        "the last entry is not the one the chain's head records",
+                        entry_id,
+                        key,
+                        last_seq,
+                        leaf,
+                    )
+                )
+        for entry_id, key, seq, leaf in session.execute(beyond):
+            report.failures.append(
+                Failure("the entry is beyond its chain's recorded head", entry_id, key, seq, leaf)
+            )
+
+    def _last_of_chain(
+        self, session: Session, chain_key: str
+    ) -> tuple[int, str, int, int | None] | None:
+        row = session.execute(
+            select(AuditEntry.id, AuditEntry.chain_key, AuditEntry.chain_seq, AuditEntry.leaf_index)
+            .where(AuditEntry.chain_key == chain_key)
+            .order_by(AuditEntry.chain_seq.desc())
+            .limit(1)
+        ).first()
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    # -- tree -----------------------------------------------------------------------------
+
+    def _check_tree(self, session: Session, report: Report, roots: dict[int, set[bytes]]) -> None:
+        query = (
+            select(AuditEntry.id, AuditEntry.entry_hash, AuditEntry.leaf_index)
+            .where(AuditEntry.leaf_index.is_not(None))
+            .order_by(AuditEntry.leaf_index)
+        )
+        compact = merkle.CompactRange()
+        computed: list[tuple[int, int, bytes]] = []
+        verified_size = 0
+        intact = True
+        for entry_id, digest, leaf_index in _stream(session, query, self.batch):
+            if leaf_index != compact.size:
+                report.failures.append(
+                    Failure(
+                        f"leaves {compact.size} to {leaf_index - 1} are missing before this "
+                        "entry (entries deleted)",
+                        entry_id,
+                        leaf_index=leaf_index,
+                    )
+                )
+                intact = False
+                break
+            computed.extend(compact.append(merkle.leaf_hash(bytes(digest))))
+            signed = roots.get(compact.size)
+            if signed is None and len(computed) < 2 * self.batch:
+                continue
+            intact = self._compare_nodes(session, report, computed)
+            computed = []
+            if intact and signed is not None:
+                intact = signed == {compact.root()}
+                if not intact:
+                    report.failures.append(
+                        Failure(
+                            f"the log no longer matches the checkpoint signed at tree size "
+                            f"{compact.size}: an entry from leaf {verified_size} on was "
+                            "rewritten (history rewritten and rehashed)",
+                            self._entry_at(session, verified_size),
+                            leaf_index=verified_size,
+                        )
+                    )
+                verified_size = compact.size
+            if not intact:
+                break
+        if intact:
+            intact = self._compare_nodes(session, report, computed)
+        report.leaves = compact.size
+        largest = max(roots, default=0)
+        if intact and largest > compact.size:
+            report.failures.append(
+                Failure(
+                    f"a checkpoint was signed for {largest} leaves but the tree has "
+                    f"{compact.size}: the entries from this leaf on are missing (tail truncated)",
+                    leaf_index=compact.size,
+                )
+            )
+        recorded = self.tree.size(session)
+        if intact and recorded != compact.size:
+            report.failures.append(
+                Failure(
+                    f"the tree head records {recorded} leaves but {compact.size} entries "
+                    "are in the tree",
+                    leaf_index=min(recorded, compact.size),
+                )
+            )
+
+    def _compare_nodes(
+        self, session: Session, report: Report, computed: list[tuple[int, int, bytes]]
+    ) -> bool:
+        stored = self.tree.fetch(session, [(level, index) for level, index, _ in computed])
+        wrong = [
+            (level, index)
+            for level, index, digest in computed
+            if stored.get((level, index)) != digest
+        ]
+        if not wrong:
+            return True
+        # The lowest wrong node points at the entry itself; the ones above only echo it.
+        level, index = min(wrong)
+        leaf = index << level
+        report.failures.append(
+            Failure(
+                f"the tree's stored hash (level {level}, node {index}) does not match "
+                "the entries (entry edited after it entered the tree, or tree altered)",
+                self._entry_at(session, leaf),
+                leaf_index=leaf,
+            )
+        )
+        return False
+
+    def _entry_at(self, session: Session, leaf: int) -> int | None:
+        return session.scalar(select(AuditEntry.id).where(AuditEntry.leaf_index == leaf))
+
+    def _check_inclusion(
+        self, session: Session, report: Report, patient_id: str, roots: dict[int, set[bytes]]
+    ) -> None:
+        if not roots:
+            return
+        size = max(roots)
+        (root,) = roots[size] if len(roots[size]) == 1 else (b"",)
+        report.leaves = size
+        query = (
+            select(
+                AuditEntry.id, AuditEntry.chain_seq, AuditEntry.entry_hash, AuditEntry.leaf_index
+            )
+            .where(AuditEntry.chain_key == patient_id, AuditEntry.leaf_index < size)
+            .order_by(AuditEntry.leaf_index)
+        )
+        for batch in _batches(_stream(session, query, self.batch), 200):
+            try:
+                proofs = self.tree.inclusion_proofs(session, [row[3] for row in batch], size)
+            except VaultError:
+                proofs = [[] for _ in batch]
+            for (entry_id, seq, digest, leaf), proof in zip(batch, proofs, strict=True):
+                if not merkle.verify_inclusion(
+                    leaf, size, merkle.leaf_hash(bytes(digest)), proof, root
+                ):
+                    report.failures.append(
+                        Failure(
+                            f"not included as recorded in the tree signed at size {size}",
+                            entry_id,
+                            patient_id,
+                            seq,
+                            leaf,
+                        )
+                    )
+                    return
+
+
+def _chain_problem(row: Any, expected: int, previous: bytes) -> str | None:
+    if row.chain_seq != expected:
+        return (
+            f"entries {expected} to {row.chain_seq - 1} of the chain are missing before this one"
+            if row.chain_seq > expected
+            else "the chain's sequence repeats (entries reordered)"
+        )
+    if row.chain_key != (row.patient_id or NO_PATIENT_CHAIN):
+        return "the entry sits in another patient's chain"
+    if bytes(row.prev_hash) != previous:
+        return "does not link to the previous entry of its chain (entry deleted, reordered or rewritten)"
+    content = canonical_fields(
+        chain_key=row.chain_key,
+        chain_seq=row.chain_seq,
+        occurred_at=row.occurred_at,
+        patient_id=row.patient_id,
+        action=row.action,
+        outcome=row.outcome,
+        purpose=row.purpose,
+        actor_role=row.actor_role,
+        actor_id=row.actor_id,
+        on_behalf_of=row.on_behalf_of,
+        client_id=row.client_id,
+        token_id=row.token_id,
+        source_ip=row.source_ip,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        detail=row.detail,
+    )
+    if entry_hash(previous, content) != bytes(row.entry_hash):
+        return "the entry's content does not match its hash (entry edited)"
+    return None
+
+
+def _stream(session: Session, query: Any, batch: int) -> Iterator[Any]:
+    result = session.execute(query.execution_options(yield_per=batch))
+    try:
+        yield from result
+    finally:
+        # A loop that stops early must not leave a server-side cursor open.
+        result.close()
+
+
+def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _snapshot:  # noqa: N801 - used as a context manager, reads like one
+    """One consistent snapshot of the whole log, read-only."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._session = factory()
+
+    def __enter__(self) -> Session:
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        return self._session
+
+    def __exit__(self, *_exc: object) -> None:
+        self._session.rollback()
+        self._session.close()

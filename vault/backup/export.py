@@ -1,0 +1,165 @@
+"""``vault backup create``: one consistent snapshot of the database and the blobs it
+points to, written as an encrypted archive (vault/backup/archive.py).
+
+Consistency: every table is read inside one read-only transaction (REPEATABLE READ on
+PostgreSQL, a single read transaction on SQLite), so rows, audit entries and chain heads
+agree with each other exactly as at one instant, while the vault keeps serving. Blobs are
+immutable once written and are only ever added before the row that points to them
+commits, so each blob a snapshot row names can be copied after the fact.
+
+What is left out, on purpose: the content of crypto-shredded documents (its key is gone;
+the ciphertext is noise), blobs no row points to (orphans of interrupted uploads), the
+``db:`` store's chunk table (its blobs are carried as blobs, so a backup restores into
+any store), and the migration bookkeeping (the restore rebuilds the schema itself).
+Keys are never in the archive: the archive key is wrapped by the key provider.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, MetaData, Table, func, select, text
+
+from vault.backup import codec
+from vault.backup.archive import INFO, ROWS, SUMMARY, ArchiveWriter, BackupError
+from vault.models import Binary, Document, PatientKey, StoredBlobChunk
+from vault.observability.progress import Tracker, progress
+from vault.services import Services
+
+SKIPPED_TABLES = frozenset({"alembic_version", StoredBlobChunk.__tablename__})
+BATCH_ROWS = 500
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    backup_id: str
+    path: Path
+    tables: dict[str, int]
+    blobs: int
+    blob_bytes: int
+    schema_revision: str
+
+
+def begin_snapshot(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    elif connection.dialect.name == "sqlite":
+        # pysqlite opens transactions only before writes; without an explicit BEGIN every
+        # SELECT would see a different moment.
+        connection.exec_driver_sql("BEGIN")
+    # Pin the snapshot now, before anything is counted.
+    connection.execute(text("SELECT 1"))
+
+
+def data_tables(connection: Connection) -> list[Table]:
+    metadata = MetaData()
+    metadata.reflect(connection)
+    return [table for table in metadata.sorted_tables if table.name not in SKIPPED_TABLES]
+
+
+def schema_revision(connection: Connection) -> str:
+    try:
+        revision = connection.scalar(text("SELECT version_num FROM alembic_version"))
+    except Exception:  # noqa: BLE001 - any failure here means "not a migrated vault"
+        revision = None
+    if not revision:
+        raise BackupError("The database has no schema revision: is it a vault database?")
+    return str(revision)
+
+
+def create_backup(services: Services, path: Path) -> BackupSummary:
+    if path.exists():
+        raise BackupError(f"{path} exists; a backup never overwrites a file")
+    with services.engine.connect() as connection:
+        begin_snapshot(connection)
+        revision = schema_revision(connection)
+        tables = data_tables(connection)
+        counts = {
+            table.name: int(connection.scalar(select(func.count()).select_from(table)) or 0)
+            for table in tables
+        }
+        live_blobs = Binary.wrapped_dek.is_not(None)
+        blob_count = int(
+            connection.scalar(select(func.count()).select_from(Binary).where(live_blobs)) or 0
+        )
+        info: dict[str, Any] = {
+            "schema_revision": revision,
+            "source_dialect": connection.dialect.name,
+            "tables": counts,
+            "blobs": blob_count,
+            "master_key_ids": sorted(
+                connection.scalars(select(PatientKey.master_key_id).distinct())
+            ),
+        }
+        with (
+            ArchiveWriter(path, services.key_provider) as archive,
+            progress("backup", total=sum(counts.values()) + blob_count) as bar,
+        ):
+            archive.json_frame(INFO, "info", info)
+            for table in tables:
+                _write_table(connection, archive, table, bar)
+            blob_bytes = 0
+            keys = connection.execute(
+                select(Binary.blob_key)
+                .where(live_blobs)
+                .order_by(Binary.blob_key)
+                .execution_options(yield_per=1000)
+            ).scalars()
+            written = 0
+            for key in keys:
+                blob_bytes += archive.blob(key, services.blobs.read(key))
+                written += 1
+                bar.advance()
+            if written != blob_count:
+                raise BackupError("The snapshot changed while it was read")
+            tombstones = [
+                {"document_id": row.id, "deleted_at": codec.encode_value(row.deleted_at)}
+                for row in connection.execute(
+                    select(Document.id, Document.deleted_at).where(Document.deleted_at.is_not(None))
+                )
+            ]
+            archive.json_frame(
+                SUMMARY,
+                "summary",
+                {**info, "blob_bytes": blob_bytes, "tombstones": tombstones},
+            )
+        connection.rollback()
+    return BackupSummary(
+        backup_id=archive.header.backup_id,
+        path=path,
+        tables=counts,
+        blobs=blob_count,
+        blob_bytes=blob_bytes,
+        schema_revision=revision,
+    )
+
+
+def _write_table(
+    connection: Connection, archive: ArchiveWriter, table: Table, bar: Tracker
+) -> None:
+    order = list(table.primary_key.columns) or list(table.columns)
+    result = connection.execute(
+        select(table).order_by(*order).execution_options(yield_per=BATCH_ROWS)
+    )
+    for batch in _batches(codec.encode_row(table, row._mapping) for row in result):
+        archive.frame(ROWS, table.name, b"\n".join(batch))
+        bar.advance(len(batch))
+
+
+def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    size = 0
+    for row in rows:
+        line = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+        batch.append(line)
+        size += len(line)
+        if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vault.models.base import Base, new_id, utcnow
+
+
+class SubmissionSet(Base):
+    """An ITI-65 SubmissionSet (a List), kept so that the Location the transaction returned
+    for it can be read back. The List itself is encrypted like every other resource."""
+
+    __tablename__ = "submission_sets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="RESTRICT"), index=True
+    )
+    # The XDS uniqueId (the identifier with use "official"), when the sender gave one.
+    unique_id: Mapped[str | None] = mapped_column(String(512), unique=True, default=None)
+    resource_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    resource_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    submitted_by_role: Mapped[str] = mapped_column(String(32))
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SubmissionSetMember(Base):
+    """Which documents a SubmissionSet lists: reading it is allowed to whoever may read
+    every one of them."""
+
+    __tablename__ = "submission_set_members"
+
+    submission_set_id: Mapped[str] = mapped_column(
+        ForeignKey("submission_sets.id", ondelete="RESTRICT"), primary_key=True
+    )
+    document_id: Mapped[str] = mapped_column(
+        ForeignKey("documents.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+    position: Mapped[int]

@@ -1,0 +1,1 @@
+"""What operators see: metrics, logs, readiness and progress -- never patients' data."""

@@ -1,0 +1,1 @@
+"""SubmissionSets: the List that groups the documents of one ITI-65 submission."""
