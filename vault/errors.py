@@ -31,6 +31,10 @@ class Unauthenticated(VaultError):
     issue_code = "login"
 
 
+class MissingToken(Unauthenticated):
+    """No credentials at all: RFC 6750 says the challenge then carries no error code."""
+
+
 class Forbidden(VaultError):
     """Only for actions on something the caller can already see; otherwise use NotFound."""
 

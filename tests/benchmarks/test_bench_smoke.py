@@ -141,3 +141,20 @@ def test_the_command_refuses_a_database_that_is_not_postgresql(tmp_path: Path) -
 
     assert result.exit_code == 1
     assert "PostgreSQL" in result.output
+
+
+def test_a_store_filled_under_another_keyring_is_refused_before_anything_runs(
+    empty_database: str, tmp_path: Path
+) -> None:
+    from vault.bench.store import Shape, StoreLoader  # noqa: PLC0415
+    from vault.migrations import upgrade  # noqa: PLC0415
+    from vault.storage.keys.factory import key_provider_from_url  # noqa: PLC0415
+
+    claim_database(empty_database)
+    upgrade(empty_database)
+    filled_with = key_provider_from_url(f"local:{tmp_path / 'one' / 'keyring.json'}", None)
+    StoreLoader(empty_database, filled_with, Shape(4, 2, probes=1, probe_documents=1)).fill(4, 2)
+    other = key_provider_from_url(f"local:{tmp_path / 'two' / 'keyring.json'}", None)
+
+    with pytest.raises(VaultError, match="VAULT_DATA_DIR"):
+        StoreLoader(empty_database, other, Shape(4, 2)).check_keys()

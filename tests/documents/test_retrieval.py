@@ -150,3 +150,21 @@ def test_the_stored_resource_records_size_and_sha1_of_the_content(client, tokens
         base64.b64decode(attachment["hash"])
         == hashlib.sha1(content, usedforsecurity=False).digest()
     )
+
+
+def test_downloaded_html_cannot_run_script_against_the_vault(client, tokens):
+    from tests.factories import create_patient, publish  # noqa: PLC0415
+
+    patient_id, ins_value = create_patient(client, tokens, 71)
+    stored = publish(
+        client,
+        tokens.professional(),
+        patient_id,
+        b"<script>alert(1)</script>",
+        content_type="text/html",
+    )
+    url = stored["content"][0]["attachment"]["url"]
+    response = client.get(f"/fhir/{url}", headers=tokens.patient(ins_value))
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"].startswith("sandbox")
+    assert response.headers["x-content-type-options"] == "nosniff"

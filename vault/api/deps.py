@@ -18,6 +18,7 @@ from vault.access.throttle import Throttle
 from vault.audit.records import AuditRecord, Outcome
 from vault.errors import (
     BadRequest,
+    MissingToken,
     PayloadTooLarge,
     Unauthenticated,
     UnsupportedMediaType,
@@ -49,7 +50,7 @@ def authenticate(
     missing token is not counted as a failure: it is how every client first meets the
     WWW-Authenticate challenge."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthenticated("A bearer access token is required")
+        raise MissingToken("A bearer access token is required")
     source_ip = request.client.host if request.client else None
     throttle: Throttle = request.app.state.throttle
     keys = [f"ip:{source_ip or 'unknown'}"]

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault.api.responses import FhirResponse
-from vault.errors import TooManyRequests, Unauthenticated, VaultError
+from vault.errors import MissingToken, TooManyRequests, Unauthenticated, VaultError
 from vault.fhir.outcome import operation_outcome
 
 log = logging.getLogger("vault.api")
@@ -41,7 +41,9 @@ def outcome_response(
 async def vault_error(_request: Request, error: Exception) -> FhirResponse:
     assert isinstance(error, VaultError)
     headers = None
-    if isinstance(error, Unauthenticated):
+    if isinstance(error, MissingToken):
+        headers = {"WWW-Authenticate": 'Bearer realm="vault"'}
+    elif isinstance(error, Unauthenticated):
         headers = {
             "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{error.message}"'
         }

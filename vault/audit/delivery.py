@@ -26,9 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.state import INVISIBLE_PATIENT
+from vault.audit import repository
 from vault.audit.checkpoints import format_time
 from vault.documents.repository import labels_of
-from vault.models import AuditEntry, AuditNotification, Document
+from vault.models import AuditNotification
 from vault.models.base import utcnow
 
 log = logging.getLogger("vault.audit.notifications")
@@ -135,11 +136,7 @@ def _not_yet_announced(session: Session, row: AuditNotification) -> bool:
     must not be announced by its notification either."""
     if row.kind != "new-document":
         return False
-    labels = session.scalar(
-        select(Document.security_labels)
-        .join(AuditEntry, AuditEntry.resource_id == Document.id)
-        .where(AuditEntry.id == row.audit_entry_id)
-    )
+    labels = repository.labels_of_audited_document(session, row.audit_entry_id)
     return labels is not None and INVISIBLE_PATIENT in labels_of(labels)
 
 

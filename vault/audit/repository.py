@@ -44,3 +44,12 @@ def entries_since(
     for entry in session.scalars(query.execution_options(yield_per=batch)):
         yield entry
         session.expunge(entry)
+
+
+def labels_of_audited_document(session: Session, audit_entry_id: int) -> str | None:
+    """The current security labels of the document an audit entry names, if any."""
+    return session.scalar(
+        select(Document.security_labels)
+        .join(AuditEntry, AuditEntry.resource_id == Document.id)
+        .where(AuditEntry.id == audit_entry_id)
+    )

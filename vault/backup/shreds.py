@@ -153,17 +153,7 @@ def replay(
         document = repository.get_for_update(session, tombstone.document_id)
         if document is None or document.deleted_at is not None:
             continue
-        for row in repository.versions(session, document.id):
-            row.resource_dek = None
-            row.resource_ciphertext = None
-        for binary in repository.binaries_of(session, document.id):
-            binary.wrapped_dek = None
-            binary.shredded_at = tombstone.deleted_at
-        document.deleted_at = tombstone.deleted_at
-        document.status = "entered-in-error"
-        document.type_code = None
-        document.category_code = None
-        document.updated_at = utcnow()
+        repository.shred(session, document, tombstone.deleted_at)
         audit.append(
             session,
             AuditRecord(

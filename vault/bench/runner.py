@@ -142,6 +142,7 @@ class Run:
             seed=20,
             progress=self.say,
         )
+        loader.check_keys()
         server = Server(self.settings, plan.workers, self.log_path)
         issuer = EmbeddedIssuer(
             self.settings.data_dir, self.settings.issuer, self.settings.token_audience
@@ -153,7 +154,7 @@ class Run:
                 loader.shape = plan.shape(size)
                 self.say(f"filling the store to {size} documents")
                 loads.append(loader.fill(size, loader.shape.patients))
-                if server.worker_pids() == []:
+                if not server.running:
                     self.say(f"starting the server ({plan.workers} workers)")
                     server.start()
                 stages.append(self._reads(services, loader, issuer, server))

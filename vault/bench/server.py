@@ -81,6 +81,10 @@ class Server:
         self.stop()
         raise VaultError(f"the server did not answer within {timeout:.0f} s; see {self.log_path}")
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def worker_pids(self) -> list[int]:
         """The processes that serve requests: uvicorn's workers, or the server itself."""
         if self._process is None:

@@ -239,6 +239,24 @@ class StoreLoader:
             ).fetchall()
         return [row[0] for row in rows]
 
+    def check_keys(self) -> None:
+        """A store filled under another keyring (VAULT_DATA_DIR, VAULT_KEY_PROVIDER) cannot
+        be read: say so before anything else."""
+        with self.connect() as connection:
+            row = connection.execute(
+                "SELECT id, patient_id, wrapped_key, master_key_id FROM patient_keys LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return
+        kek_id, patient_id, wrapped, master_key_id = row
+        try:
+            self.provider.unwrap(master_key_id, wrapped, _kek_context(patient_id, kek_id))
+        except VaultError:
+            raise VaultError(
+                "this store's keys are not in the key provider configured here; run with "
+                "the VAULT_DATA_DIR (or VAULT_KEY_PROVIDER) it was filled with"
+            ) from None
+
     # -- patients ------------------------------------------------------------------------
 
     def _add_patients(self, first: int, end: int) -> int:

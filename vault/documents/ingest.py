@@ -18,9 +18,9 @@ from vault.access.principal import Role
 from vault.documents.metadata import DocumentMetadata, check_content, extract
 from vault.documents.patch import Operation, parse_fhirpath_patch
 from vault.documents.service import DocumentService, NewDocument, StoredDocument
-from vault.documents.subject import SubjectResolver
+from vault.documents.subject import SubjectResolver, UnknownSubject
 from vault.documents.submission import Entry, Submission
-from vault.errors import InvalidResource, PreconditionFailed
+from vault.errors import InvalidResource, NotFound, PreconditionFailed
 from vault.fhir import base64binary
 from vault.fhir.document_bundle import check_document, is_fhir_content
 from vault.fhir.references import local
@@ -64,6 +64,17 @@ class Ingestion:
 
     # -- ITI-105 and patient uploads ------------------------------------------------------
 
+    def _resolve(self, session: Session, actor: Actor, *args: Any, **kwargs: Any) -> str:
+        """Professionals may feed any record, so telling them a subject is unknown reveals
+        nothing; a patient or caregiver must not learn whether someone else's record exists:
+        for them an unknown subject answers exactly like a refused one."""
+        try:
+            return self.subjects.resolve(session, actor, *args, **kwargs)
+        except UnknownSubject:
+            if actor.principal.acting_professional is None:
+                raise NotFound("Resource not found") from None
+            raise
+
     def publish(self, session: Session, actor: Actor, resource: dict[str, Any]) -> StoredDocument:
         where = "DocumentReference"
         resource = _prepare_upload(actor, resource)
@@ -79,7 +90,7 @@ class Ingestion:
         )
         _check_content(metadata, content, where)
         replaces = _replaces(resource, where, self.subjects.fhir_base, in_bundle=None)
-        patient_id = self.subjects.resolve(
+        patient_id = self._resolve(
             session,
             actor,
             resource.get("subject"),
@@ -199,7 +210,7 @@ class Ingestion:
                     raise InvalidResource("subject must reference a Patient", expression=where)
                 return bundle_patients[target.index]
 
-            found = self.subjects.resolve(
+            found = self._resolve(
                 session,
                 actor,
                 resource.get("subject"),

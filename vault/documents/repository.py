@@ -11,6 +11,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from vault.access.policy import DocumentFacts
 from vault.models import Binary, Document, DocumentVersion
+from vault.models.base import utcnow
 
 
 def labels_text(labels: frozenset[str]) -> str:
@@ -174,3 +175,21 @@ def page_after(
     return session.scalars(
         query.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit)
     ).all()
+
+
+def shred(session: Session, document: Document, deleted_at: datetime) -> None:
+    """Destroy every data key of every version and of the content (crypto-shredding);
+    the tombstone, the version rows and the audit trail remain."""
+    for row in versions(session, document.id):
+        row.resource_dek = None
+        row.resource_ciphertext = None
+    for content in binaries_of(session, document.id):
+        content.wrapped_dek = None
+        content.shredded_at = deleted_at
+    document.deleted_at = deleted_at
+    document.status = "entered-in-error"
+    # The index keeps no hint of what the document was.
+    document.type_code = None
+    document.category_code = None
+    document.updated_at = utcnow()
+    session.flush()

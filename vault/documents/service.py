@@ -502,19 +502,7 @@ class DocumentService:
         if document.deleted_at is not None:
             return
         _check_version(document, expected_version)
-        now = utcnow()
-        for row in repository.versions(session, document.id):
-            row.resource_dek = None
-            row.resource_ciphertext = None
-        for binary in repository.binaries_of(session, document.id):
-            binary.wrapped_dek = None
-            binary.shredded_at = now
-        document.deleted_at = now
-        document.status = "entered-in-error"
-        document.type_code = None
-        document.category_code = None
-        document.updated_at = now
-        session.flush()
+        repository.shred(session, document, utcnow())
 
 
 def _new_facts(actor: Actor, new: NewDocument) -> DocumentFacts:

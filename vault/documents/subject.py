@@ -32,6 +32,10 @@ from vault.patients.service import PatientService
 InBundle = Callable[[str], str | None]
 
 
+class UnknownSubject(InvalidResource):
+    """The reference is well formed but names no patient of this vault."""
+
+
 def _no_bundle(_reference: str) -> str | None:
     return None
 
@@ -100,7 +104,7 @@ class SubjectResolver:
             )
         patient = self.patients.get(session, parts[1])
         if patient is None:
-            raise InvalidResource(
+            raise UnknownSubject(
                 "subject names a patient that does not exist", expression=expression
             )
         return patient.id
@@ -141,7 +145,7 @@ class SubjectResolver:
         patient = self.patients.find(session, system, value)
         if patient is None:
             # FHIR: a conditional reference that matches nothing fails the whole request.
-            raise InvalidResource(
+            raise UnknownSubject(
                 "No patient matches the subject's identifier", expression=expression
             )
         return patient.id

@@ -17,6 +17,12 @@ from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
 router = APIRouter(prefix="/fhir", tags=["Binary"])
 
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# A document is whatever its sender declared (text/html, image/svg+xml ...): opened in a
+# browser it must not run script against the vault's origin.
+SANDBOXED = {
+    **NO_STORE,
+    "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+}
 
 
 @router.get("/Binary/{binary_id}", summary="ITI-68 Retrieve Document")
@@ -43,7 +49,7 @@ def retrieve(
         headers={
             "Content-Type": content.content_type,
             "Content-Length": str(content.size),
-            **NO_STORE,
+            **SANDBOXED,
         },
     )
 
