@@ -294,22 +294,39 @@ class DocumentService:
 
     # -- read -------------------------------------------------------------------------
 
-    def read(
-        self, session: Session, actor: Actor, document_id: str, version: int | None = None
-    ) -> dict[str, Any]:
-        document = repository.get(session, document_id)
+    def _guarded(
+        self,
+        session: Session,
+        actor: Actor,
+        document_id: str,
+        permission: Permission,
+        *,
+        for_update: bool = False,
+        detail: dict[str, str] | None = None,
+    ) -> Document:
+        """Load a document and authorise the action on it in one step; what may not be
+        seen answers exactly like what does not exist."""
+        load = repository.get_for_update if for_update else repository.get
+        document = load(session, document_id)
         if document is None:
             raise NotFound("DocumentReference not found")
         self.access.authorize(
             session,
             actor,
-            Permission.DOCUMENT_READ,
+            permission,
             document.patient_id,
             document=repository.facts(document),
             resource_type="DocumentReference",
             resource_id=document.id,
+            detail=detail,
             not_found_as="DocumentReference",
         )
+        return document
+
+    def read(
+        self, session: Session, actor: Actor, document_id: str, version: int | None = None
+    ) -> dict[str, Any]:
+        document = self._guarded(session, actor, document_id, Permission.DOCUMENT_READ)
         if document.deleted_at is not None:
             raise Gone("This document was deleted")
         number = version or document.current_version
@@ -329,19 +346,8 @@ class DocumentService:
         )
 
     def history(self, session: Session, actor: Actor, document_id: str) -> list[dict[str, Any]]:
-        document = repository.get(session, document_id)
-        if document is None:
-            raise NotFound("DocumentReference not found")
-        self.access.authorize(
-            session,
-            actor,
-            Permission.DOCUMENT_READ,
-            document.patient_id,
-            document=repository.facts(document),
-            resource_type="DocumentReference",
-            resource_id=document.id,
-            detail={"interaction": "history"},
-            not_found_as="DocumentReference",
+        document = self._guarded(
+            session, actor, document_id, Permission.DOCUMENT_READ, detail={"interaction": "history"}
         )
         if document.deleted_at is not None:
             raise Gone("This document was deleted")
@@ -486,18 +492,8 @@ class DocumentService:
     ) -> None:
         """Crypto-shredding: every data key of every version and of the content is destroyed;
         the tombstone, the version rows and the audit trail remain."""
-        document = repository.get_for_update(session, document_id)
-        if document is None:
-            raise NotFound("DocumentReference not found")
-        self.access.authorize(
-            session,
-            actor,
-            Permission.DOCUMENT_DELETE,
-            document.patient_id,
-            document=repository.facts(document),
-            resource_type="DocumentReference",
-            resource_id=document.id,
-            not_found_as="DocumentReference",
+        document = self._guarded(
+            session, actor, document_id, Permission.DOCUMENT_DELETE, for_update=True
         )
         if document.deleted_at is not None:
             return
