@@ -7,7 +7,6 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,15 @@ from tests.conftest import ADMIN_URL
 from tests.factories import (
     DOCTOR,
     Tokens,
-    document_reference,
-    ins,
-    patient_resource,
     provide_bundle,
 )
+from tests.storage.vaults import Vault
 from vault.api.app import create_app
 from vault.backup import codec
 from vault.cli import app as cli_app
 from vault.db import make_engine
 from vault.migrations import upgrade
-from vault.services import Services, build_services
+from vault.services import build_services
 from vault.settings import Settings, get_settings
 
 
@@ -100,46 +97,6 @@ def run_cli(settings: Settings, *args: str) -> Result:
         return CliRunner().invoke(cli_app, list(args), env=env_of(settings))
     finally:
         get_settings.cache_clear()
-
-
-@dataclass
-class Vault:
-    settings: Settings
-    services: Services
-    client: TestClient
-    tokens: Tokens
-
-    def create_patient(self, seed: int, family: str = "Martin") -> tuple[str, str]:
-        ins_value = ins(seed)
-        response = self.client.post(
-            "/fhir/Patient",
-            json=patient_resource(ins_value, family=family),
-            headers=self.tokens.patient(ins_value),
-        )
-        assert response.status_code == 201, response.text
-        return response.headers["Location"].split("/Patient/")[1].split("/")[0], ins_value
-
-    def publish(
-        self, patient_id: str, content: bytes, content_type: str = "application/pdf"
-    ) -> tuple[str, str]:
-        """ITI-105; returns (DocumentReference id, Binary id)."""
-        response = self.client.post(
-            "/fhir/DocumentReference",
-            json=document_reference(
-                {"reference": f"Patient/{patient_id}"}, content, content_type=content_type
-            ),
-            headers=self.tokens.professional(),
-        )
-        assert response.status_code == 201, response.text
-        stored = response.json()
-        return stored["id"], stored["content"][0]["attachment"]["url"].split("/")[-1]
-
-    def download(self, binary_id: str, ins_value: str) -> bytes:
-        response = self.client.get(
-            f"/fhir/Binary/{binary_id}", headers=self.tokens.patient(ins_value)
-        )
-        assert response.status_code == 200, response.text
-        return response.content
 
 
 @contextmanager
