@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -64,6 +65,8 @@ def serve(
         proxy_headers=True,
         access_log=False,
         log_config=None,
+        http="httptools",
+        loop="uvloop",
     )
 
 
@@ -112,7 +115,10 @@ def token(
         str, typer.Option(help="INS, IDNPS, caregiver id, client id or operator login.")
     ],
     scope: Annotated[str | None, typer.Option(help="SMART v2 scopes, space separated.")] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int | None,
+        typer.Option(min=1, help="Lifetime in seconds (default VAULT_TOKEN_TTL_SECONDS)."),
+    ] = None,
     profession: Annotated[
         str | None, typer.Option(help="ANS profession code (professionals).")
     ] = None,
@@ -137,7 +143,7 @@ def token(
                 role,
                 sub,
                 scope=scope,
-                ttl=ttl,
+                ttl=settings.token_ttl_seconds if ttl is None else ttl,
                 profession=profession,
                 specialty=specialty,
                 on_behalf_of=on_behalf_of,
@@ -165,17 +171,31 @@ def keys_rotate() -> None:
 
 
 @keys_app.command("retire")
-def keys_retire() -> None:
-    """Destroy old master keys that no patient key needs any more."""
+def keys_retire(
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Destroy a master key only this many days after it stopped being current "
+            "(default VAULT_BACKUP_RETENTION_DAYS): older data backups still need it.",
+        ),
+    ] = None,
+) -> None:
+    """Destroy old master keys that no patient key needs any more, once no kept backup can
+    need them either."""
     from vault.services import build_services  # noqa: PLC0415
 
-    services = build_services(get_settings())
+    settings = get_settings()
+    days = settings.backup_retention_days if retention_days is None else retention_days
+    services = build_services(settings)
     try:
         with services.session_factory() as session:
-            retired = services.keys.retire_unused_master_keys(session)
+            outcome = services.keys.retire_unused_master_keys(session, timedelta(days=days))
     finally:
         services.close()
-    typer.echo(f"retired {len(retired)} master keys")
+    typer.echo(f"retired {len(outcome.retired)} master keys")
+    for kept in outcome.kept:
+        typer.echo(kept.describe())
 
 
 @blobs_app.command("sweep")

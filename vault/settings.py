@@ -27,7 +27,8 @@ class Settings(BaseSettings):
 
     embedded_issuer: bool = True
     token_audience: str = "vault"  # noqa: S105 - an audience name, not a secret
-    token_ttl_seconds: int = 3600
+    # Lifetime of the tokens `vault token` mints.
+    token_ttl_seconds: int = Field(default=3600, ge=1)
     clock_skew_seconds: int = Field(default=30, ge=0, le=30)
     # JSON list of external OpenID Connect issuers, see docs/authentication.md.
     oidc_issuers: str = "[]"
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     search_default_count: int = 20
     search_max_count: int = 200
     orphan_blob_grace_seconds: int = 3600
+    # How long data backups are kept (docs/operations.md): an old master key is destroyed
+    # by `vault keys retire` only this long after it stopped being current.
+    backup_retention_days: int = Field(default=35, ge=0)
     key_cache_seconds: int = 300
 
     log_json: bool = False

@@ -314,7 +314,6 @@ ALLOWED = {
     "storage/blobs/sweep.py": "blob keys still referenced, to delete orphaned ciphertext",
     "backup/shreds.py": "ids of crypto-shredded documents, to re-shred restored backups",
     "backup/export.py": "copying ciphertext and wrapped keys for a backup",
-    "bench/reads.py": "benchmark set-up against a scratch database",
 }
 
 

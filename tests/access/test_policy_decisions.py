@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from vault.access.matrix import default_matrix, load_matrix, parse_matrix
 from vault.access.permissions import Permission
-from vault.access.policy import Actor, DocumentFacts, decide
+from vault.access.policy import Actor, DocumentFacts, decide, needs_policy
 from vault.access.principal import Principal, Role
 from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import (
@@ -321,3 +321,29 @@ def test_a_masked_document_reaches_only_its_author_and_the_treating_doctor_among
 ):
     if MASKED in facts.security_labels and reads(professional(idnps), facts, given_policy):
         assert idnps == AUTHOR or given_policy.in_force(EntryKind.TREATING_DOCTOR, idnps)
+
+
+policy_changes = st.one_of(
+    st.none(),
+    st.builds(PolicyChange, st.sampled_from(list(EntryKind)), st.sampled_from(list(Verb))),
+    st.builds(change, st.just((MASKED,)), st.just(()), st.booleans()),
+)
+
+
+@given(actors, policies, st.one_of(st.none(), documents), permissions, policy_changes)
+def test_a_request_decided_without_the_policy_is_decided_the_same_with_any_policy(
+    actor, given_policy, facts, permission, asked
+):
+    """What lets AccessService skip loading the policy where needs_policy says so."""
+    if needs_policy(actor, PATIENT):
+        return
+    with_it = decide(actor, permission, PATIENT, facts, policy=given_policy, change=asked)
+    assert with_it == decide(actor, permission, PATIENT, facts, policy=None, change=asked)
+
+
+def test_only_a_patient_on_their_own_record_is_decided_without_the_policy():
+    assert not needs_policy(patient(), PATIENT)
+    assert needs_policy(patient(own="another-record"), PATIENT)
+    assert needs_policy(patient(own=None), PATIENT)
+    assert needs_policy(professional(), PATIENT)
+    assert needs_policy(caregiver(), PATIENT)

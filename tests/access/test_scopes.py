@@ -367,3 +367,23 @@ def test_patient_record_needs_patient_scopes(client, tokens):
         client.get(path, headers=tokens.patient(ins_value, scope="patient/Patient.r")).status_code
         == 200
     )
+
+
+def test_a_patient_token_that_may_only_create_creates_the_record_without_reading_it(
+    client, tokens, services
+):
+    ins_value = ins(36)
+    created = client.post(
+        "/fhir/Patient",
+        json=patient_resource(ins_value),
+        headers=tokens.patient(ins_value, scope="patient/Patient.c"),
+    )
+    assert created.status_code == 201, created.text
+    # The outcome, not the record: reading it back is what the token may not do.
+    assert created.json()["resourceType"] == "OperationOutcome"
+    patient_id = created.headers["Location"].split("/Patient/")[1].split("/")[0]
+    read = client.get(
+        f"/fhir/Patient/{patient_id}", headers=tokens.patient(ins_value, scope="patient/Patient.r")
+    )
+    assert read.status_code == 200, read.text
+    assert read.json()["identifier"][0]["value"] == ins_value

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.audit.conftest import activity, rebuild_tree, rehash_chain, tampering
+from vault.audit import parallel
 from vault.cli import app as cli
 from vault.models import AuditCheckpoint, AuditEntry
 from vault.settings import get_settings
@@ -158,3 +159,23 @@ def test_deliver_once_sends_what_is_due(client, tokens, run):
     assert delivered.exit_code == 0, delivered.output
     assert delivered.stdout.startswith("delivered 2,")
     assert again.stdout.startswith("delivered 0,")
+
+
+def test_verify_with_workers_checks_the_chains_in_worker_processes(
+    client, tokens, services, run, monkeypatch
+):
+    activity(client, tokens, 1)
+    activity(client, tokens, 2)
+    assert run("checkpoint").exit_code == 0
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 0)
+    started = []
+    start = parallel._start
+    monkeypatch.setattr(
+        parallel, "_start", lambda job, keys: started.append(keys) or start(job, keys)
+    )
+
+    intact = run("verify", "--workers", "2")
+
+    assert intact.exit_code == 0, intact.output
+    assert "audit log intact" in intact.output
+    assert len(started) == 2

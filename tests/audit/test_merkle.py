@@ -139,3 +139,30 @@ def test_a_compact_range_grows_to_the_same_root_and_nodes_as_the_whole_tree(star
         for level, index, digest in resumed.append(leaf):
             assert digest == merkle.root_of(leaves[index << level : (index + 1) << level])
     assert resumed.root() == merkle.root_of(leaves)
+
+
+@given(
+    st.integers(min_value=0, max_value=300),
+    st.lists(st.integers(min_value=1, max_value=70), max_size=40),
+)
+def test_a_compact_edge_extended_in_batches_completes_the_nodes_and_roots_of_the_range(count, cuts):
+    leaves = _leaves(count)
+    reference = merkle.CompactRange()
+    edge = merkle.CompactEdge()
+    position = 0
+    for cut in [*cuts, count]:
+        batch = leaves[position : position + cut]
+        expected = {
+            (level, index): digest
+            for leaf in batch
+            for level, index, digest in reference.append(leaf)
+        }
+        completed = {
+            (level, start + offset): digest
+            for level, start, digests in edge.extend(batch)
+            for offset, digest in enumerate(digests)
+        }
+        position += len(batch)
+        assert completed == expected
+        assert edge.size == reference.size == position
+        assert edge.root() == reference.root() == merkle.root_of(leaves[:position])

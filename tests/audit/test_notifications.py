@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.access.policy_support import declare_emergency
 from tests.factories import OTHER_DOCTOR, create_patient, publish
@@ -322,3 +322,60 @@ def test_an_emergency_access_is_notified_once_and_shown_as_a_privacy_disclosure(
     ]
     assert len(disclosures) >= 2
     assert all(d["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT" for d in disclosures)
+
+
+def test_notifications_go_in_batches_one_transaction_each_and_each_once(
+    client, tokens, services, receiver
+):
+    for seed in range(1, 3):
+        patient_id, _ = create_patient(client, tokens, seed)
+        for number in range(6):
+            publish(client, tokens.professional(), patient_id, f"doc {number}".encode())
+    expected = sorted(row.id for row in _outbox(services))
+    worker = DeliveryWorker(services.session_factory, _sender(receiver), batch_size=5)
+    commits: list[int] = []
+
+    def count(_connection) -> None:
+        commits.append(1)
+
+    event.listen(services.engine, "commit", count)
+    try:
+        stats = worker.run_once()
+    finally:
+        event.remove(services.engine, "commit", count)
+
+    assert stats.delivered == len(expected) == 12
+    # 5 + 5 + 2, then one that finds nothing left.
+    assert len(commits) == 4
+    assert sorted(receiver.delivered_ids()) == expected
+    assert {(row.status, row.attempts) for row in _outbox(services)} == {("delivered", 1)}
+
+
+class _CrashingSender:
+    """Delivers the first message, then fails in a way the outbox does not expect."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send(self, message: dict) -> None:
+        if self.sent:
+            raise RuntimeError("process dies mid-batch")
+        self.sent.append(message["id"])
+
+
+def test_a_crash_mid_batch_loses_no_notification_and_only_re_sends(
+    client, tokens, services, receiver
+):
+    patient_id, _ = create_patient(client, tokens, 1)
+    for number in range(3):
+        publish(client, tokens.professional(), patient_id, f"doc {number}".encode())
+    expected = sorted(row.id for row in _outbox(services))
+    crashing = _CrashingSender()
+
+    with pytest.raises(RuntimeError):
+        DeliveryWorker(services.session_factory, crashing).run_once()
+
+    assert {(row.status, row.attempts) for row in _outbox(services)} == {("pending", 0)}
+    assert DeliveryWorker(services.session_factory, _sender(receiver)).run_once().delivered == 3
+    assert sorted(receiver.delivered_ids()) == expected
+    assert crashing.sent[0] in expected

@@ -120,7 +120,15 @@ def test_once_the_master_key_is_retired_older_backups_are_noise(tmp_path: Path, 
         assert rotated.exit_code == 0, rotated.output
         assert "rewrapping patient keys: done" in rotated.output
         assert run_cli(settings, "backup", "verify", str(old)).exit_code == 0
-        assert run_cli(settings, "keys", "retire").exit_code == 0
+        # Within the retention period the old backup may still be needed: the key stays.
+        kept = run_cli(settings, "keys", "retire")
+        assert kept.exit_code == 0, kept.output
+        assert "retired 0 master keys" in kept.output
+        assert run_cli(settings, "backup", "verify", str(old)).exit_code == 0
+        # Once it has passed (here: no retention at all), the key goes.
+        retired = run_cli(settings, "keys", "retire", "--retention-days", "0")
+        assert retired.exit_code == 0, retired.output
+        assert "retired 1 master keys" in retired.output
 
         result = run_cli(settings, "backup", "verify", str(old))
         assert result.exit_code == 1

@@ -233,6 +233,7 @@ def publish(client: TestClient, tokens: Tokens, content: bytes, seed: int = 1) -
     )
     assert published.status_code == 201, published.text
     return {
+        "id": published.json()["id"],
         "patient": patient_id,
         "ins": ins_value,
         "master": master,
@@ -390,6 +391,35 @@ def test_sweep_removes_old_orphans_and_keeps_referenced_blobs(vault: Services, h
         with pytest.raises(NotFound):
             vault.blobs.read(orphan)
     assert download(http, tokens, doc) == b"%PDF-1.7 compte rendu " + MARKER
+
+
+def test_sweep_removes_deleted_documents_ciphertext_once_the_deletion_is_old(
+    vault: Services, http: TestClient
+):
+    tokens = Tokens(vault.issuer)
+    kept = publish(http, tokens, b"%PDF-1.7 kept " + MARKER, seed=1)
+    deleted = publish(http, tokens, b"%PDF-1.7 deleted " + MARKER, seed=2)
+    with vault.session_factory() as session:
+        deleted_key = session.scalar(select(Binary.blob_key).where(Binary.id == deleted["binary"]))
+    gone = http.delete(f"/fhir/DocumentReference/{deleted['id']}", headers=tokens.professional())
+    assert gone.status_code in (200, 204), gone.text
+
+    # Just deleted: a backup that read its snapshot before may still be copying the blob.
+    recent = sweep_orphans(vault.blobs, vault.session_factory, GRACE, now=utcnow() + GRACE / 2)
+    assert recent.removed == []
+    assert deleted_key in stored_keys(vault)
+
+    later = sweep_orphans(vault.blobs, vault.session_factory, GRACE, now=utcnow() + 2 * GRACE)
+    assert later.removed == [deleted_key]
+    assert deleted_key not in stored_keys(vault)
+    # The tombstone stays, and says so; the other document is untouched.
+    assert (
+        http.get(
+            f"/fhir/Binary/{deleted['binary']}", headers=tokens.patient(deleted["ins"])
+        ).status_code
+        == 410
+    )
+    assert download(http, tokens, kept) == b"%PDF-1.7 kept " + MARKER
 
 
 def test_sweep_leaves_orphans_younger_than_the_grace_period(vault: Services):

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from vault.storage.keys.local import KeyringError, LocalKeyProvider
 # What rotation must leave exactly as it was: documents, their versions, contents and
 # ciphertext, and the patients' own records.
 UNTOUCHED = ["documents", "document_versions", "binaries", "blob_chunks", "patients"]
+# Retirement as if no data backup were kept.
+NO_RETENTION = timedelta(0)
 
 
 # -- the keyring file ---------------------------------------------------------------------
@@ -256,7 +259,7 @@ def test_retirement_destroys_only_master_keys_no_patient_key_needs(vault):
     current = provider.rotate()
 
     with vault.services.session_factory() as session:
-        retired = vault.services.keys.retire_unused_master_keys(session)
+        retired = vault.services.keys.retire_unused_master_keys(session, NO_RETENTION).retired
         assert vault.services.keys.count_stale(session) == 2
 
     assert retired == [unused]
@@ -268,9 +271,8 @@ def test_retirement_destroys_only_master_keys_no_patient_key_needs(vault):
     assert rewrapped == 2
     with vault.services.session_factory() as session:
         assert vault.services.keys.count_stale(session) == 0
-        assert sorted(vault.services.keys.retire_unused_master_keys(session)) == sorted(
-            [in_use, current]
-        )
+        outcome = vault.services.keys.retire_unused_master_keys(session, NO_RETENTION)
+        assert sorted(outcome.retired) == sorted([in_use, current])
     assert provider.master_key_ids() == [newest]
     assert_all_readable(vault, stored)
 
@@ -300,7 +302,17 @@ def test_vault_keys_rotate_command_rewraps_while_the_server_keeps_serving(vault,
         stored.patients[third_id] = third_ins
         assert {master for master, _ in patient_keys(vault).values()} == {new_master}
 
-        retired = CliRunner().invoke(cli, ["keys", "retire"], env=environment)
+        # Right after the rotation, backups taken before it still need the old key.
+        kept = CliRunner().invoke(cli, ["keys", "retire"], env=environment)
+        assert kept.exit_code == 0, kept.output
+        assert "retired 0 master keys" in kept.output
+        retirable_from = (datetime.now(UTC) + timedelta(days=35)).date().isoformat()
+        assert f"kept {old_master}: backups taken before {retirable_from}" in kept.output
+        assert old_master in vault.services.key_provider.master_key_ids()
+
+        retired = CliRunner().invoke(
+            cli, ["keys", "retire", "--retention-days", "0"], env=environment
+        )
         assert retired.exit_code == 0, retired.output
         assert "retired 1 master keys" in retired.output
     finally:
@@ -330,3 +342,57 @@ def test_keyring_exposed_while_serving_answers_503_until_fixed(vault):
     assert refused.json()["issue"][0]["code"] == "transient"
     keyring.chmod(0o600)
     assert vault.download(binary, ins_value) == b"%PDF-1.7 y"
+
+
+def test_an_unused_master_key_is_kept_until_every_backup_that_needs_it_has_expired(vault):
+    stored = fill(vault)
+    provider = vault.services.key_provider
+    old = provider.current_master_key_id()
+    new, _ = vault.services.keys.rotate_master_key(vault.services.session_factory)
+    rotated_at = provider.master_key_created_at(new)
+    assert rotated_at is not None
+    retention = timedelta(days=35)
+
+    with vault.services.session_factory() as session:
+        early = vault.services.keys.retire_unused_master_keys(
+            session, retention, now=rotated_at + retention - timedelta(minutes=1)
+        )
+        assert early.retired == []
+        assert [(kept.master_key_id, kept.retirable_from) for kept in early.kept] == [
+            (old, rotated_at + retention)
+        ]
+        assert old in provider.master_key_ids()
+
+        due = vault.services.keys.retire_unused_master_keys(
+            session, retention, now=rotated_at + retention
+        )
+    assert due.retired == [old]
+    assert due.kept == []
+    assert provider.master_key_ids() == [new]
+    assert_all_readable(vault, stored)
+
+
+def test_a_master_key_whose_replacement_has_no_known_date_is_never_retired(vault):
+    provider = vault.services.key_provider
+    old = provider.current_master_key_id()
+    new, _ = vault.services.keys.rotate_master_key(vault.services.session_factory)
+    keyring = json.loads(provider.path.read_text())
+    for entry in keyring["master_keys"]:
+        if entry["id"] == new:
+            del entry["created_at"]
+    provider.path.write_text(json.dumps(keyring))
+    assert provider.master_key_created_at(new) is None
+
+    with vault.services.session_factory() as session:
+        outcome = vault.services.keys.retire_unused_master_keys(
+            session, timedelta(days=35), now=datetime.now(UTC) + timedelta(days=3650)
+        )
+    assert outcome.retired == []
+    assert [kept.master_key_id for kept in outcome.kept] == [old]
+    assert "does not say when it stopped being current" in outcome.kept[0].describe()
+    assert old in provider.master_key_ids()
+
+    # Unless the operator says no backup is kept.
+    with vault.services.session_factory() as session:
+        forced = vault.services.keys.retire_unused_master_keys(session, timedelta(0))
+    assert forced.retired == [old]

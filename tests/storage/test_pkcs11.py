@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pkcs11
@@ -289,6 +290,17 @@ def test_retirement_destroys_the_key_object_in_the_token(provider, prefix):
         provider.unwrap(old, wrapped, b"context")
 
 
+def test_a_master_key_carries_the_day_it_was_made(provider, prefix):
+    # Retirement waits out the backup retention period from the day a key was replaced.
+    before = datetime.now(UTC)
+    made = provider.master_key_created_at(provider.rotate())
+    assert made is not None
+    # Kept to the day, and read as its end: a wait counted from it is never short.
+    assert before < made <= before + timedelta(days=1)
+    assert made.time() == time.min
+    assert provider.master_key_created_at(f"{prefix}-index") is None
+
+
 def test_retirement_by_another_process_leaves_no_usable_cached_handle(softhsm, provider, prefix):
     old, wrapped = provider.wrap(b"k" * 32, b"context")
     assert provider.unwrap(old, wrapped, b"context") == b"k" * 32
@@ -439,7 +451,9 @@ def test_vault_on_softhsm_stores_reads_back_and_rotates(
             vault.services.keys.forget()
             assert vault.download(binary, ins_value) == content
 
-            retired = CliRunner().invoke(cli, ["keys", "retire"], env=environment)
+            retired = CliRunner().invoke(
+                cli, ["keys", "retire", "--retention-days", "0"], env=environment
+            )
             assert retired.exit_code == 0, retired.output
             assert "retired 1 master keys" in retired.output
         finally:

@@ -207,6 +207,13 @@ def decide(
     return _deny("no rule grants this role access")
 
 
+def needs_policy(actor: Actor, patient_id: str) -> bool:
+    """Whether ``decide`` reads the patient's policy for this actor: a patient acting on
+    their own record is decided without it (``_decide_self``), so a request for one's own
+    record need not load it."""
+    return not (actor.principal.role is Role.PATIENT and actor.own_patient_id == patient_id)
+
+
 def _no_policy(patient_id: str) -> PatientPolicy:
     # No entries, so the moment expiries would be judged against never matters.
     return PatientPolicy(patient_id, datetime.min.replace(tzinfo=UTC))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, and_, bindparam, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from vault.access.state import Entry, EntryKind, PatientPolicy
-from vault.models import AccessPolicy, AccessPolicyEntry
+from vault.models import AccessPolicy, AccessPolicyEntry, Patient
 from vault.models.base import utcnow
 
 
@@ -33,21 +35,52 @@ class PolicySnapshots:
         self._loaded.pop(patient_id, None)
 
 
-def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
-    version = session.scalar(
-        select(AccessPolicy.version).where(AccessPolicy.patient_id == patient_id)
+_POLICIES = cast(Table, AccessPolicy.__table__)
+_ENTRIES = cast(Table, AccessPolicyEntry.__table__)
+# Every request reads its patient's policy: one statement, built once. The version comes
+# with each entry row; a lone row of NULL entry columns stands for a policy without entries.
+_POLICY_NOW = select(
+    select(_POLICIES.c.version)
+    .where(_POLICIES.c.patient_id == bindparam("patient_id"))
+    .scalar_subquery()
+    .label("version"),
+    _ENTRIES.c.id,
+    _ENTRIES.c.kind,
+    _ENTRIES.c.subject,
+    _ENTRIES.c.starts_at,
+    _ENTRIES.c.expires_at,
+    _ENTRIES.c.scope,
+    _ENTRIES.c.categories,
+).select_from(
+    select(literal_column("1").label("one"))
+    .subquery("policy")
+    .outerjoin(
+        _ENTRIES,
+        and_(
+            _ENTRIES.c.patient_id == bindparam("patient_id"),
+            _ENTRIES.c.ended_at.is_(None),
+            or_(_ENTRIES.c.expires_at.is_(None), _ENTRIES.c.expires_at > bindparam("at")),
+        ),
     )
-    rows = session.scalars(
-        select(AccessPolicyEntry).where(
-            AccessPolicyEntry.patient_id == patient_id,
-            AccessPolicyEntry.ended_at.is_(None),
-            or_(AccessPolicyEntry.expires_at.is_(None), AccessPolicyEntry.expires_at > at),
-        )
-    ).all()
-    return PatientPolicy(patient_id, at, version or 0, tuple(entry_of(row) for row in rows))
+)
 
 
-def entry_of(row: AccessPolicyEntry) -> Entry:
+_OWN_RECORD = select(Patient.id).where(Patient.ins_index == bindparam("ins_index"))
+
+
+def own_record(session: Session, ins_index: bytes) -> str | None:
+    """The record of the patient with this INS index, if they have one."""
+    return session.execute(_OWN_RECORD, {"ins_index": ins_index}).scalar()
+
+
+def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
+    rows = session.execute(_POLICY_NOW, {"patient_id": patient_id, "at": at}).all()
+    version = rows[0].version if rows else None
+    entries = tuple(entry_of(row) for row in rows if row.id is not None)
+    return PatientPolicy(patient_id, at, version or 0, entries)
+
+
+def entry_of(row: Row[*tuple[Any, ...]]) -> Entry:
     return Entry(
         id=row.id,
         kind=EntryKind(row.kind),

@@ -1,27 +1,25 @@
 """The one place that decides access and records it.
 
 Every read, search, write, change, content download and policy change goes through
-``authorize``: it loads the patient's policy (once per request), asks the pure decision
-function, writes the audit entry in the caller's transaction when the access goes ahead,
-and raises ``AccessDenied`` -- carrying its own audit record, written after the rollback --
-when it does not.
+``authorize``: it loads the patient's policy (once per request, and only when the decision
+reads it), asks the pure decision function, writes the audit entry in the caller's
+transaction when the access goes ahead, and raises ``AccessDenied`` -- carrying its own
+audit record, written after the rollback -- when it does not.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
-from vault.access.policy import Actor, Decision, DocumentFacts, decide
+from vault.access.policy import Actor, Decision, DocumentFacts, decide, needs_policy
 from vault.access.principal import INS_SYSTEMS, Principal, Role
-from vault.access.repository import PolicySnapshots, load_policy
+from vault.access.repository import PolicySnapshots, load_policy, own_record
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
 from vault.audit.records import AuditRecord, Outcome
 from vault.audit.service import AuditService
 from vault.errors import NotFound
-from vault.models import Patient
 from vault.models.base import utcnow
 from vault.observability import metrics
 from vault.storage.keys.provider import KeyProvider
@@ -63,7 +61,11 @@ def caregiver_key(account: str) -> str:
 def ins_key(provider: KeyProvider, value: str) -> str:
     """How a policy names a person identified by INS: by the keyed blind index, since an
     INS must never sit in clear."""
-    return "ins:" + ins_index(provider, "ins", value).hex()
+    return _key_of_index(ins_index(provider, "ins", value))
+
+
+def _key_of_index(index: bytes) -> str:
+    return "ins:" + index.hex()
 
 
 class AccessService:
@@ -81,12 +83,9 @@ class AccessService:
         own = None
         proxy = None
         if principal.role is Role.PATIENT:
-            own = session.scalar(
-                select(Patient.id).where(
-                    Patient.ins_index == ins_index(self._keys, "ins", principal.subject)
-                )
-            )
-            proxy = ins_key(self._keys, principal.subject)
+            index = ins_index(self._keys, "ins", principal.subject)
+            own = own_record(session, index)
+            proxy = _key_of_index(index)
         elif principal.role is Role.CAREGIVER:
             proxy = caregiver_key(principal.subject)
         return Actor(principal, own, proxy, PolicySnapshots(session))
@@ -98,6 +97,15 @@ class AccessService:
         if actor.policies is not None:
             return actor.policies.get(patient_id)
         return load_policy(session, patient_id, utcnow())
+
+    def _deciding_policy(
+        self, session: Session, actor: Actor, patient_id: str
+    ) -> PatientPolicy | None:
+        """The policy ``decide`` reads, loaded only when it reads one (a statement saved on
+        every patient's request for their own record)."""
+        if not needs_policy(actor, patient_id):
+            return None
+        return self.policy(session, actor, patient_id)
 
     @staticmethod
     def forget(actor: Actor, patient_id: str) -> None:
@@ -117,7 +125,11 @@ class AccessService:
         """Decide without recording: for filtering search results, whose one search is
         recorded by ``authorize``. An actor built without a request's policy source is
         judged as if the patient had granted nothing."""
-        policy = actor.policies.get(patient_id) if actor.policies is not None else None
+        policy = (
+            actor.policies.get(patient_id)
+            if actor.policies is not None and needs_policy(actor, patient_id)
+            else None
+        )
         return decide(
             actor,
             permission,
@@ -142,7 +154,7 @@ class AccessService:
         detail: dict[str, str] | None = None,
         not_found_as: str = "Resource",
     ) -> Decision:
-        policy = self.policy(session, actor, patient_id)
+        policy = self._deciding_policy(session, actor, patient_id)
         decision = decide(
             actor,
             permission,
@@ -200,7 +212,7 @@ class AccessService:
         """Before a change whose content decides it is known: refuse anyone who may not
         even see the document, exactly as ``authorize`` would (404, recorded). The change
         itself still goes through ``authorize``."""
-        policy = self.policy(session, actor, document.patient_id)
+        policy = self._deciding_policy(session, actor, document.patient_id)
         seen = decide(
             actor,
             Permission.DOCUMENT_READ,

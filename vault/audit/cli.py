@@ -72,6 +72,14 @@ def verify(
             "the log to, besides the ones it stores.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes checking the chains of a large log side by side, on PostgreSQL "
+            "(default: one per CPU).",
+        ),
+    ] = None,
 ) -> None:
     """Exit 0 when every chain and the Merkle tree match the signed checkpoints; otherwise
     print the first entry that fails and exit 1."""
@@ -82,6 +90,8 @@ def verify(
         return
     with _services() as services:
         verifier = services.audit_log.verifier
+        if workers is not None:
+            verifier.workers = workers
         report = (
             verifier.verify_patient(services.session_factory, patient, published)
             if patient

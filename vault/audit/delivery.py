@@ -1,10 +1,10 @@
 """Delivering the notification outbox: each row to a pluggable sender, once.
 
-One notification per transaction: the row is claimed with ``FOR UPDATE SKIP LOCKED`` (so
-workers in several processes never take the same one), sent, and marked delivered in the
-same transaction. A crash between a receiver's 2xx and the commit can only re-send, never
-lose; the payload's ``id`` (also the ``Idempotency-Key`` header) lets receivers drop such a
-repeat. A failed send is retried later with exponential backoff, and given up ("dead")
+Notifications go in batches, one transaction each: the rows are claimed with ``FOR UPDATE
+SKIP LOCKED`` (so workers in several processes never take the same one), sent one by one,
+and marked delivered in the same transaction. A crash between a receiver's 2xx and the
+commit can only re-send (at most the rest of its batch), never lose; the payload's ``id``
+(also the ``Idempotency-Key`` header) lets receivers drop such a repeat. A failed send is retried later with exponential backoff, and given up ("dead")
 after ``max_attempts``. A new document still hidden from the patient is held back until
 its author announces it.
 """
@@ -17,12 +17,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.state import INVISIBLE_PATIENT
@@ -49,7 +49,21 @@ class Sender(Protocol):
         """Deliver or raise DeliveryError."""
 
 
-def message_of(row: AuditNotification) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An outbox row claimed for delivery."""
+
+    id: int
+    kind: str
+    patient_id: str
+    created_at: datetime
+    audit_entry_id: int
+    actor_role: str
+    actor_id: str | None
+    attempts: int
+
+
+def message_of(row: Due) -> dict[str, Any]:
     """What leaves the vault: identifiers and the kind of event, never health content."""
     return {
         "id": row.id,
@@ -131,13 +145,59 @@ class DeliveryStats:
     held: int = 0
 
 
-def _not_yet_announced(session: Session, row: AuditNotification) -> bool:
-    """A new document the patient may not see yet (a result awaiting its announcement)
-    must not be announced by its notification either."""
-    if row.kind != "new-document":
-        return False
-    labels = repository.labels_of_audited_document(session, row.audit_entry_id)
-    return labels is not None and INVISIBLE_PATIENT in labels_of(labels)
+_OUTBOX = cast(Table, AuditNotification.__table__)
+_CLAIM = (
+    select(*(_OUTBOX.c[field.name] for field in fields(Due)))
+    .where(_OUTBOX.c.status == "pending", _OUTBOX.c.next_attempt_at <= bindparam("now"))
+    .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM_UNTRIED = _CLAIM.where(_OUTBOX.c.id.not_in(bindparam("tried", expanding=True)))
+_DELIVERED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status="delivered",
+        attempts=_OUTBOX.c.attempts + 1,
+        delivered_at=bindparam("now"),
+        last_error=None,
+    )
+)
+_HELD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(next_attempt_at=bindparam("later"))
+)
+# One row each, in one executemany: a failure's attempts, error, status and next try.
+_FAILED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        attempts=bindparam("row_attempts"),
+        last_error=bindparam("row_error"),
+        status=bindparam("row_status"),
+        # A notification given up keeps the time it was last due.
+        next_attempt_at=func.coalesce(
+            bindparam("row_next", type_=_OUTBOX.c.next_attempt_at.type),
+            _OUTBOX.c.next_attempt_at,
+        ),
+    )
+)
+
+
+def _not_yet_announced(session: Session, rows: list[Due]) -> set[int]:
+    """The new documents the patient may not see yet (results awaiting their announcement),
+    whose notifications must not announce them either."""
+    labels = repository.labels_of_audited_documents(
+        session, [row.audit_entry_id for row in rows if row.kind == "new-document"]
+    )
+    return {
+        row.id
+        for row in rows
+        if row.kind == "new-document"
+        and INVISIBLE_PATIENT in labels_of(labels.get(row.audit_entry_id) or "")
+    }
 
 
 class DeliveryWorker:
@@ -149,68 +209,88 @@ class DeliveryWorker:
         max_attempts: int = 10,
         backoff_seconds: float = 30.0,
         backoff_cap_seconds: float = 6 * 3600.0,
+        batch_size: int = 50,
     ) -> None:
         self._factory = factory
         self.sender = sender
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
         self._cap = backoff_cap_seconds
+        self._batch = batch_size
 
     def run_once(self, now: datetime | None = None, limit: int = 1000) -> DeliveryStats:
         """Work through what is due at ``now``; returns what happened."""
         stats = DeliveryStats()
         # One attempt per notification per round, even when its retry is due at once.
         tried: list[int] = []
-        for _ in range(limit):
-            outcome = self._deliver_next(now or utcnow(), tried)
-            if outcome is None:
+        while limit > 0:
+            outcomes = self._deliver_batch(now or utcnow(), tried, min(limit, self._batch))
+            if not outcomes:
                 break
-            setattr(stats, outcome, getattr(stats, outcome) + 1)
+            for outcome in outcomes:
+                setattr(stats, outcome, getattr(stats, outcome) + 1)
+            limit -= len(outcomes)
         return stats
 
-    def _deliver_next(self, now: datetime, tried: list[int]) -> str | None:
+    def _deliver_batch(self, now: datetime, tried: list[int], batch: int) -> list[str]:
         with self._factory() as session, session.begin():
-            query = (
-                select(AuditNotification)
-                .where(
-                    AuditNotification.status == "pending",
-                    AuditNotification.next_attempt_at <= now,
-                )
-                .order_by(AuditNotification.next_attempt_at, AuditNotification.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if tried:
-                query = query.where(AuditNotification.id.not_in(tried))
-            row = session.scalar(query)
-            if row is None:
-                return None
-            if _not_yet_announced(session, row):
-                # Checked again later, without using up attempts: the day the author lifts
-                # the label, the patient hears about the document.
-                row.next_attempt_at = now + timedelta(seconds=max(self._backoff, 1.0))
-                tried.append(row.id)
-                return "held"
-            try:
-                self.sender.send(message_of(row))
-            except DeliveryError as error:
-                row.attempts += 1
-                row.last_error = error.reason[:64]
-                if error.permanent or row.attempts >= self._max_attempts:
-                    row.status = "dead"
-                    log.warning("notification %s given up: %s", row.id, row.last_error)
-                    return "dead"
-                delay = min(self._cap, self._backoff * 2 ** (row.attempts - 1))
-                row.next_attempt_at = now + timedelta(seconds=delay)
-                # Only a row still pending could come round again; delivered and dead
-                # ones leave the query by their status, and keep the list short.
-                tried.append(row.id)
-                return "retrying"
-            row.status = "delivered"
-            row.attempts += 1
-            row.delivered_at = now
-            row.last_error = None
-            return "delivered"
+            claim = _CLAIM_UNTRIED if tried else _CLAIM
+            rows = [
+                Due(*row)
+                for row in session.execute(claim, {"now": now, "batch": batch, "tried": tried})
+            ]
+            held = _not_yet_announced(session, rows)
+            outcomes: list[str] = []
+            delivered: list[int] = []
+            failed: list[dict[str, Any]] = []
+            for row in rows:
+                if row.id in held:
+                    # Checked again later, without using up attempts: the day the author
+                    # lifts the label, the patient hears about the document.
+                    outcomes.append("held")
+                    tried.append(row.id)
+                    continue
+                try:
+                    self.sender.send(message_of(row))
+                except DeliveryError as error:
+                    outcomes.append(self._failed(row, error, now, failed))
+                    if outcomes[-1] == "retrying":
+                        # Only a row still pending could come round again; delivered and
+                        # dead ones leave the query by their status, and keep the list short.
+                        tried.append(row.id)
+                    continue
+                outcomes.append("delivered")
+                delivered.append(row.id)
+            if delivered:
+                session.execute(_DELIVERED, {"ids": delivered, "now": now})
+            if held:
+                later = now + timedelta(seconds=max(self._backoff, 1.0))
+                session.execute(_HELD, {"ids": sorted(held), "later": later})
+            if failed:
+                session.execute(_FAILED, failed)
+            return outcomes
+
+    def _failed(
+        self, row: Due, error: DeliveryError, now: datetime, failed: list[dict[str, Any]]
+    ) -> str:
+        attempts = row.attempts + 1
+        reason = error.reason[:64]
+        if error.permanent or attempts >= self._max_attempts:
+            log.warning("notification %s given up: %s", row.id, reason)
+            status, next_attempt, outcome = "dead", None, "dead"
+        else:
+            delay = min(self._cap, self._backoff * 2 ** (attempts - 1))
+            status, next_attempt, outcome = "pending", now + timedelta(seconds=delay), "retrying"
+        failed.append(
+            {
+                "row_id": row.id,
+                "row_attempts": attempts,
+                "row_error": reason,
+                "row_status": status,
+                "row_next": next_attempt,
+            }
+        )
+        return outcome
 
 
 def sender_from_settings(

@@ -224,3 +224,37 @@ class CompactRange:
 
     def root(self) -> bytes:
         return fold([digest for _, digest in self._edge])
+
+
+class CompactEdge:
+    """``CompactRange`` for leaves appended a batch at a time: the same nodes and roots,
+    built level by level over lists instead of leaf by leaf, for verifying large trees."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        # The right edge: at most one complete subtree per level, waiting for its sibling.
+        self._pending: dict[int, bytes] = {}
+
+    def extend(self, leaves: list[bytes]) -> list[tuple[int, int, list[bytes]]]:
+        """Add leaf hashes; returns the nodes they complete as (level, first node index,
+        hashes of consecutive nodes), lowest level first."""
+        completed = []
+        level, start, current = 0, self.size, leaves
+        sha256 = hashlib.sha256
+        while current:
+            completed.append((level, start, current))
+            # An odd first index is a right child whose left sibling is on the edge.
+            skip = start & 1
+            parents = [node_hash(self._pending.pop(level), current[0])] if skip else []
+            parents += [
+                sha256(NODE_PREFIX + current[i] + current[i + 1]).digest()
+                for i in range(skip, len(current) - 1, 2)
+            ]
+            if (len(current) - skip) & 1:
+                self._pending[level] = current[-1]
+            level, start, current = level + 1, start >> 1, parents
+        self.size += len(leaves)
+        return completed
+
+    def root(self) -> bytes:
+        return fold([self._pending[level] for level in sorted(self._pending, reverse=True)])

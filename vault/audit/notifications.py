@@ -1,7 +1,8 @@
 """Which audit entries a patient must hear about, and the outbox row each one leaves.
 
 The rule is a pure function of the entry, applied by ``AuditService.append`` in the same
-transaction: the notification exists exactly when the access it reports happened.
+transaction (in the very statement that writes the entry, on PostgreSQL): the notification
+exists exactly when the access it reports happened.
 
 | kind                 | when (successful entries about a patient, by someone else)       | once per                      |
 |----------------------|------------------------------------------------------------------|-------------------------------|
@@ -18,17 +19,46 @@ then (``vault/audit/delivery.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from enum import StrEnum
+from typing import Any, Protocol, cast
 
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
-from vault.models import AuditEntry, AuditNotification
+from vault.models import AuditNotification
 
 EMERGENCY_PURPOSE = "ETREAT"
 READ_PERMISSIONS = frozenset({"document:read", "document:search", "document:content"})
 PROFESSIONAL_ROLES = frozenset({"professional", "software"})
+
+
+class EntryFacts(Protocol):
+    """What the rules read of an entry: a stored ``EntryFacts`` or the ``WrittenEntry``
+    that ``AuditService.append`` wrote."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def patient_id(self) -> str | None: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def actor_role(self) -> str: ...
+    @property
+    def actor_id(self) -> str | None: ...
+    @property
+    def on_behalf_of(self) -> str | None: ...
+    @property
+    def detail(self) -> Mapping[str, Any]: ...
 
 
 class NotificationKind(StrEnum):
@@ -39,22 +69,22 @@ class NotificationKind(StrEnum):
     NEW_READER = "new-reader"
 
 
-def acting_person(entry: AuditEntry) -> str | None:
+def acting_person(entry: EntryFacts) -> str | None:
     """Whose act it is: the professional software acts for, otherwise the caller."""
     if entry.actor_role == "software":
         return entry.on_behalf_of
     return entry.actor_id
 
 
-def _day(entry: AuditEntry) -> str:
+def _day(entry: EntryFacts) -> str:
     return entry.occurred_at.date().isoformat()
 
 
-def _permission(entry: AuditEntry) -> str:
+def _permission(entry: EntryFacts) -> str:
     return str(entry.detail.get("permission", ""))
 
 
-Rule = tuple[Callable[[AuditEntry], bool], NotificationKind, Callable[[AuditEntry], str]]
+Rule = tuple[Callable[[EntryFacts], bool], NotificationKind, Callable[[EntryFacts], str]]
 
 # First match wins: an emergency read is reported as an emergency, not as a new reader.
 RULES: tuple[Rule, ...] = (
@@ -86,7 +116,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def notification_for(entry: AuditEntry) -> tuple[NotificationKind, str] | None:
+def notification_for(entry: EntryFacts) -> tuple[NotificationKind, str] | None:
     """The notification an entry calls for, with the key that makes it happen once."""
     if entry.outcome != "success" or entry.patient_id is None:
         return None
@@ -98,27 +128,47 @@ def notification_for(entry: AuditEntry) -> tuple[NotificationKind, str] | None:
     return None
 
 
-def enqueue(session: Session, entry: AuditEntry) -> None:
-    """Add the entry's notification to the outbox, unless one with its key exists."""
+_OUTBOX = cast(Table, AuditNotification.__table__)
+_OUTBOX_COLUMNS = (
+    "created_at",
+    "patient_id",
+    "kind",
+    "dedupe_key",
+    "audit_entry_id",
+    "actor_role",
+    "actor_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+def outbox_insert(insert: Callable[[Any], Any]) -> Insert:
+    """The outbox row's insert, skipped when one with its key exists: ``insert`` is the
+    dialect's (``postgresql.insert`` or ``sqlite.insert``); parameters from ``outbox_row``."""
+    built: postgresql.Insert | sqlite.Insert = insert(_OUTBOX)
+    return built.values(
+        {name: bindparam(f"n_{name}") for name in _OUTBOX_COLUMNS}
+    ).on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
+
+
+def outbox_row(entry: EntryFacts) -> dict[str, Any] | None:
+    """The parameters of the entry's outbox row for ``outbox_insert``, or None when the
+    entry calls for no notification."""
     wanted = notification_for(entry)
     if wanted is None or entry.patient_id is None:
-        return
+        return None
     kind, dedupe_key = wanted
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(AuditNotification)
-        .values(
-            created_at=entry.occurred_at,
-            patient_id=entry.patient_id,
-            kind=kind.value,
-            dedupe_key=dedupe_key,
-            audit_entry_id=entry.id,
-            actor_role=entry.actor_role,
-            actor_id=acting_person(entry),
-            status="pending",
-            attempts=0,
-            next_attempt_at=entry.occurred_at,
-        )
-        .on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
-    )
+    values = {
+        "created_at": entry.occurred_at,
+        "patient_id": entry.patient_id,
+        "kind": kind.value,
+        "dedupe_key": dedupe_key,
+        "audit_entry_id": entry.id,
+        "actor_role": entry.actor_role,
+        "actor_id": acting_person(entry),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": entry.occurred_at,
+    }
+    return {f"n_{name}": value for name, value in values.items()}

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from vault.access.principal import Principal
 
@@ -27,3 +29,29 @@ class AuditRecord:
     actor_patient_id: str | None = None
     # Short, PHI-free facts: the permission, the decision's reason, an error class.
     detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEntry:
+    """An audit entry as ``AuditService.append`` wrote it: the stored row's values, without
+    loading it back into the session."""
+
+    id: int
+    chain_key: str
+    chain_seq: int
+    occurred_at: datetime
+    patient_id: str | None
+    action: str
+    outcome: str
+    purpose: str
+    actor_role: str
+    actor_id: str | None
+    on_behalf_of: str | None
+    client_id: str | None
+    token_id: str | None
+    source_ip: str | None
+    resource_type: str | None
+    resource_id: str | None
+    detail: dict[str, Any]
+    prev_hash: bytes
+    entry_hash: bytes

@@ -53,3 +53,15 @@ def labels_of_audited_document(session: Session, audit_entry_id: int) -> str | N
         .join(AuditEntry, AuditEntry.resource_id == Document.id)
         .where(AuditEntry.id == audit_entry_id)
     )
+
+
+def labels_of_audited_documents(session: Session, audit_entry_ids: list[int]) -> dict[int, str]:
+    """The current security labels of the documents these audit entries name, by entry."""
+    if not audit_entry_ids:
+        return {}
+    rows = session.execute(
+        select(AuditEntry.id, Document.security_labels)
+        .join(Document, AuditEntry.resource_id == Document.id)
+        .where(AuditEntry.id.in_(audit_entry_ids))
+    )
+    return {row.id: row.security_labels for row in rows}

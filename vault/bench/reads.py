@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from vault.bench.stats import Latencies
 from vault.documents import repository
 from vault.documents.repository import SearchCriteria
-from vault.documents.search import SCAN_BATCH
 from vault.errors import VaultError
-from vault.models import Document
+from vault.settings import Settings
 
 SEARCH_INDEX = "ix_documents_patient_created"
+# The page a search without _count returns, as the benchmark's searches are.
+DEFAULT_COUNT: int = Settings.model_fields["search_default_count"].default
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,12 @@ def run_reads(
     )
 
 
-def search_plan(session: Session, patient_id: str) -> dict[str, Any]:
-    """EXPLAIN of the first page of the search as the repository builds it."""
-    query = repository.search_query(SearchCriteria(patient_id=patient_id))
-    query = query.order_by(Document.created_at.desc(), Document.id.desc()).limit(SCAN_BATCH)
+def search_plan(session: Session, patient_id: str, count: int = DEFAULT_COUNT) -> dict[str, Any]:
+    """EXPLAIN of the first statement of a search for a page of ``count``, as the
+    repository builds it: the page and one more, each with its current version."""
+    query = repository.candidates_query(
+        SearchCriteria(patient_id=patient_id), after=False, with_current=True
+    ).params(patient_id=patient_id, limit=count + 1)
     dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
     sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     row = session.execute(text(f"EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) {sql}")).scalar_one()

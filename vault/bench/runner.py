@@ -23,7 +23,7 @@ from vault.bench import operations
 from vault.bench.ingest import ITI105, Ingest, IngestResult, RawFloor, iti65
 from vault.bench.reads import Probe, ReadResult, plan_uses_index, run_reads, search_plan
 from vault.bench.server import Server
-from vault.bench.stats import RssSampler
+from vault.bench.stats import RssSampler, postgres_cpu, postgres_cpu_since
 from vault.bench.store import Shape, StoreLoader, claim_database, psycopg_url
 from vault.bench.workload import AUTHOR_IDNPS, KB, MB, Content, ins_for, pdf_document
 from vault.errors import VaultError
@@ -245,11 +245,15 @@ class Run:
         self.say("warming up the server")
         ingest.run([ITI105, iti65(1)], plan.clients, 30, max_requests=4 * plan.clients)
         self.say(f"ingest: {plan.clients} clients, ITI-105 and ITI-65, {plan.ingest_seconds} s")
+        database_before = postgres_cpu()
         with RssSampler(server.worker_pids()) as sampler:
             mixed = ingest.run(
                 [ITI105, iti65(1)], plan.clients, plan.ingest_seconds, cpu=server.cpu_seconds
             )
         self._ingest_results(mixed)
+        self.results["ingest_postgres_cpu_ms_per_doc"] = _per_document(
+            postgres_cpu_since(database_before), mixed.documents
+        )
         self.results["rss_mb_ingest_peak"] = round(sampler.peak_mb, 1)
         self.say(f"ingest: ITI-65 bundles of {plan.batch_documents}, {plan.batched_seconds} s")
         batched = ingest.run(
@@ -266,8 +270,12 @@ class Run:
         self.say(f"raw floor: psycopg, {plan.clients} connections, {plan.raw_seconds} s")
         floor = RawFloor(psycopg_url(self.settings.effective_database_url))
         floor.prepare()
+        database_before = postgres_cpu()
         try:
             raw = floor.run(patients, contents, plan.clients, plan.raw_seconds)
+            self.results["raw_floor_postgres_cpu_ms_per_doc"] = _per_document(
+                postgres_cpu_since(database_before), raw.documents
+            )
         finally:
             floor.drop()
         self.results["raw_floor_docs_per_s"] = round(raw.documents_per_s, 1)
@@ -347,8 +355,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("ingest_iti105_p99_ms", "ITI-105 latency p99", "ms"),
     ("ingest_iti65_p99_ms", "ITI-65 latency p99", "ms"),
     ("ingest_server_cpu_ms_per_doc", "server CPU per document", "ms"),
+    ("ingest_postgres_cpu_ms_per_doc", "PostgreSQL CPU per document", "ms"),
     ("ingest_batched_docs_per_s", "ingest, ITI-65 bundles of 10, documents/s", ""),
+    ("ingest_batched_server_cpu_ms_per_doc", "server CPU per document in bundles", "ms"),
     ("raw_floor_docs_per_s", "raw PostgreSQL floor, documents/s", ""),
+    ("raw_floor_postgres_cpu_ms_per_doc", "PostgreSQL CPU per document, floor", "ms"),
     ("vault_to_floor_ratio", "vault / floor", ""),
     ("search_p50_ms", "search one patient's documents p50", "ms"),
     ("search_p99_ms", "search one patient's documents p99", "ms"),
@@ -404,3 +415,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{stage['search_p99_ms']:<6}  {stage['binary_p50_ms']:>6} / {stage['binary_p99_ms']}"
             )
     return "\n".join(lines)
+
+
+def _per_document(cpu_seconds: float, documents: int) -> float:
+    return round(1000 * cpu_seconds / documents, 2) if documents else 0.0

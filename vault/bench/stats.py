@@ -58,6 +58,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU time used so far by each PostgreSQL process of this machine (none where the
+    database is remote)."""
+    found: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+            fields = text[text.rindex(")") + 2 :].split()
+            found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU time PostgreSQL's processes used since ``before``: what the ones still alive
+    added, and all of what new ones used. Backends that exited in between are not counted
+    (a lower bound); the vault's pooled connections and the floor's live through what is
+    measured."""
+    return sum(used - before.get(pid, 0.0) for pid, used in postgres_cpu().items())
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
 from vault.access.principal import Role
+from vault.documents.inline import Decoded, validate_bundle_once, validate_resource_once
 from vault.documents.metadata import DocumentMetadata, check_content, extract
 from vault.documents.patch import Operation, parse_fhirpath_patch
+from vault.documents.rows import NewRows
 from vault.documents.service import DocumentService, NewDocument, StoredDocument
 from vault.documents.subject import SubjectResolver, UnknownSubject
 from vault.documents.submission import Entry, Submission
@@ -24,7 +26,6 @@ from vault.errors import InvalidResource, NotFound, PreconditionFailed
 from vault.fhir import base64binary
 from vault.fhir.document_bundle import check_document, is_fhir_content
 from vault.fhir.references import local
-from vault.fhir.validate import validate_resource
 from vault.patients.service import PatientService
 from vault.submissions.service import SubmissionSetService
 
@@ -78,16 +79,18 @@ class Ingestion:
     def publish(self, session: Session, actor: Actor, resource: dict[str, Any]) -> StoredDocument:
         where = "DocumentReference"
         resource = _prepare_upload(actor, resource)
-        validate_resource(resource, expression=where)
+        decoded = validate_resource_once(resource, expression=where)
         metadata = extract(resource, where=where)
         if metadata.inline_data is None:
             raise InvalidResource(
                 "Simplified Publish carries the document in attachment.data",
                 expression=f"{where}.content[0].attachment.data",
             )
-        content = base64binary.decode(
-            metadata.inline_data, expression=f"{where}.content[0].attachment.data"
-        )
+        content = decoded.content(0, metadata.inline_data)
+        if content is None:
+            content = base64binary.decode(
+                metadata.inline_data, expression=f"{where}.content[0].attachment.data"
+            )
         _check_content(metadata, content, where)
         replaces = _replaces(resource, where, self.subjects.fhir_base, in_bundle=None)
         patient_id = self._resolve(
@@ -108,10 +111,10 @@ class Ingestion:
         self, session: Session, actor: Actor, bundle: dict[str, Any]
     ) -> list[EntryResult]:
         submission = Submission.parse(bundle)
-        validate_resource(bundle, expression="Bundle")
+        decoded = validate_bundle_once(bundle, expression="Bundle")
         listed = submission.check_submission_set()
         documents = [
-            _prepare(submission, _upload_entry(actor, entry), self.subjects.fhir_base)
+            _prepare(submission, _upload_entry(actor, entry), self.subjects.fhir_base, decoded)
             for entry in submission.documents
         ]
         _check_unique_documents(documents)
@@ -125,6 +128,10 @@ class Ingestion:
         stored_ids: dict[int, str] = {}
         retried = True
         superseded: set[str] = set()
+        # The documents' rows are inserted together, table by table, once all are sealed.
+        rows = NewRows.for_documents(
+            session, [document.metadata.master_identifier for document in documents]
+        )
         for document in documents:
             stored = self.documents.create(
                 session,
@@ -136,6 +143,7 @@ class Ingestion:
                     patient_id,
                     document.replaces,
                 ),
+                rows,
             )
             retried = retried and not stored.created
             stored_ids[document.entry.index] = stored.id
@@ -146,6 +154,7 @@ class Ingestion:
                 results[document.binary.index] = EntryResult(
                     results[document.entry.index].status, f"Binary/{stored.binary_id}"
                 )
+        rows.insert(session)
         for patch in patches:
             results[patch.entry.index] = self._patch(session, actor, patch, patient_id, superseded)
 
@@ -319,14 +328,21 @@ def _prepare_upload(actor: Actor, resource: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
-def _prepare(submission: Submission, entry: Entry, fhir_base: str) -> _Document:
+def _prepare(
+    submission: Submission, entry: Entry, fhir_base: str, decoded: Decoded | None = None
+) -> _Document:
+    """``decoded``: the submission's inline documents, as validating it decoded them."""
+    decoded = decoded or Decoded()
     where = entry.resource_where
     metadata = extract(entry.resource, where=where)
     binary: Entry | None = None
+    content: bytes | None
     if metadata.inline_data is not None:
-        content = base64binary.decode(
-            metadata.inline_data, expression=f"{where}.content[0].attachment.data"
-        )
+        content = decoded.content(entry.index, metadata.inline_data)
+        if content is None:
+            content = base64binary.decode(
+                metadata.inline_data, expression=f"{where}.content[0].attachment.data"
+            )
     else:
         binary = submission.binary_for(entry, metadata.attachment_url or "")
         if binary is None:
@@ -338,9 +354,11 @@ def _prepare(submission: Submission, entry: Entry, fhir_base: str) -> _Document:
             raise InvalidResource(
                 "The Binary carries no data", expression=f"{binary.resource_where}.data"
             )
-        content = base64binary.decode(
-            binary.resource["data"], expression=f"{binary.resource_where}.data"
-        )
+        content = decoded.content(binary.index, binary.resource["data"])
+        if content is None:
+            content = base64binary.decode(
+                binary.resource["data"], expression=f"{binary.resource_where}.data"
+            )
         declared = binary.resource.get("contentType")
         if declared and declared != metadata.content_type:
             metadata.warnings.append(

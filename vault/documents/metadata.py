@@ -36,6 +36,8 @@ class DocumentMetadata:
     inline_data: str | None
     attachment_url: str | None
     warnings: list[str] = field(default_factory=list)
+    # The content's SHA-1, once check_content has computed it.
+    content_sha1: bytes | None = None
 
 
 def _token(concept: Any) -> str | None:
@@ -175,6 +177,7 @@ def check_content(metadata: DocumentMetadata, content: bytes, where: str) -> Non
     if metadata.declared_hash is not None:
         declared = base64binary.decode(metadata.declared_hash, expression=f"{where}.hash")
         digest = hashlib.sha1(content, usedforsecurity=False).digest()
+        metadata.content_sha1 = digest
         if declared == digest:
             pass
         elif declared.lower() == digest.hex().encode():
@@ -198,5 +201,7 @@ def check_content(metadata: DocumentMetadata, content: bytes, where: str) -> Non
         )
 
 
-def sha1_base64(content: bytes) -> str:
-    return base64.b64encode(hashlib.sha1(content, usedforsecurity=False).digest()).decode()
+def sha1_base64(content: bytes, known: bytes | None = None) -> str:
+    """The content's SHA-1 in base64; ``known`` is its digest when already computed."""
+    digest = known if known is not None else hashlib.sha1(content, usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode()

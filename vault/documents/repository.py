@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, Integer, Select, Table, and_, bindparam, or_, select
+from sqlalchemy.orm import Session
 
 from vault.access.policy import DocumentFacts
 from vault.models import Binary, Document, DocumentVersion
@@ -57,9 +58,9 @@ def version(session: Session, document_id: str, number: int) -> DocumentVersion 
     return session.get(DocumentVersion, (document_id, number))
 
 
-def current_versions(session: Session, documents: Sequence[Document]) -> dict[str, DocumentVersion]:
+def current_versions(session: Session, document_ids: Sequence[str]) -> dict[str, DocumentVersion]:
     """The current version of each document, by document id, in one query."""
-    if not documents:
+    if not document_ids:
         return {}
     rows = session.scalars(
         select(DocumentVersion)
@@ -70,7 +71,7 @@ def current_versions(session: Session, documents: Sequence[Document]) -> dict[st
                 Document.current_version == DocumentVersion.version,
             ),
         )
-        .where(Document.id.in_([document.id for document in documents]))
+        .where(Document.id.in_(document_ids))
     )
     return {row.document_id: row for row in rows}
 
@@ -87,8 +88,39 @@ def binaries_of(session: Session, document_id: str) -> Sequence[Binary]:
     return session.scalars(select(Binary).where(Binary.document_id == document_id)).all()
 
 
-def binary(session: Session, binary_id: str) -> Binary | None:
-    return session.get(Binary, binary_id)
+@dataclass(frozen=True, slots=True)
+class StoredContent:
+    """A binary's row, with the facts of the document it belongs to."""
+
+    id: str
+    document_id: str
+    patient_id: str
+    content_type: str
+    size: int
+    blob_key: str
+    segment_size: int
+    wrapped_dek: bytes | None
+    kek_id: str
+    document: DocumentFacts
+
+
+def stored_content(session: Session, binary_id: str) -> StoredContent | None:
+    """A binary and its document's facts in one query; None when either is absent."""
+    row = session.connection().execute(_STORED_CONTENT, {"binary_id": binary_id}).first()
+    if row is None:
+        return None
+    return StoredContent(
+        *row[:9],
+        DocumentFacts(
+            patient_id=row[9],
+            author_kind=row[10],
+            author_id=row[11],
+            security_labels=labels_of(row[12]),
+            status=row[13],
+            type_code=row[14],
+            category_code=row[15],
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -104,10 +136,41 @@ class SearchCriteria:
     date_to: datetime | None = None
     date_to_inclusive: bool = True
 
+    @property
+    def patient_only(self) -> bool:
+        """Nothing narrows the search but the patient."""
+        return self == SearchCriteria(self.patient_id)
 
-def _token_clause(
-    column: InstrumentedAttribute[str | None], tokens: tuple[str, ...]
-) -> ColumnElement[bool]:
+
+_DOCUMENTS = cast(Table, Document.__table__)
+_VERSIONS = cast(Table, DocumentVersion.__table__)
+_BINARIES = cast(Table, Binary.__table__)
+# Built once, plain rows rather than ORM objects: every download runs it.
+_STORED_CONTENT = (
+    select(
+        _BINARIES.c.id,
+        _BINARIES.c.document_id,
+        _BINARIES.c.patient_id,
+        _BINARIES.c.content_type,
+        _BINARIES.c.size,
+        _BINARIES.c.blob_key,
+        _BINARIES.c.segment_size,
+        _BINARIES.c.wrapped_dek,
+        _BINARIES.c.kek_id,
+        _DOCUMENTS.c.patient_id,
+        _DOCUMENTS.c.author_kind,
+        _DOCUMENTS.c.author_id,
+        _DOCUMENTS.c.security_labels,
+        _DOCUMENTS.c.status,
+        _DOCUMENTS.c.type_code,
+        _DOCUMENTS.c.category_code,
+    )
+    .join_from(_BINARIES, _DOCUMENTS, _DOCUMENTS.c.id == _BINARIES.c.document_id)
+    .where(_BINARIES.c.id == bindparam("binary_id"))
+)
+
+
+def _token_clause(column: ColumnElement[Any], tokens: tuple[str, ...]) -> ColumnElement[bool]:
     """A token is ``system|code``, ``|code`` (no system) or ``code`` (any system)."""
     clauses = []
     for token in tokens:
@@ -122,41 +185,49 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search_query(criteria: SearchCriteria) -> Select[Document]:
-    query = select(Document).where(
-        Document.patient_id == criteria.patient_id, Document.deleted_at.is_(None)
-    )
+def _filters(criteria: SearchCriteria) -> list[ColumnElement[bool]]:
+    """What narrows a search beyond its patient."""
+    column = _DOCUMENTS.c
+    filters: list[ColumnElement[bool]] = []
     if criteria.statuses:
-        query = query.where(Document.status.in_(criteria.statuses))
+        filters.append(column.status.in_(criteria.statuses))
     if criteria.type_codes:
-        query = query.where(_token_clause(Document.type_code, criteria.type_codes))
+        filters.append(_token_clause(column.type_code, criteria.type_codes))
     if criteria.category_codes:
-        query = query.where(_token_clause(Document.category_code, criteria.category_codes))
+        filters.append(_token_clause(column.category_code, criteria.category_codes))
     if criteria.security_labels:
         codes = [label.rpartition("|")[2] for label in criteria.security_labels]
-        query = query.where(
+        filters.append(
             or_(
                 *(
-                    Document.security_labels.like(f"% {_escape(code)} %", escape="\\")
+                    column.security_labels.like(f"% {_escape(code)} %", escape="\\")
                     for code in codes
                 )
             )
         )
     if criteria.authors:
-        query = query.where(Document.author_id.in_(criteria.authors))
+        filters.append(column.author_id.in_(criteria.authors))
     if criteria.date_from is not None:
-        query = query.where(
-            Document.date >= criteria.date_from
+        filters.append(
+            column.date >= criteria.date_from
             if criteria.date_from_inclusive
-            else Document.date > criteria.date_from
+            else column.date > criteria.date_from
         )
     if criteria.date_to is not None:
-        query = query.where(
-            Document.date <= criteria.date_to
+        filters.append(
+            column.date <= criteria.date_to
             if criteria.date_to_inclusive
-            else Document.date < criteria.date_to
+            else column.date < criteria.date_to
         )
-    return query
+    return filters
+
+
+def search_query(criteria: SearchCriteria) -> Select[Document]:
+    return select(Document).where(
+        _DOCUMENTS.c.patient_id == criteria.patient_id,
+        _DOCUMENTS.c.deleted_at.is_(None),
+        *_filters(criteria),
+    )
 
 
 def page_after(
@@ -175,6 +246,134 @@ def page_after(
     return session.scalars(
         query.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit)
     ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class SealedVersion:
+    """A version's sealed resource and what opens it: all a search needs of a version."""
+
+    document_id: str
+    version: int
+    patient_id: str
+    resource_ciphertext: bytes | None
+    resource_dek: bytes | None
+    kek_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A document a search found, before the access check decides whether it is shown;
+    with its current version when read with it (None if not, or if that row is missing)."""
+
+    id: str
+    created_at: datetime
+    current_version: int
+    facts: DocumentFacts
+    current: SealedVersion | None = None
+
+
+def candidates_query(
+    criteria: SearchCriteria, *, after: bool, with_current: bool
+) -> Select[*tuple[Any, ...]]:
+    """``page_after``'s page as plain rows of candidates (ORM objects would cost as much as
+    the query), for the parameters ``patient_id``, ``limit`` and, ``after``, the keyset
+    ``after_created`` and ``after_id``; ``with_current``, each joined to its current
+    version. The documents are reached through their search index, each version by its
+    primary key."""
+    document = _DOCUMENTS.c
+    query = select(
+        document.id,
+        document.created_at,
+        document.current_version,
+        document.patient_id,
+        document.author_kind,
+        document.author_id,
+        document.security_labels,
+        document.status,
+        document.type_code,
+        document.category_code,
+    ).where(
+        document.patient_id == bindparam("patient_id"),
+        document.deleted_at.is_(None),
+        *_filters(criteria),
+    )
+    if after:
+        query = query.where(
+            or_(
+                document.created_at < bindparam("after_created"),
+                and_(
+                    document.created_at == bindparam("after_created"),
+                    document.id < bindparam("after_id"),
+                ),
+            )
+        )
+    if with_current:
+        version = _VERSIONS.c
+        query = query.add_columns(
+            version.version,
+            version.patient_id,
+            version.resource_ciphertext,
+            version.resource_dek,
+            version.kek_id,
+        ).select_from(
+            _DOCUMENTS.outerjoin(
+                _VERSIONS,
+                and_(
+                    version.document_id == document.id,
+                    version.version == document.current_version,
+                ),
+            )
+        )
+    return query.order_by(document.created_at.desc(), document.id.desc()).limit(
+        bindparam("limit", type_=Integer)
+    )
+
+
+# Most searches name the patient alone: their statements are built once.
+_PATIENT_ONLY = {
+    (after, with_current): candidates_query(
+        SearchCriteria(""), after=after, with_current=with_current
+    )
+    for after in (False, True)
+    for with_current in (False, True)
+}
+
+
+def candidates(
+    session: Session,
+    criteria: SearchCriteria,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    *,
+    with_current: bool,
+) -> list[Candidate]:
+    """Newest first, keyset-paged on (created_at, id), as ``page_after``."""
+    shape = (after is not None, with_current)
+    statement = (
+        _PATIENT_ONLY[shape]
+        if criteria.patient_only
+        else candidates_query(criteria, after=shape[0], with_current=with_current)
+    )
+    parameters: dict[str, Any] = {"patient_id": criteria.patient_id, "limit": limit}
+    if after is not None:
+        parameters["after_created"], parameters["after_id"] = after
+    found = []
+    for row in session.connection().execute(statement, parameters):
+        document_id, created_at, current_version, patient_id = row[:4]
+        facts = DocumentFacts(
+            patient_id=patient_id,
+            author_kind=row[4],
+            author_id=row[5],
+            security_labels=labels_of(row[6]),
+            status=row[7],
+            type_code=row[8],
+            category_code=row[9],
+        )
+        current = None
+        if with_current and row[10] is not None:
+            current = SealedVersion(document_id, row[10], row[11], row[12], row[13], row[14])
+        found.append(Candidate(document_id, created_at, current_version, facts, current))
+    return found
 
 
 def shred(session: Session, document: Document, deleted_at: datetime) -> None:

@@ -73,32 +73,47 @@ class DocumentSearch:
             # is still on record, in this transaction, which writes nothing else.
             self.access.record(session, denied.audit_record)
             return SearchPage([], None)
-        query = repository.search_query(criteria)
         after = decode_cursor(cursor) if cursor else None
         found: list[dict[str, Any]] = []
         last_seen: tuple[datetime, str] | None = None
-        exhausted = False
-        while len(found) <= count and not exhausted:
-            batch = repository.page_after(session, query, after, SCAN_BATCH)
-            exhausted = len(batch) < SCAN_BATCH
-            # One query for what is likely to be shown, rather than one per document.
-            current_of = repository.current_versions(session, batch[: count - len(found)])
-            for document in batch:
-                after = (document.created_at, document.id)
-                if not self.access.check(
-                    actor, Permission.DOCUMENT_READ, document.patient_id, repository.facts(document)
-                ):
-                    continue
+        # First the page and one more, each with its current version, in one statement: when
+        # the caller may see them all (a patient's own record, mostly) that is the whole
+        # search. Only filtering sends it on, in larger batches of documents alone.
+        limit = count + 1
+        batch = repository.candidates(session, criteria, after, limit, with_current=True)
+        while batch:
+            after = (batch[-1].created_at, batch[-1].id)
+            visible = [
+                candidate
+                for candidate in batch
+                if self.access.check(
+                    actor, Permission.DOCUMENT_READ, candidate.facts.patient_id, candidate.facts
+                )
+            ]
+            # One query for the versions likely to be shown, rather than one per document.
+            loaded = repository.current_versions(
+                session,
+                [
+                    candidate.id
+                    for candidate in visible[: count - len(found)]
+                    if candidate.current is None
+                ],
+            )
+            for candidate in visible:
                 if len(found) == count:
                     # One more visible result exists: the page is full and a next page is due.
                     return SearchPage(found, encode_cursor(*last_seen) if last_seen else None)
-                current = current_of.get(document.id) or repository.version(
-                    session, document.id, document.current_version
+                current = (
+                    candidate.current
+                    or loaded.get(candidate.id)
+                    or repository.version(session, candidate.id, candidate.current_version)
                 )
                 if current is None:
                     continue
                 found.append(self.documents.decrypt_version(session, current))
-                last_seen = (document.created_at, document.id)
-            if not batch:
+                last_seen = (candidate.created_at, candidate.id)
+            if len(batch) < limit:
                 break
+            limit = max(limit, SCAN_BATCH)
+            batch = repository.candidates(session, criteria, after, limit, with_current=False)
         return SearchPage(found, None)

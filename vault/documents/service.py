@@ -21,6 +21,7 @@ from vault.access.policy import Actor, DocumentFacts, author_of
 from vault.access.service import AccessService
 from vault.access.state import MetadataChange
 from vault.documents import repository
+from vault.documents import rows as rows_sql
 from vault.documents.metadata import (
     DOCUMENT_STATUSES,
     DocumentMetadata,
@@ -28,9 +29,11 @@ from vault.documents.metadata import (
     sha1_base64,
 )
 from vault.documents.patch import Operation, changes_for
+from vault.documents.repository import SealedVersion
+from vault.documents.rows import NewRows
 from vault.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
 from vault.fhir.validate import validate_resource
-from vault.models import Binary, Document, DocumentVersion
+from vault.models import Document, DocumentVersion
 from vault.models.base import new_id, utcnow
 from vault.observability import metrics
 from vault.storage import crypto
@@ -96,8 +99,15 @@ class DocumentService:
 
     # -- create ---------------------------------------------------------------------
 
-    def create(self, session: Session, actor: Actor, new: NewDocument) -> StoredDocument:
-        existing = repository.by_master_identifier(session, new.metadata.master_identifier)
+    def create(
+        self, session: Session, actor: Actor, new: NewDocument, rows: NewRows | None = None
+    ) -> StoredDocument:
+        """Store a new document, or return the one a retry names. Its rows are inserted
+        before this returns, or, given ``rows``, added there for the caller to insert
+        (a submission inserts its documents' rows together)."""
+        pending = rows if rows is not None else NewRows()
+        existing_id = pending.existing_id(session, new.metadata.master_identifier)
+        existing = repository.get(session, existing_id) if existing_id is not None else None
         # The entry names the document created, or the one a retry gets back. (A concurrent
         # twin not yet committed is not seen here: its unique index refuses this insert, 409.)
         document_id = existing.id if existing is not None else new_id()
@@ -135,41 +145,48 @@ class DocumentService:
         blob_key = uuid4().hex
         self.blobs.put(session, blob_key, sealed_content.chunks)
         author_kind, author_id = author_of(actor)
-        session.add(
-            Binary(
-                id=binary_id,
-                document_id=document_id,
-                patient_id=new.patient_id,
-                content_type=new.metadata.content_type,
-                size=len(new.content),
-                blob_key=blob_key,
-                segment_size=sealed_content.segment_size,
-                wrapped_dek=sealed_content.wrapped_dek,
-                kek_id=sealed_content.kek_id,
-                created_at=now,
-            )
+        pending.binaries.append(
+            {
+                "id": binary_id,
+                "document_id": document_id,
+                "patient_id": new.patient_id,
+                "content_type": new.metadata.content_type,
+                "size": len(new.content),
+                "blob_key": blob_key,
+                "segment_size": sealed_content.segment_size,
+                "wrapped_dek": sealed_content.wrapped_dek,
+                "kek_id": sealed_content.kek_id,
+                "created_at": now,
+                "shredded_at": None,
+            }
         )
         resource = self._stored_resource(new, document_id, binary_id, now)
-        session.add(
-            Document(
-                id=document_id,
-                patient_id=new.patient_id,
-                master_identifier=new.metadata.master_identifier,
-                current_version=1,
-                status="current",
-                type_code=new.metadata.type_code,
-                category_code=new.metadata.category_code,
-                date=new.metadata.date,
-                security_labels=repository.labels_text(new.metadata.security_labels),
-                author_kind=author_kind,
-                author_id=author_id,
-                content_fingerprint=fingerprint,
-                created_at=now,
-                updated_at=now,
+        pending.documents.append(
+            {
+                "id": document_id,
+                "patient_id": new.patient_id,
+                "master_identifier": new.metadata.master_identifier,
+                "current_version": 1,
+                "status": "current",
+                "type_code": new.metadata.type_code,
+                "category_code": new.metadata.category_code,
+                "date": new.metadata.date,
+                "security_labels": repository.labels_text(new.metadata.security_labels),
+                "author_kind": author_kind,
+                "author_id": author_id,
+                "content_fingerprint": fingerprint,
+                "deleted_at": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        pending.versions.append(
+            self._version_row(
+                session, actor, document_id, 1, new.patient_id, resource, binary_id, now
             )
         )
-        self._add_version(session, actor, document_id, 1, new.patient_id, resource, binary_id, now)
-        session.flush()
+        if rows is None:
+            pending.insert(session)
         metrics.document_ingested(session)
         return StoredDocument(
             document_id, 1, binary_id, True, now, resource, list(new.metadata.warnings)
@@ -230,14 +247,14 @@ class DocumentService:
         attachment.pop("data", None)
         attachment["url"] = f"Binary/{binary_id}"
         attachment["size"] = len(new.content)
-        attachment["hash"] = sha1_base64(new.content)
+        attachment["hash"] = sha1_base64(new.content, new.metadata.content_sha1)
         if new.replaces is not None:
             for relation in resource.get("relatesTo") or []:
                 if relation.get("code") == "replaces":
                     relation["target"] = {"reference": f"DocumentReference/{new.replaces}"}
         return resource
 
-    def _add_version(
+    def _version_row(
         self,
         session: Session,
         actor: Actor,
@@ -247,27 +264,25 @@ class DocumentService:
         resource: dict[str, Any],
         binary_id: str,
         now: datetime,
-    ) -> None:
+    ) -> rows_sql.Row:
         sealed = self.envelope.seal_json(
             session, patient_id, resource, version_context(document_id, number, patient_id)
         )
         role, by = author_of(actor)
-        session.add(
-            DocumentVersion(
-                document_id=document_id,
-                version=number,
-                patient_id=patient_id,
-                status=str(resource.get("status")),
-                security_labels=repository.labels_text(security_label_codes(resource)),
-                binary_id=binary_id,
-                resource_ciphertext=sealed.ciphertext,
-                resource_dek=sealed.wrapped_dek,
-                kek_id=sealed.kek_id,
-                created_by_role=role,
-                created_by=by,
-                created_at=now,
-            )
-        )
+        return {
+            "document_id": document_id,
+            "version": number,
+            "patient_id": patient_id,
+            "status": str(resource.get("status")),
+            "security_labels": repository.labels_text(security_label_codes(resource)),
+            "binary_id": binary_id,
+            "resource_ciphertext": sealed.ciphertext,
+            "resource_dek": sealed.wrapped_dek,
+            "kek_id": sealed.kek_id,
+            "created_by_role": role,
+            "created_by": by,
+            "created_at": now,
+        }
 
     def _supersede(
         self, session: Session, actor: Actor, target_id: str, patient_id: str, replacement_id: str
@@ -335,7 +350,9 @@ class DocumentService:
             raise NotFound("DocumentReference version not found")
         return self.decrypt_version(session, row)
 
-    def decrypt_version(self, session: Session, row: DocumentVersion) -> dict[str, Any]:
+    def decrypt_version(
+        self, session: Session, row: DocumentVersion | SealedVersion
+    ) -> dict[str, Any]:
         return self.envelope.open_json(
             session,
             row.patient_id,
@@ -357,26 +374,25 @@ class DocumentService:
         ]
 
     def content(self, session: Session, actor: Actor, binary_id: str) -> Content:
-        binary = repository.binary(session, binary_id)
-        document = repository.get(session, binary.document_id) if binary is not None else None
-        if binary is None or document is None:
+        binary = repository.stored_content(session, binary_id)
+        if binary is None:
             raise NotFound("Binary not found")
         self.access.authorize(
             session,
             actor,
             Permission.DOCUMENT_CONTENT,
-            document.patient_id,
-            document=repository.facts(document),
+            binary.document.patient_id,
+            document=binary.document,
             resource_type="Binary",
             resource_id=binary.id,
-            detail={"document": document.id},
+            detail={"document": binary.document_id},
             not_found_as="Binary",
         )
         context = binary_context(binary.id, binary.document_id, binary.patient_id)
         dek = self.envelope.content_key(
             session, binary.patient_id, binary.wrapped_dek, binary.kek_id, context
         )
-        ciphertext = self.blobs.read(binary.blob_key)
+        ciphertext = self.blobs.read(binary.blob_key, session)
         return Content(
             binary.content_type,
             binary.size,
@@ -473,8 +489,18 @@ class DocumentService:
             "versionId": str(number),
             "lastUpdated": now.isoformat(),
         }
-        self._add_version(
-            session, actor, document.id, number, document.patient_id, resource, row.binary_id, now
+        rows_sql.insert_version(
+            session,
+            self._version_row(
+                session,
+                actor,
+                document.id,
+                number,
+                document.patient_id,
+                resource,
+                row.binary_id,
+                now,
+            ),
         )
         document.current_version = number
         document.status = str(resource["status"])

@@ -45,6 +45,7 @@ class SubjectResolver:
         self.patients = patients
         self.fhir_base = base_url.rstrip("/") + "/fhir/"
         self._check_ins_key = check_ins_key
+        self._keys = patients.envelope.keys
 
     def resolve(
         self,
@@ -102,11 +103,21 @@ class SubjectResolver:
             raise InvalidResource(
                 "subject must reference a Patient on this server", expression=expression
             )
-        patient = self.patients.get(session, parts[1])
+        return self._existing(session, parts[1], expression)
+
+    def _existing(self, session: Session, patient_id: str, expression: str) -> str:
+        # Patients are never deleted: one seen in this transaction still exists. One with
+        # a key exists too, and the key is what the document is sealed under next, so one
+        # query (or none, when the key is cached) answers both.
+        seen = _seen_patients(session)
+        if patient_id in seen or self._keys.find_active_kek(session, patient_id) is not None:
+            return patient_id
+        patient = self.patients.get(session, patient_id)
         if patient is None:
             raise UnknownSubject(
                 "subject names a patient that does not exist", expression=expression
             )
+        seen.add(patient.id)
         return patient.id
 
     def _contained(
@@ -179,3 +190,18 @@ class SubjectResolver:
                     "sourcePatientInfo carries an INS that is not the subject's",
                     expression=expression,
                 )
+
+
+_SEEN_PATIENTS = "vault.seen_patients"
+
+
+def _seen_patients(session: Session) -> set[str]:
+    """Patients found in the session's current transaction (or savepoint, which may roll
+    back a patient it created)."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    held = session.info.get(_SEEN_PATIENTS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        session.info[_SEEN_PATIENTS] = held
+    seen: set[str] = held[1]
+    return seen

@@ -12,6 +12,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import (
@@ -207,6 +208,9 @@ class InstrumentedKeyProvider:
 
     def master_key_ids(self) -> list[str]:
         return self._call("master_key_ids", self.inner.master_key_ids)
+
+    def master_key_created_at(self, master_key_id: str) -> datetime | None:
+        return self._call("master_key_created_at", self.inner.master_key_created_at, master_key_id)
 
     def blind_index(self, purpose: str, value: bytes) -> bytes:
         return self._call("blind_index", self.inner.blind_index, purpose, value)

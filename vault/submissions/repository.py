@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Insert, Table, bindparam, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.orm import Session
 
 from vault.models import Document, SubmissionSet, SubmissionSetMember
+
+_SETS = cast(Table, SubmissionSet.__table__)
+_MEMBERS = cast(Table, SubmissionSetMember.__table__)
 
 
 def get(session: Session, submission_set_id: str) -> SubmissionSet | None:
@@ -50,3 +56,39 @@ def listing_exactly(
         if set(listed) == wanted:
             return candidate
     return None
+
+
+def insert(session: Session, submission_set: dict[str, Any], members: list[dict[str, Any]]) -> None:
+    """A new SubmissionSet and its members, in Core statements: they are only ever inserted
+    whole, and the ORM's unit of work would cost more than the rest of the write."""
+    # Rows the ORM still holds go first: these reference the patient and the documents.
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql" and 0 < len(members) <= _TOGETHER:
+        # One statement, the List's row as a data-modifying CTE: PostgreSQL checks the
+        # members' foreign keys at its end, when the List is in.
+        params = {f"s_{name}": value for name, value in submission_set.items()}
+        for n, member in enumerate(members):
+            params.update({f"m{n}_{name}": value for name, value in member.items()})
+        session.execute(_together(len(members), tuple(submission_set), tuple(members[0])), params)
+        return
+    session.execute(sql_insert(_SETS), [submission_set])
+    if members:
+        session.execute(sql_insert(_MEMBERS), members)
+
+
+# Members inserted with their List in one statement: few distinct statements to cache.
+_TOGETHER = 10
+
+
+@functools.lru_cache(maxsize=2 * _TOGETHER)
+def _together(count: int, submission_set: tuple[str, ...], member: tuple[str, ...]) -> Insert:
+    # One single-row INSERT per row: SQLAlchemy caches the compiled form of those, not of
+    # a multi-row VALUES.
+    def row(table: Table, names: tuple[str, ...], prefix: str) -> Insert:
+        return sql_insert(table).values(
+            {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in names}
+        )
+
+    ctes = [row(_SETS, submission_set, "s_").cte("new_submission_set")]
+    ctes += [row(_MEMBERS, member, f"m{n}_").cte(f"new_member_{n}") for n in range(1, count)]
+    return row(_MEMBERS, member, "m0_").add_cte(*ctes)

@@ -20,7 +20,6 @@ from vault.access.policy import Actor, author_of
 from vault.access.service import AccessService
 from vault.documents import repository as documents
 from vault.errors import Conflict, InvalidResource, NotFound
-from vault.models import SubmissionSet, SubmissionSetMember
 from vault.models.base import new_id, utcnow
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
@@ -95,28 +94,25 @@ class SubmissionSetService:
             session, patient_id, stored, list_context(submission_set_id, patient_id)
         )
         role, by = author_of(actor)
-        session.add(
-            SubmissionSet(
-                id=submission_set_id,
-                patient_id=patient_id,
-                unique_id=unique_id,
-                resource_ciphertext=sealed.ciphertext,
-                resource_dek=sealed.wrapped_dek,
-                kek_id=sealed.kek_id,
-                submitted_by_role=role,
-                submitted_by=by,
-                created_at=now,
-            )
+        repository.insert(
+            session,
+            {
+                "id": submission_set_id,
+                "patient_id": patient_id,
+                "unique_id": unique_id,
+                "resource_ciphertext": sealed.ciphertext,
+                "resource_dek": sealed.wrapped_dek,
+                "kek_id": sealed.kek_id,
+                "submitted_by_role": role,
+                "submitted_by": by,
+                "created_at": now,
+            },
+            # A document listed twice is one member.
+            [
+                {"submission_set_id": submission_set_id, "document_id": document_id, "position": n}
+                for n, document_id in enumerate(dict.fromkeys(document_ids))
+            ],
         )
-        session.flush()
-        # A document listed twice is one member.
-        for position, document_id in enumerate(dict.fromkeys(document_ids)):
-            session.add(
-                SubmissionSetMember(
-                    submission_set_id=submission_set_id, document_id=document_id, position=position
-                )
-            )
-        session.flush()
         return StoredSubmissionSet(submission_set_id, True, now.isoformat())
 
     def read(self, session: Session, actor: Actor, submission_set_id: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
 
 router = APIRouter(prefix="/fhir", tags=["Binary"])
 
+# Documents up to this size go out in one body; larger ones stream, never whole in memory.
+WHOLE_BODY = 1024 * 1024
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # A document is whatever its sender declared (text/html, image/svg+xml ...): opened in a
 # browser it must not run script against the vault's origin.
@@ -30,28 +32,50 @@ def retrieve(
     binary_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
 ) -> Response:
     content = found.documents.content(session, actor, binary_id)
+    as_fhir = _wants_fhir(request.headers.get("accept")) and (
+        media_type(content.content_type) not in JSON_MEDIA_TYPES
+    )
+    # The stored content type goes out as it came in: passed as media_type, Starlette would
+    # add a charset to text/* types that the sender never declared.
+    headers = {
+        "Content-Type": content.content_type,
+        "Content-Length": str(content.size),
+        **SANDBOXED,
+    }
+    if content.size <= WHOLE_BODY and not as_fhir:
+        return _whole(content.chunks, headers)
     # Decrypt the first segment now: a record whose ciphertext or key does not match fails
     # with a clean error before any byte is sent.
     first = next(content.chunks)
     chunks: Iterator[bytes] = chain([first], content.chunks)
-    if _wants_fhir(request.headers.get("accept")) and (
-        media_type(content.content_type) not in JSON_MEDIA_TYPES
-    ):
+    if as_fhir:
         return StreamingResponse(
             binary_resource(binary_id, content.content_type, chunks),
             media_type=FHIR_JSON,
             headers=NO_STORE,
         )
-    # The stored content type goes out as it came in: passed as media_type, Starlette would
-    # add a charset to text/* types that the sender never declared.
-    return StreamingResponse(
-        chunks,
-        headers={
-            "Content-Type": content.content_type,
-            "Content-Length": str(content.size),
-            **SANDBOXED,
-        },
-    )
+    return StreamingResponse(chunks, headers=headers)
+
+
+def _whole(chunks: Iterator[bytes], headers: dict[str, str]) -> Response:
+    """A small document decrypted whole here, in the endpoint's thread: streamed, it would
+    cost a hop to the thread pool per segment and a task watching for the client to go.
+    Failing at the first segment is a clean error; failing later goes out as a stream would
+    have: the headers, the authentic segments, then the response cut short."""
+    segments: list[bytes] = []
+    try:
+        for segment in chunks:
+            segments.append(segment)
+    except Exception as error:
+        if not segments:
+            raise
+        return StreamingResponse(_cut_short(segments, error), headers=headers)
+    return Response(b"".join(segments), headers=headers)
+
+
+def _cut_short(segments: list[bytes], error: Exception) -> Iterator[bytes]:
+    yield from segments
+    raise error
 
 
 def _wants_fhir(accept: str | None) -> bool:

@@ -145,7 +145,11 @@ def _patient_of_search(
     if len(references) + len(identifiers) > 1:
         raise BadRequest("Give the patient once, by patient or patient.identifier")
     if references:
-        patient = found.patients.get(session, references[0].rpartition("/")[2])
+        patient_id = references[0].rpartition("/")[2]
+        if patient_id == actor.own_patient_id:
+            # A patient's own record, found by their token in this transaction already.
+            return patient_id
+        patient = found.patients.get(session, patient_id)
         return patient.id if patient else None
     if identifiers:
         patient = found.patients.find_by_query(

@@ -5,6 +5,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, FhirBody, ServicesDep, SessionDep
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest, PreconditionFailed
@@ -42,9 +43,12 @@ def create(
         )
         return FhirResponse(outcome, status_code=200, headers={"Location": location})
     owner = found.access.actor(session, actor.principal)
+    # The record comes back to its patient when their token may read it; a token that
+    # may only create gets the outcome alone, rather than a refusal undoing the creation.
     stored = (
         found.patients.read(session, owner, patient.id)
         if owner.own_patient_id == patient.id
+        and found.access.check(owner, Permission.PATIENT_READ, patient.id).allowed
         else None
     )
     return FhirResponse(

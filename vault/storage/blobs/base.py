@@ -34,8 +34,10 @@ class BlobStore(Protocol):
         points to it only afterwards."""
         ...
 
-    def read(self, key: str) -> Iterator[bytes]:
-        """Yield the stored bytes in chunks; raises NotFound at once if absent."""
+    def read(self, key: str, session: Session | None = None) -> Iterator[bytes]:
+        """Yield the stored bytes in chunks; raises NotFound at once if absent. A store in
+        the database reads what it reads at once in ``session``, the caller's open
+        transaction, when given one; later chunks in short transactions of its own."""
         ...
 
     def delete(self, session: Session, key: str) -> None: ...

@@ -50,7 +50,7 @@ class FileBlobStore:
         finally:
             os.close(dir_fd)
 
-    def read(self, key: str) -> Iterator[bytes]:
+    def read(self, key: str, session: Session | None = None) -> Iterator[bytes]:
         path = self._path(key)
         try:
             handle = path.open("rb")

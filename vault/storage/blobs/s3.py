@@ -121,7 +121,7 @@ class S3BlobStore:
                 )
             raise
 
-    def read(self, key: str) -> Iterator[bytes]:
+    def read(self, key: str, session: Session | None = None) -> Iterator[bytes]:
         name = self._name(key)
         try:
             body = self._client.get_object(Bucket=self.bucket, Key=name)["Body"]

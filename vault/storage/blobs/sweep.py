@@ -1,10 +1,16 @@
-"""Remove blobs that no committed record points to.
+"""Remove blobs that no committed record points to, and the ciphertext of deleted documents.
 
 A document's blob is written (durably) before the transaction that records it commits, so a
 crash or a failed transaction between the two leaves a blob nobody references, never a
 record without its blob. The sweep removes those leftovers once they are older than a grace
 period, which must exceed the longest request: a blob that young may belong to a
 transaction still in flight.
+
+A deleted document's content is unreadable from the moment its data key is destroyed
+(crypto-shredding); its ciphertext is noise that only takes space. The sweep removes it too,
+once the deletion is older than the same grace period: a backup that read its snapshot
+before the deletion may still be copying that blob, so the grace must also exceed the
+longest backup run.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.models import Binary
@@ -26,7 +32,7 @@ _BATCH = 500
 
 @dataclass(frozen=True)
 class SweepResult:
-    #: Keys of the orphaned blobs removed.
+    #: Keys of the blobs removed: orphans, and deleted documents' ciphertext.
     removed: list[str] = field(default_factory=list)
     #: Interrupted writes discarded (``.part`` files, unfinished multipart uploads).
     interrupted: int = 0
@@ -44,8 +50,9 @@ def sweep_orphans(
     removed: list[str] = []
     for batch in _batches(store.list_older_than(cutoff), _BATCH):
         with session_factory() as session, session.begin():
+            needed = or_(Binary.shredded_at.is_(None), Binary.shredded_at > cutoff)
             referenced = set(
-                session.scalars(select(Binary.blob_key).where(Binary.blob_key.in_(batch)))
+                session.scalars(select(Binary.blob_key).where(Binary.blob_key.in_(batch), needed))
             )
             for key in batch:
                 if key not in referenced:

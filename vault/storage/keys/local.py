@@ -165,6 +165,13 @@ class LocalKeyProvider:
     def master_key_ids(self) -> list[str]:
         return [str(k["id"]) for k in self._current_data()["master_keys"]]
 
+    def master_key_created_at(self, master_key_id: str) -> datetime | None:
+        for entry in self._current_data()["master_keys"]:
+            if entry["id"] == master_key_id:
+                stamp = entry.get("created_at")
+                return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        return None
+
     def blind_index(self, purpose: str, value: bytes) -> bytes:
         key = base64.b64decode(self._data["index_key"])
         return hmac.new(key, purpose.encode() + b"\x00" + value, hashlib.sha256).digest()

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlparse
@@ -66,6 +67,9 @@ from pkcs11.exceptions import (
 
 from vault.errors import IntegrityError, VaultError
 from vault.storage.keys.provider import KeyProviderError
+
+# Separates a master key's id from the day it was made in its CKA_ID.
+MADE_ON = "@"
 
 FORMAT_VERSION = b"\x01"
 NONCE_BYTES = 12
@@ -343,7 +347,10 @@ class Pkcs11KeyProvider:
             KeyType.AES,
             KEY_BITS,
             label=key_id,
-            id=key_id.encode(),
+            # The id also carries the day the key was made: retirement tells from its
+            # successor's when every backup that still needed a key has expired. (Not in
+            # CKA_START_DATE, which SoftHSM2 stores but will not read back.)
+            id=f"{key_id}{MADE_ON}{datetime.now(UTC).date().isoformat()}".encode(),
             store=True,
             template={
                 **_LOCKED_DOWN,
@@ -382,6 +389,27 @@ class Pkcs11KeyProvider:
     def master_key_ids(self) -> list[str]:
         with self._token.session() as held:
             return [key_id for _, key_id in self._master_keys(held)]
+
+    def master_key_created_at(self, master_key_id: str) -> datetime | None:
+        if not self._pattern.match(master_key_id):
+            return None
+        with self._token.session() as held:
+            for key in held.session.get_objects(
+                {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: master_key_id}
+            ):
+                _, marked, made = (
+                    bytes(key[Attribute.ID]).decode(errors="replace").partition(MADE_ON)
+                )
+                if not marked:
+                    return None  # made before keys carried their day
+                try:
+                    day = date.fromisoformat(made)
+                except ValueError:
+                    return None
+                # The end of that day: the latest it can have been made, so that a wait
+                # counted from it is never short.
+                return datetime.combine(day + timedelta(days=1), time.min, UTC)
+        return None
 
     def wrap(self, key: bytes, context: bytes) -> tuple[str, bytes]:
         # Random 96-bit nonces are safe here: a master key wraps one key per patient key and

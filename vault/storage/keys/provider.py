@@ -3,6 +3,7 @@ or leave only the keyring file (local provider)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from vault.errors import ServiceUnavailable
@@ -37,7 +38,15 @@ class KeyProvider(Protocol):
         """Destroy an old master key. Callers first make sure nothing is wrapped by it."""
         ...
 
-    def master_key_ids(self) -> list[str]: ...
+    def master_key_ids(self) -> list[str]:
+        """Every master key the provider holds, oldest first."""
+        ...
+
+    def master_key_created_at(self, master_key_id: str) -> datetime | None:
+        """When the master key was made -- or, for a provider that keeps only the day, the
+        latest it can have been made -- None if the provider does not know. Retirement
+        reads it to tell how long ago a key stopped being current."""
+        ...
 
     def blind_index(self, purpose: str, value: bytes) -> bytes:
         """Keyed, deterministic 32-byte digest used to look up identifiers stored encrypted."""

@@ -1,5 +1,6 @@
 """Patient key-encryption keys: created on first use, wrapped by the master key, cached
-unwrapped in memory for a short while so a busy patient does not cost an HSM call per read."""
+unwrapped in memory for a short while so a busy patient does not cost an HSM call per read,
+nor a query per document written."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, update
@@ -18,6 +20,7 @@ from vault.models import PatientKey
 from vault.models.base import new_id
 from vault.storage import crypto
 from vault.storage.keys.provider import KeyProvider
+from vault.storage.keys.retirement import Retirement, retire_unused_master_keys
 
 CACHE_ENTRIES = 10_000
 
@@ -37,24 +40,45 @@ class KeyService:
         self.provider = provider
         self._cache_seconds = cache_seconds
         self._cache: OrderedDict[str, tuple[float, Kek]] = OrderedDict()
+        # Each patient's active KEK, by patient id.
+        self._active: OrderedDict[str, tuple[float, Kek]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- patient KEKs ---------------------------------------------------------------
 
     def active_kek(self, session: Session, patient_id: str) -> Kek:
+        kek = self.find_active_kek(session, patient_id)
+        if kek is None:
+            kek = self.create_kek(session, patient_id)
+            memo = _transaction_memo(session)
+            if memo is not None:
+                memo[patient_id] = kek
+        return kek
+
+    def find_active_kek(self, session: Session, patient_id: str) -> Kek | None:
+        """The patient's active key, None when they have none yet. Every patient is given
+        one with their record, so finding it also shows the patient exists."""
         # A document's content and its metadata are both sealed under this key: it is
         # looked up once per transaction, and forgotten with it (a key created here
         # exists only if the transaction commits).
         memo = _transaction_memo(session)
         if memo is not None and patient_id in memo:
             return memo[patient_id]
-        row = session.scalars(
-            select(PatientKey)
-            .where(PatientKey.patient_id == patient_id, PatientKey.retired_at.is_(None))
-            .order_by(PatientKey.created_at.desc())
-            .limit(1)
-        ).first()
-        kek = self.create_kek(session, patient_id) if row is None else self._unwrapped(row)
+        kek = self._recall_active(patient_id)
+        if kek is None:
+            row = session.scalars(
+                select(PatientKey)
+                .where(PatientKey.patient_id == patient_id, PatientKey.retired_at.is_(None))
+                .order_by(PatientKey.created_at.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            kek = self._unwrapped(row)
+            if row.id not in session.info.get(_CREATED_KEKS, ()):
+                # Committed (this session did not make it), so it stays the active key: no
+                # key is ever retired. A key rotation that retires KEKs must forget it.
+                self._remember_active(patient_id, kek)
         memo = _transaction_memo(session)
         if memo is not None:
             memo[patient_id] = kek
@@ -68,6 +92,9 @@ class KeyService:
                 id=kek.id, patient_id=patient_id, wrapped_key=wrapped, master_key_id=master_key_id
             )
         )
+        # Not the active key of the process cache until committed: the transaction may
+        # still roll back.
+        session.info.setdefault(_CREATED_KEKS, set()).add(kek.id)
         # No flush here: a new patient's row and its first key are inserted together, and
         # the unit of work orders them by their foreign key.
         self._remember(kek)
@@ -160,16 +187,12 @@ class KeyService:
             yield ids
             last = ids[-1]
 
-    def retire_unused_master_keys(self, session: Session) -> list[str]:
-        """Destroy master keys that no patient KEK still needs."""
-        in_use = set(session.scalars(select(PatientKey.master_key_id).distinct()))
-        current = self.provider.current_master_key_id()
-        retired = []
-        for key_id in self.provider.master_key_ids():
-            if key_id != current and key_id not in in_use:
-                self.provider.retire(key_id)
-                retired.append(key_id)
-        return retired
+    def retire_unused_master_keys(
+        self, session: Session, retention: timedelta, now: datetime | None = None
+    ) -> Retirement:
+        """Destroy master keys that no patient KEK still needs and that no backup kept
+        for ``retention`` can need (vault/storage/keys/retirement.py)."""
+        return retire_unused_master_keys(self.provider, session, retention, now)
 
     def count_stale(self, session: Session) -> int:
         current = self.provider.current_master_key_id()
@@ -199,12 +222,36 @@ class KeyService:
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
+    def _recall_active(self, patient_id: str) -> Kek | None:
+        with self._lock:
+            hit = self._active.get(patient_id)
+            if hit is None:
+                return None
+            expires, kek = hit
+            if expires < time.monotonic():
+                del self._active[patient_id]
+                return None
+            self._active.move_to_end(patient_id)
+            return kek
+
+    def _remember_active(self, patient_id: str, kek: Kek) -> None:
+        if self._cache_seconds <= 0:
+            return
+        with self._lock:
+            self._active[patient_id] = (time.monotonic() + self._cache_seconds, kek)
+            self._active.move_to_end(patient_id)
+            while len(self._active) > CACHE_ENTRIES:
+                self._active.popitem(last=False)
+
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._active.clear()
 
 
 _ACTIVE_KEKS = "vault.active_keks"
+# Ids of the keys this session created, committed or not.
+_CREATED_KEKS = "vault.created_keks"
 
 
 def _transaction_memo(session: Session) -> dict[str, Kek] | None:

@@ -1,0 +1,93 @@
+"""What the two hot reads cost the database: a patient's search reads its page and the
+page's versions in one statement, without loading their own record again; a download reads
+its binary with its document in one statement, and its ciphertext in the request's own
+transaction, on the request's one connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import event, insert
+
+from tests.factories import create_patient, publish
+from vault.models import StoredBlobChunk
+
+
+@dataclass
+class Costs:
+    statements: list[str] = field(default_factory=list)
+    checkouts: int = 0
+
+    def touching(self, table: str) -> list[str]:
+        return [statement for statement in self.statements if f" {table}" in statement]
+
+
+@contextmanager
+def counted(services) -> Iterator[Costs]:
+    costs = Costs()
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        costs.statements.append(" ".join(sql.split()))
+
+    def checkout(*_args) -> None:
+        costs.checkouts += 1
+
+    event.listen(services.engine, "before_cursor_execute", statement)
+    event.listen(services.engine, "checkout", checkout)
+    try:
+        yield costs
+    finally:
+        event.remove(services.engine, "before_cursor_execute", statement)
+        event.remove(services.engine, "checkout", checkout)
+
+
+def test_a_patients_search_reads_the_page_and_its_versions_in_one_statement(
+    client, tokens, services
+):
+    patient_id, ins_value = create_patient(client, tokens)
+    for index in range(3):
+        publish(client, tokens.professional(), patient_id, f"report {index}".encode())
+
+    with counted(services) as costs:
+        response = client.get(
+            f"/fhir/DocumentReference?patient=Patient/{patient_id}",
+            headers=tokens.patient(ins_value),
+        )
+
+    assert response.status_code == 200
+    assert len(response.json()["entry"]) == 3
+    reads = costs.touching("documents") + costs.touching("document_versions")
+    assert len(set(reads)) == 1
+    assert "LEFT OUTER JOIN document_versions" in reads[0]
+    # Their token already found their record: naming it in the search does not load it again.
+    assert len(costs.touching("patients")) <= 1
+
+
+def test_a_download_reads_its_binary_and_ciphertext_on_the_requests_one_connection(
+    client, tokens, services
+):
+    patient_id, ins_value = create_patient(client, tokens)
+    stored = publish(client, tokens.professional(), patient_id, b"%PDF-1.7 compte rendu")
+    url = "/fhir/" + stored["content"][0]["attachment"]["url"]
+
+    with counted(services) as costs:
+        response = client.get(url, headers=tokens.patient(ins_value))
+
+    assert response.status_code == 200
+    assert response.content == b"%PDF-1.7 compte rendu"
+    assert len(costs.touching("binaries")) == 1
+    assert len(costs.touching("blob_chunks")) == 1
+    assert costs.checkouts == 1
+
+
+def test_the_database_blob_store_reads_inside_the_callers_transaction(services):
+    key = "ab" * 16
+    with services.session_factory() as session:
+        session.execute(
+            insert(StoredBlobChunk), [{"key": key, "chunk_index": 0, "data": b"not yet committed"}]
+        )
+
+        assert b"".join(services.blobs.read(key, session)) == b"not yet committed"
+        session.rollback()

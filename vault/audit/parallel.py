@@ -1,0 +1,198 @@
+"""The fast passes of a full verification on PostgreSQL (vault/audit/scan.py), spread over
+processes: the chains are independent of one another, so each worker process checks the
+chains of one range of keys while this process checks the tree. A smaller log, for which
+starting processes would cost more than it saves, has its chains checked by a thread of
+this process on a second connection.
+
+Every process reads the same snapshot: this one's REPEATABLE READ transaction exports it
+(``pg_export_snapshot()``) and each other connection adopts it (``SET TRANSACTION
+SNAPSHOT``) before reading anything, so the run sees one state of the log however many servers are writing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Set
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+import psycopg
+from sqlalchemy.orm import Session
+
+from vault.audit.scan import ChainTally, KeyRange, check_chains, check_tree
+from vault.audit.scan_worker import run as run_job
+
+log = logging.getLogger(__name__)
+
+# Starting a worker costs about 0.2 s of CPU (an interpreter and psycopg): below this many
+# entries one process (two threads, GIL-bound) is faster.
+PARALLEL_FROM = 50_000
+
+# The tree is checked in rounds of this many batches: each round fetches its stored nodes
+# with one query per level, so larger rounds mean fewer queries.
+_TREE_ROUND = 4
+
+# The first key of each 1/parts of the entries, weighted by the heads' counts (only the
+# balance depends on them: the ranges cover every key whatever the heads say).
+_SPLITS = """
+WITH heads AS (
+    SELECT chain_key,
+           sum(greatest(last_seq, 1)) OVER (ORDER BY chain_key ROWS UNBOUNDED PRECEDING) AS upto,
+           sum(greatest(last_seq, 1)) OVER () AS total
+    FROM audit_chain_heads
+)
+SELECT DISTINCT ON (part) chain_key, total
+FROM (SELECT chain_key, total, floor((upto - 1) * %s / total) AS part FROM heads) AS parts
+ORDER BY part, chain_key
+"""
+
+
+@dataclass
+class Scan:
+    chains: ChainTally
+    # The tree's size when intact, else None.
+    leaves: int | None
+
+
+@dataclass
+class _Worker:
+    keys: KeyRange
+    process: subprocess.Popen[bytes]
+    errors: IO[bytes]
+
+
+def scan_log(
+    session: Session,
+    roots: Mapping[int, Set[bytes]],
+    recorded_size: int,
+    *,
+    workers: int,
+    batch: int,
+) -> Scan:
+    """The chains and the tree of the log as ``session``'s snapshot sees it."""
+    bound = session.connection()
+    connection = cast(psycopg.Connection[Any], bound.connection.driver_connection)
+    ranges, entries = _key_ranges(connection, workers)
+    row = connection.execute("SELECT pg_export_snapshot()").fetchone()
+    assert row is not None
+    url = bound.engine.url.set(drivername="postgresql")
+    job = {
+        "dsn": url.render_as_string(hide_password=False),
+        "snapshot": row[0],
+        "batch": batch,
+    }
+    if len(ranges) < 2 or entries < PARALLEL_FROM:
+        return _side_by_side(connection, job, roots, recorded_size, batch)
+    started: list[_Worker] = []
+    here: list[KeyRange] = []
+    try:
+        for keys in ranges:
+            worker = _start(job, keys)
+            if worker is None:
+                here.append(keys)
+            else:
+                started.append(worker)
+        leaves = check_tree(connection, roots, recorded_size, _TREE_ROUND * batch)
+        tallies = [check_chains(connection, keys, batch) for keys in here]
+        tallies += [_finish(worker, connection, batch) for worker in started]
+    finally:
+        for worker in started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait()
+            if worker.process.stdout is not None:
+                worker.process.stdout.close()
+            worker.errors.close()
+    total = ChainTally()
+    for tally in tallies:
+        total.entries += tally.entries
+        total.chains += tally.chains
+        total.intact = total.intact and tally.intact
+    return Scan(total, leaves)
+
+
+def _side_by_side(
+    connection: psycopg.Connection[Any],
+    job: dict[str, Any],
+    roots: Mapping[int, Set[bytes]],
+    recorded_size: int,
+    batch: int,
+) -> Scan:
+    """One process: the chains in a thread, on a connection of its own in the same
+    snapshot, the tree in this one, so that each computes while the other's query runs."""
+    tallies: list[ChainTally] = []
+
+    def chains() -> None:
+        try:
+            tallies.append(run_job({**job, "lower": None, "upper": None}))
+        except Exception as error:  # noqa: BLE001 - whatever it was, the chains get checked below
+            log.warning("cannot check the audit chains on a second connection (%s)", error)
+
+    thread = threading.Thread(target=chains, name="audit-verify-chains", daemon=True)
+    thread.start()
+    try:
+        leaves = check_tree(connection, roots, recorded_size, _TREE_ROUND * batch)
+    finally:
+        thread.join()
+    if not tallies:
+        tallies.append(check_chains(connection, (None, None), batch))
+    return Scan(tallies[0], leaves)
+
+
+def _key_ranges(connection: psycopg.Connection[Any], parts: int) -> tuple[list[KeyRange], int]:
+    """Up to ``parts`` consecutive key ranges, and about how many entries the log holds."""
+    rows = connection.execute(_SPLITS, (max(parts, 1),)).fetchall()
+    if not rows:
+        return [(None, None)], 0
+    bounds: list[str | None] = [None] + [key for key, _ in rows[1:]] + [None]
+    return list(itertools.pairwise(bounds)), int(rows[0][1])
+
+
+def _start(job: dict[str, Any], keys: KeyRange) -> _Worker | None:
+    """A worker for the chains of ``keys``, or None when none can be started here (the
+    caller then checks them itself)."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - scan_log closes it, after the worker
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vault.audit.scan_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+    except OSError as error:
+        errors.close()
+        log.warning("cannot start an audit verification worker (%s): checking here", error)
+        return None
+    assert process.stdin is not None
+    try:
+        with process.stdin:
+            process.stdin.write(json.dumps({**job, "lower": keys[0], "upper": keys[1]}).encode())
+    except BrokenPipeError:
+        pass  # It exited without reading its job: _finish finds out and does the work.
+    return _Worker(keys, process, errors)
+
+
+def _finish(worker: _Worker, connection: psycopg.Connection[Any], batch: int) -> ChainTally:
+    assert worker.process.stdout is not None
+    output = worker.process.stdout.read()
+    worker.process.wait()
+    try:
+        if worker.process.returncode != 0:
+            raise ValueError(f"exit status {worker.process.returncode}")
+        result = json.loads(output)
+        return ChainTally(int(result["entries"]), int(result["chains"]), bool(result["intact"]))
+    except (ValueError, KeyError, TypeError) as error:
+        worker.errors.seek(0)
+        detail = worker.errors.read()[-2000:].decode(errors="replace")
+        log.warning(
+            "audit verification worker failed (%s), checking its range here: %s", error, detail
+        )
+        return check_chains(connection, worker.keys, batch)
