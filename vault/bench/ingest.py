@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from vault.bench.stats import Latencies
+from vault.bench.stats import Latencies, cpu_seconds
 from vault.bench.workload import Content, iti65_body, iti105_body
 from vault.errors import VaultError
 
@@ -44,6 +44,8 @@ class IngestResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     server_cpu_seconds: float = 0.0
     errors: int = 0
+    # The floor's own PostgreSQL backends (0 for a remote database).
+    backend_cpu_seconds: float = 0.0
 
     @property
     def documents_per_s(self) -> float:
@@ -211,6 +213,7 @@ class RawFloor:
         self, patient_ids: list[str], contents: list[Content], clients: int, seconds: float
     ) -> IngestResult:
         latencies: list[float] = []
+        backend_cpu: list[float] = []
         lock = threading.Lock()
         failures: list[str] = []
         deadline = time.monotonic() + seconds
@@ -219,6 +222,9 @@ class RawFloor:
             rng = random.Random(number)  # noqa: S311 - reproducible workload
             try:
                 with psycopg.connect(self.dsn) as connection:
+                    # Read before the connection closes: an exited backend's CPU is lost.
+                    backend = connection.info.backend_pid
+                    begun = cpu_seconds(backend)
                     while time.monotonic() < deadline:
                         content = rng.choice(contents).data
                         document_id = _uuid(rng)
@@ -237,6 +243,9 @@ class RawFloor:
                         elapsed = time.perf_counter() - started
                         with lock:
                             latencies.append(elapsed)
+                    used = cpu_seconds(backend) - begun
+                    with lock:
+                        backend_cpu.append(used)
             except psycopg.Error as error:
                 failures.append(type(error).__name__)
 
@@ -249,7 +258,13 @@ class RawFloor:
         elapsed = time.perf_counter() - started
         if failures:
             raise VaultError(f"raw floor failed: {failures[0]}")
-        return IngestResult(elapsed, len(latencies), len(latencies), {"raw": latencies})
+        return IngestResult(
+            elapsed,
+            len(latencies),
+            len(latencies),
+            {"raw": latencies},
+            backend_cpu_seconds=sum(backend_cpu),
+        )
 
 
 def _uuid(rng: random.Random) -> str:
