@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import re
+from datetime import date, time
+from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from vault.errors import InvalidResource
 from vault.fhir import base64binary
@@ -37,7 +39,7 @@ def validate_resource(resource: dict[str, Any], *, expression: str = "") -> None
             f"Unknown resourceType {resource_type!r}", expression=expression
         ) from None
     try:
-        model.model_validate(resource)
+        validated = model.model_validate(resource)
     except ValidationError as error:
         first = error.errors()[0]
         where = _fhirpath(expression or str(resource_type), first["loc"])
@@ -53,6 +55,39 @@ def validate_resource(resource: dict[str, Any], *, expression: str = "") -> None
             f"{resource_type} is not valid FHIR R4: {type(error).__name__}",
             expression=expression or str(resource_type),
         ) from None
+    _require_time_strings(validated, resource, expression or str(resource_type))
+
+
+def _require_time_strings(model: BaseModel, given: Any, path: str) -> None:
+    """The models read a JSON number in a date, dateTime, instant or time element as a Unix
+    time; in FHIR JSON those are strings, and a number there is a sender's bug that would be
+    stored as a date nobody wrote. Walks the JSON beside the model validated from it; a
+    string needs no look (it is either not a time or a time written right)."""
+    if not isinstance(given, dict):
+        return
+    names = _attribute_names(type(model))
+    for key, raw in given.items():
+        name = names.get(key)
+        if name is not None and not isinstance(raw, str):
+            _check_value(getattr(model, name), raw, f"{path}.{key}")
+
+
+@cache
+def _attribute_names(model: type[BaseModel]) -> dict[str, str]:
+    """JSON name to attribute name (``class`` to ``class_fhir``)."""
+    return {field.alias or name: name for name, field in model.model_fields.items()}
+
+
+def _check_value(value: Any, given: Any, path: str) -> None:
+    if isinstance(value, BaseModel):
+        _require_time_strings(value, given, path)
+    elif isinstance(value, list) and isinstance(given, list):
+        for index, (item, raw) in enumerate(zip(value, given, strict=False)):
+            _check_value(item, raw, f"{path}[{index}]")
+    elif isinstance(value, date | time) and not isinstance(given, str):
+        raise InvalidResource(
+            "A date, dateTime, instant or time must be a string in FHIR JSON", expression=path
+        )
 
 
 def _fhirpath(prefix: str, location: tuple[int | str, ...]) -> str:
