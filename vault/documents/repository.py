@@ -109,18 +109,7 @@ def stored_content(session: Session, binary_id: str) -> StoredContent | None:
     row = session.connection().execute(_STORED_CONTENT, {"binary_id": binary_id}).first()
     if row is None:
         return None
-    return StoredContent(
-        *row[:9],
-        DocumentFacts(
-            patient_id=row[9],
-            author_kind=row[10],
-            author_id=row[11],
-            security_labels=labels_of(row[12]),
-            status=row[13],
-            type_code=row[14],
-            category_code=row[15],
-        ),
-    )
+    return StoredContent(*row[:9], _facts_of(row[9:]))
 
 
 @dataclass(frozen=True)
@@ -145,6 +134,32 @@ class SearchCriteria:
 _DOCUMENTS = cast(Table, Document.__table__)
 _VERSIONS = cast(Table, DocumentVersion.__table__)
 _BINARIES = cast(Table, Binary.__table__)
+# What an access decision reads of a document, in the order _facts_of takes it.
+_FACT_COLUMNS = (
+    _DOCUMENTS.c.patient_id,
+    _DOCUMENTS.c.author_kind,
+    _DOCUMENTS.c.author_id,
+    _DOCUMENTS.c.security_labels,
+    _DOCUMENTS.c.status,
+    _DOCUMENTS.c.type_code,
+    _DOCUMENTS.c.category_code,
+)
+
+
+def _facts_of(values: Sequence[Any]) -> DocumentFacts:
+    """``facts`` of a row holding ``_FACT_COLUMNS``."""
+    patient_id, author_kind, author_id, labels, status, type_code, category_code = values[:7]
+    return DocumentFacts(
+        patient_id=patient_id,
+        author_kind=author_kind,
+        author_id=author_id,
+        security_labels=labels_of(labels),
+        status=status,
+        type_code=type_code,
+        category_code=category_code,
+    )
+
+
 # Built once, plain rows rather than ORM objects: every download runs it.
 _STORED_CONTENT = (
     select(
@@ -157,13 +172,7 @@ _STORED_CONTENT = (
         _BINARIES.c.segment_size,
         _BINARIES.c.wrapped_dek,
         _BINARIES.c.kek_id,
-        _DOCUMENTS.c.patient_id,
-        _DOCUMENTS.c.author_kind,
-        _DOCUMENTS.c.author_id,
-        _DOCUMENTS.c.security_labels,
-        _DOCUMENTS.c.status,
-        _DOCUMENTS.c.type_code,
-        _DOCUMENTS.c.category_code,
+        *_FACT_COLUMNS,
     )
     .join_from(_BINARIES, _DOCUMENTS, _DOCUMENTS.c.id == _BINARIES.c.document_id)
     .where(_BINARIES.c.id == bindparam("binary_id"))
@@ -285,13 +294,7 @@ def candidates_query(
         document.id,
         document.created_at,
         document.current_version,
-        document.patient_id,
-        document.author_kind,
-        document.author_id,
-        document.security_labels,
-        document.status,
-        document.type_code,
-        document.category_code,
+        *_FACT_COLUMNS,
     ).where(
         document.patient_id == bindparam("patient_id"),
         document.deleted_at.is_(None),
@@ -359,16 +362,8 @@ def candidates(
         parameters["after_created"], parameters["after_id"] = after
     found = []
     for row in session.connection().execute(statement, parameters):
-        document_id, created_at, current_version, patient_id = row[:4]
-        facts = DocumentFacts(
-            patient_id=patient_id,
-            author_kind=row[4],
-            author_id=row[5],
-            security_labels=labels_of(row[6]),
-            status=row[7],
-            type_code=row[8],
-            category_code=row[9],
-        )
+        document_id, created_at, current_version = row[:3]
+        facts = _facts_of(row[3:])
         current = None
         if with_current and row[10] is not None:
             current = SealedVersion(document_id, row[10], row[11], row[12], row[13], row[14])

@@ -38,11 +38,9 @@ def _kek_context(patient_id: str, kek_id: str) -> bytes:
 class KeyService:
     def __init__(self, provider: KeyProvider, cache_seconds: float = 300.0) -> None:
         self.provider = provider
-        self._cache_seconds = cache_seconds
-        self._cache: OrderedDict[str, tuple[float, Kek]] = OrderedDict()
-        # Each patient's active KEK, by patient id.
-        self._active: OrderedDict[str, tuple[float, Kek]] = OrderedDict()
-        self._lock = threading.Lock()
+        # Unwrapped KEKs by KEK id, and each patient's active KEK by patient id.
+        self._cache = _ExpiringCache(cache_seconds)
+        self._active = _ExpiringCache(cache_seconds)
 
     # -- patient KEKs ---------------------------------------------------------------
 
@@ -64,7 +62,7 @@ class KeyService:
         memo = _transaction_memo(session)
         if memo is not None and patient_id in memo:
             return memo[patient_id]
-        kek = self._recall_active(patient_id)
+        kek = self._active.recall(patient_id)
         if kek is None:
             row = session.scalars(
                 select(PatientKey)
@@ -78,8 +76,7 @@ class KeyService:
             if row.id not in session.info.get(_CREATED_KEKS, ()):
                 # Committed (this session did not make it), so it stays the active key: no
                 # key is ever retired. A key rotation that retires KEKs must forget it.
-                self._remember_active(patient_id, kek)
-        memo = _transaction_memo(session)
+                self._active.remember(patient_id, kek)
         if memo is not None:
             memo[patient_id] = kek
         return kek
@@ -97,11 +94,11 @@ class KeyService:
         session.info.setdefault(_CREATED_KEKS, set()).add(kek.id)
         # No flush here: a new patient's row and its first key are inserted together, and
         # the unit of work orders them by their foreign key.
-        self._remember(kek)
+        self._cache.remember(kek.id, kek)
         return kek
 
     def kek(self, session: Session, patient_id: str, kek_id: str) -> Kek:
-        cached = self._recall(kek_id)
+        cached = self._cache.recall(kek_id)
         if cached is not None:
             return cached
         row = session.get(PatientKey, kek_id)
@@ -110,14 +107,14 @@ class KeyService:
         return self._unwrapped(row)
 
     def _unwrapped(self, row: PatientKey) -> Kek:
-        cached = self._recall(row.id)
+        cached = self._cache.recall(row.id)
         if cached is not None:
             return cached
         key = self.provider.unwrap(
             row.master_key_id, row.wrapped_key, _kek_context(row.patient_id, row.id)
         )
         kek = Kek(id=row.id, key=key)
-        self._remember(kek)
+        self._cache.remember(kek.id, kek)
         return kek
 
     # -- data keys ------------------------------------------------------------------
@@ -199,54 +196,43 @@ class KeyService:
         stale = select(func.count()).where(PatientKey.master_key_id != current)
         return int(session.scalar(stale) or 0)
 
-    # -- cache ----------------------------------------------------------------------
-
-    def _recall(self, kek_id: str) -> Kek | None:
-        with self._lock:
-            hit = self._cache.get(kek_id)
-            if hit is None:
-                return None
-            expires, kek = hit
-            if expires < time.monotonic():
-                del self._cache[kek_id]
-                return None
-            self._cache.move_to_end(kek_id)
-            return kek
-
-    def _remember(self, kek: Kek) -> None:
-        if self._cache_seconds <= 0:
-            return
-        with self._lock:
-            self._cache[kek.id] = (time.monotonic() + self._cache_seconds, kek)
-            self._cache.move_to_end(kek.id)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-
-    def _recall_active(self, patient_id: str) -> Kek | None:
-        with self._lock:
-            hit = self._active.get(patient_id)
-            if hit is None:
-                return None
-            expires, kek = hit
-            if expires < time.monotonic():
-                del self._active[patient_id]
-                return None
-            self._active.move_to_end(patient_id)
-            return kek
-
-    def _remember_active(self, patient_id: str, kek: Kek) -> None:
-        if self._cache_seconds <= 0:
-            return
-        with self._lock:
-            self._active[patient_id] = (time.monotonic() + self._cache_seconds, kek)
-            self._active.move_to_end(patient_id)
-            while len(self._active) > CACHE_ENTRIES:
-                self._active.popitem(last=False)
-
     def forget(self) -> None:
+        self._cache.clear()
+        self._active.clear()
+
+
+class _ExpiringCache:
+    """KEKs kept in memory for a while, the least recently used dropped first."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._entries: OrderedDict[str, tuple[float, Kek]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recall(self, key: str) -> Kek | None:
         with self._lock:
-            self._cache.clear()
-            self._active.clear()
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            expires, kek = hit
+            if expires < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return kek
+
+    def remember(self, key: str, kek: Kek) -> None:
+        if self._seconds <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self._seconds, kek)
+            self._entries.move_to_end(key)
+            while len(self._entries) > CACHE_ENTRIES:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 _ACTIVE_KEKS = "vault.active_keks"
