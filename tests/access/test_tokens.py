@@ -4,6 +4,7 @@ WWW-Authenticate challenge, never a 500, never a partial answer)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -19,7 +20,12 @@ from typer.testing import CliRunner
 
 from tests.factories import DOCTOR, create_patient, publish
 from vault.access.principal import RPPS_SYSTEM, Role
-from vault.access.tokens import MAX_TOKEN_BYTES, EmbeddedIssuer, TokenValidator
+from vault.access.tokens import (
+    MAX_TOKEN_BYTES,
+    VERIFIED_TOKEN_SECONDS,
+    EmbeddedIssuer,
+    TokenValidator,
+)
 from vault.cli import app as cli
 from vault.errors import Unauthenticated
 from vault.settings import get_settings
@@ -221,6 +227,68 @@ def test_clock_skew_within_thirty_seconds_is_tolerated(services):
     # Expired 10 s ago by the issuer's clock: within the allowed skew.
     token = services.issuer.mint("patient", PATIENT_INS, ttl=-10)
     assert services.tokens.validate(token).subject == PATIENT_INS
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SwappableKeys:
+    """An issuer's published keys, which the issuer may withdraw."""
+
+    def __init__(self, keys) -> None:
+        self.keys = keys
+
+    def key_set(self, kid):
+        return self.keys
+
+
+def remembering_validator(tmp_path) -> tuple[EmbeddedIssuer, TokenValidator, Clock, SwappableKeys]:
+    issuer = EmbeddedIssuer(tmp_path / "cache", "http://cache.test", "vault")
+    keys = SwappableKeys(issuer.trusted().keys.key_set(None))
+    trusted = dataclasses.replace(issuer.trusted(), keys=keys)
+    clock = Clock()
+    return issuer, TokenValidator([trusted], clock=clock), clock, keys
+
+
+def test_a_token_verified_once_is_refused_once_it_expires(tmp_path):
+    issuer, validator, clock, _ = remembering_validator(tmp_path)
+    token = issuer.mint("patient", PATIENT_INS, ttl=45)
+    assert validator.validate(token).subject == PATIENT_INS
+    clock.now += 45 + 29
+    assert validator.validate(token).subject == PATIENT_INS
+    clock.now += 2
+    with pytest.raises(Unauthenticated, match="exp"):
+        validator.validate(token)
+
+
+def test_a_token_altered_after_it_was_verified_is_verified_again_and_refused(tmp_path):
+    issuer, validator, _, _ = remembering_validator(tmp_path)
+    token = issuer.mint("patient", PATIENT_INS)
+    validator.validate(token)
+    head, body, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    for altered in (f"{head}.{body}.{flipped}", f"{head}.{body}.", f"{token} "):
+        with pytest.raises(Unauthenticated):
+            validator.validate(altered)
+    assert validator.validate(token).subject == PATIENT_INS
+
+
+def test_a_withdrawn_signing_key_stops_being_honoured_within_a_minute(tmp_path):
+    issuer, validator, clock, keys = remembering_validator(tmp_path)
+    token = issuer.mint("patient", PATIENT_INS, ttl=3600)
+    validator.validate(token)
+    other = EmbeddedIssuer(tmp_path / "other", issuer.issuer, issuer.audience)
+    keys.keys = other.trusted().keys.key_set(None)
+    clock.now += VERIFIED_TOKEN_SECONDS - 1
+    assert validator.validate(token).subject == PATIENT_INS
+    clock.now += 1
+    with pytest.raises(Unauthenticated):
+        validator.validate(token)
 
 
 def test_token_for_another_audience_is_refused(client, services, settings):

@@ -23,6 +23,14 @@ _VERSIONS = cast(Table, DocumentVersion.__table__)
 
 Row = dict[str, Any]
 
+# Built once: building a statement costs as much CPU as executing it (docs/performance.md).
+_BY_MASTER_IDENTIFIER = select(_DOCUMENTS.c.id).where(
+    _DOCUMENTS.c.master_identifier == bindparam("master")
+)
+_BY_MASTER_IDENTIFIERS = select(_DOCUMENTS.c.master_identifier, _DOCUMENTS.c.id).where(
+    _DOCUMENTS.c.master_identifier.in_(bindparam("masters", expanding=True))
+)
+
 
 @dataclass
 class NewRows:
@@ -38,11 +46,7 @@ class NewRows:
     @classmethod
     def for_documents(cls, session: Session, master_identifiers: list[str]) -> NewRows:
         """For a submission's documents: which of them are already stored, in one query."""
-        found = session.execute(
-            select(_DOCUMENTS.c.master_identifier, _DOCUMENTS.c.id).where(
-                _DOCUMENTS.c.master_identifier.in_(master_identifiers)
-            )
-        )
+        found = session.execute(_BY_MASTER_IDENTIFIERS, {"masters": master_identifiers})
         return cls(existing={str(master): str(document_id) for master, document_id in found})
 
     def existing_id(self, session: Session, master_identifier: str) -> str | None:
@@ -122,7 +126,5 @@ def insert_version(session: Session, row: Row) -> None:
 
 
 def id_by_master_identifier(session: Session, master_identifier: str) -> str | None:
-    found = session.execute(
-        select(_DOCUMENTS.c.id).where(_DOCUMENTS.c.master_identifier == master_identifier)
-    ).scalar()
+    found = session.execute(_BY_MASTER_IDENTIFIER, {"master": master_identifier}).scalar()
     return None if found is None else str(found)

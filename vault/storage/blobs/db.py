@@ -30,6 +30,7 @@ _CHUNK = (
     .where(_CHUNKS.c.key == bindparam("key"), _CHUNKS.c.chunk_index == bindparam("index"))
     .execution_options(**{_BINARY_RESULTS: True})
 )
+_INSERT_CHUNKS = insert(_CHUNKS)
 
 
 @event.listens_for(PGDialect_psycopg, "do_execute")
@@ -66,7 +67,7 @@ class DatabaseBlobStore:
             add(bytes(buffer))
         # A Core insert: chunks are only ever inserted whole, and the ORM's unit of work
         # would cost more than the rest of the write.
-        session.execute(insert(_CHUNKS), rows)
+        session.execute(_INSERT_CHUNKS, rows)
 
     def read(self, key: str, session: Session | None = None) -> Iterator[bytes]:
         check_key(key)
