@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from vault.errors import IntegrityError
@@ -23,6 +23,16 @@ from vault.storage.keys.provider import KeyProvider
 from vault.storage.keys.retirement import Retirement, retire_unused_master_keys
 
 CACHE_ENTRIES = 10_000
+
+# Built once: a patient's key is found in the cache only while they are busy, so in a
+# national service most writes look it up, and building the statement cost as much as
+# running it.
+_ACTIVE_KEK = (
+    select(PatientKey)
+    .where(PatientKey.patient_id == bindparam("patient_id"), PatientKey.retired_at.is_(None))
+    .order_by(PatientKey.created_at.desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,7 @@ class KeyService:
             return memo[patient_id]
         kek = self._active.recall(patient_id)
         if kek is None:
-            row = session.scalars(
-                select(PatientKey)
-                .where(PatientKey.patient_id == patient_id, PatientKey.retired_at.is_(None))
-                .order_by(PatientKey.created_at.desc())
-                .limit(1)
-            ).first()
+            row = session.scalars(_ACTIVE_KEK, {"patient_id": patient_id}).first()
             if row is None:
                 return None
             kek = self._unwrapped(row)
