@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,38 @@ def test_verify_with_workers_checks_the_chains_in_worker_processes(
     assert intact.exit_code == 0, intact.output
     assert "audit log intact" in intact.output
     assert len(started) == 2
+
+
+def test_verify_says_where_the_next_one_may_start_and_verify_since_starts_there(
+    client, tokens, run
+):
+    activity(client, tokens, 1)
+    assert run("checkpoint").exit_code == 0
+    full = run("verify")
+    assert full.exit_code == 0, full.output
+    size = int(re.search(r"--since (\d+)", full.stdout).group(1))
+    activity(client, tokens, 2)
+    assert run("checkpoint").exit_code == 0
+
+    since = run("verify", "--since", str(size))
+
+    assert since.exit_code == 0, since.output
+    assert f"added after signed tree size {size}" in since.stdout
+    assert int(re.search(r"--since (\d+)", since.stdout).group(1)) > size
+
+
+def test_verify_since_a_size_never_signed_fails_and_says_why(client, tokens, run):
+    activity(client, tokens, 1)
+    assert run("checkpoint").exit_code == 0
+
+    failed = run("verify", "--since", "3")
+
+    assert failed.exit_code == 1
+    assert "no checkpoint is signed at tree size 3" in failed.stdout
+
+
+def test_verify_refuses_one_patient_and_since_together(run):
+    refused = run("verify", "--since", "1", "--patient", "someone")
+
+    assert refused.exit_code == 1
+    assert "give one of them" in refused.stderr

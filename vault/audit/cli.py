@@ -80,9 +80,19 @@ def verify(
             "(default: one per CPU).",
         ),
     ] = None,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Check only what was added after this signed tree size, which an earlier "
+            "verification reported intact (it prints the size to start from next time).",
+        ),
+    ] = None,
 ) -> None:
     """Exit 0 when every chain and the Merkle tree match the signed checkpoints; otherwise
     print the first entry that fails and exit 1."""
+    if patient is not None and since is not None:
+        _fail("--patient and --since check different things: give one of them")
     try:
         published = read_published(checkpoints) if checkpoints else []
     except (ValueError, KeyError, TypeError):
@@ -92,14 +102,21 @@ def verify(
         verifier = services.audit_log.verifier
         if workers is not None:
             verifier.workers = workers
-        report = (
-            verifier.verify_patient(services.session_factory, patient, published)
-            if patient
-            else verifier.verify(services.session_factory, published)
-        )
+        if patient:
+            report = verifier.verify_patient(services.session_factory, patient, published)
+        elif since is not None:
+            report = verifier.verify_since(services.session_factory, since, published)
+        else:
+            report = verifier.verify(services.session_factory, published)
     failure = report.first_failure
     if failure is None:
-        typer.echo(f"audit log intact: {report.summary()}")
+        what = f"what was added after signed tree size {since}, " if since is not None else ""
+        typer.echo(f"audit log intact: {what}{report.summary()}")
+        if report.signed_size is not None:
+            typer.echo(
+                f"intact up to signed tree size {report.signed_size}: next time, "
+                f"`vault audit verify --since {report.signed_size}` checks only what follows"
+            )
         return
     typer.echo(f"FAILED {failure.describe()}")
     _fail(f"the audit log failed verification ({len(report.failures)} problems found)")

@@ -24,70 +24,21 @@ when its pass found something wrong, and name the failure.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.audit import merkle
-from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.audit.chain import GENESIS
 from vault.audit.checkpoints import CheckpointService, open_checkpoint
+from vault.audit.findings import Failure, Report, batches, chain_problem, stream_rows
+from vault.audit.incremental import added_since, check_new_chains, verified_edge
 from vault.audit.parallel import scan_log
 from vault.audit.signing import SignatureError
 from vault.audit.tree import AuditTree
 from vault.errors import VaultError
 from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry
-
-
-@dataclass(frozen=True)
-class Failure:
-    reason: str
-    entry_id: int | None = None
-    chain_key: str | None = None
-    chain_seq: int | None = None
-    leaf_index: int | None = None
-
-    def describe(self) -> str:
-        where = []
-        if self.entry_id is not None:
-            where.append(f"entry {self.entry_id}")
-        if self.chain_key is not None:
-            where.append(f"chain {self.chain_key} seq {self.chain_seq}")
-        if self.leaf_index is not None:
-            where.append(f"leaf {self.leaf_index}")
-        return f"{' '.join(where) or 'log'}: {self.reason}"
-
-    @property
-    def order(self) -> tuple[int, int, int]:
-        # Log-wide failures first, then by entry, then by leaf.
-        if self.entry_id is None and self.leaf_index is None:
-            return (0, 0, 0)
-        return (1, self.entry_id if self.entry_id is not None else 2**63, self.leaf_index or 0)
-
-
-@dataclass
-class Report:
-    entries: int = 0
-    chains: int = 0
-    leaves: int = 0
-    checkpoints: int = 0
-    failures: list[Failure] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    @property
-    def first_failure(self) -> Failure | None:
-        return min(self.failures, key=lambda failure: failure.order, default=None)
-
-    def summary(self) -> str:
-        return (
-            f"{self.entries} entries in {self.chains} chains, {self.leaves} leaves, "
-            f"{self.checkpoints} signed checkpoints"
-        )
 
 
 class AuditVerifier:
@@ -117,6 +68,7 @@ class AuditVerifier:
                 self._check_heads(session, report, None)
             if not tree_intact:
                 self._check_tree(session, report, roots)
+            report.note_signed(roots)
         return report
 
     def verify_patient(
@@ -130,6 +82,34 @@ class AuditVerifier:
             self._check_chains(session, report, patient_id)
             self._check_heads(session, report, patient_id)
             self._check_inclusion(session, report, patient_id, roots)
+        return report
+
+    def verify_since(
+        self, factory: sessionmaker[Session], since: int, published: Sequence[str] = ()
+    ) -> Report:
+        """Only what was added after the checkpoint signed at tree size ``since``, which an
+        earlier verification covered (vault/audit/incremental.py says what this proves)."""
+        report = Report()
+        with _snapshot(factory) as session:
+            roots = self._signed_roots(session, report, published, at_least=since)
+            anchor = roots.get(since, set())
+            if len(anchor) != 1:
+                if not anchor:
+                    report.failures.append(
+                        Failure(
+                            f"no checkpoint is signed at tree size {since}: start from a size "
+                            "that vault audit verify reported verified"
+                        )
+                    )
+                return report
+            (root,) = anchor
+            start = verified_edge(session, self.tree, since, root, report)
+            if start is None:
+                return report
+            check_new_chains(session, report, self.tree, since, root, self.batch)
+            self._check_heads(session, report, None, added=added_since(since))
+            self._check_tree(session, report, roots, start)
+            report.note_signed(roots)
         return report
 
     def _scan(
@@ -153,12 +133,17 @@ class AuditVerifier:
     # -- checkpoints ----------------------------------------------------------------------
 
     def _signed_roots(
-        self, session: Session, report: Report, published: Sequence[str]
+        self, session: Session, report: Report, published: Sequence[str], at_least: int = 0
     ) -> dict[int, set[bytes]]:
         verifiers = self.checkpoints.verifiers()
         origin = self.checkpoints.origin
         roots: dict[int, set[bytes]] = {}
-        for row in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)):
+        stored = (
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.tree_size >= at_least)
+            .order_by(AuditCheckpoint.tree_size)
+        )
+        for row in session.scalars(stored):
             report.checkpoints += 1
             try:
                 signed = open_checkpoint(row.note, verifiers, origin)
@@ -179,6 +164,8 @@ class AuditVerifier:
             except SignatureError as error:
                 report.failures.append(Failure(f"published checkpoint #{number}: {error.message}"))
                 continue
+            if signed.tree_size < at_least:
+                continue
             roots.setdefault(signed.tree_size, set()).add(signed.root_hash)
         for size, found in roots.items():
             if len(found) > 1:
@@ -195,14 +182,14 @@ class AuditVerifier:
             query = query.where(AuditEntry.chain_key == chain_key)
         current: str | None = None
         expected, previous, broken = 1, GENESIS, False
-        for row in _stream(session, query, self.batch):
+        for row in stream_rows(session, query, self.batch):
             report.entries += 1
             if row.chain_key != current:
                 current, expected, previous, broken = row.chain_key, 1, GENESIS, False
                 report.chains += 1
             if broken:
                 continue
-            problem = _chain_problem(row, expected, previous)
+            problem = chain_problem(row, expected, previous)
             if problem is not None:
                 report.failures.append(
                     Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
@@ -212,7 +199,15 @@ class AuditVerifier:
             previous = bytes(row.entry_hash)
             expected += 1
 
-    def _check_heads(self, session: Session, report: Report, chain_key: str | None) -> None:
+    def _check_heads(
+        self,
+        session: Session,
+        report: Report,
+        chain_key: str | None,
+        added: ColumnElement[bool] | None = None,
+    ) -> None:
+        """Every chain's head (or one chain's) names its last entry, and no entry (or no
+        ``added`` entry) lies beyond its chain's head."""
         heads = select(
             AuditChainHead.chain_key,
             AuditChainHead.last_seq,
@@ -240,7 +235,11 @@ class AuditVerifier:
         if chain_key is not None:
             heads = heads.where(AuditChainHead.chain_key == chain_key)
             beyond = beyond.where(AuditEntry.chain_key == chain_key)
-        for key, last_seq, last_hash, entry_id, digest, leaf in _stream(session, heads, self.batch):
+        if added is not None:
+            beyond = beyond.where(added)
+        for key, last_seq, last_hash, entry_id, digest, leaf in stream_rows(
+            session, heads, self.batch
+        ):
             if entry_id is None:
                 survivor = self._last_of_chain(session, key)
                 report.failures.append(
@@ -282,17 +281,24 @@ class AuditVerifier:
 
     # -- tree -----------------------------------------------------------------------------
 
-    def _check_tree(self, session: Session, report: Report, roots: dict[int, set[bytes]]) -> None:
+    def _check_tree(
+        self,
+        session: Session,
+        report: Report,
+        roots: dict[int, set[bytes]],
+        start: merkle.CompactRange | None = None,
+    ) -> None:
+        """The tree from its first leaf, or from the edge of an already verified ``start``."""
+        compact = start or merkle.CompactRange()
         query = (
             select(AuditEntry.id, AuditEntry.entry_hash, AuditEntry.leaf_index)
-            .where(AuditEntry.leaf_index.is_not(None))
+            .where(AuditEntry.leaf_index >= compact.size)
             .order_by(AuditEntry.leaf_index)
         )
-        compact = merkle.CompactRange()
         computed: list[tuple[int, int, bytes]] = []
-        verified_size = 0
+        verified_size = compact.size
         intact = True
-        for entry_id, digest, leaf_index in _stream(session, query, self.batch):
+        for entry_id, digest, leaf_index in stream_rows(session, query, self.batch):
             if leaf_index != compact.size:
                 report.failures.append(
                     Failure(
@@ -389,7 +395,7 @@ class AuditVerifier:
             .where(AuditEntry.chain_key == patient_id, AuditEntry.leaf_index < size)
             .order_by(AuditEntry.leaf_index)
         )
-        for batch in _batches(_stream(session, query, self.batch), 200):
+        for batch in batches(stream_rows(session, query, self.batch), 200):
             try:
                 proofs = self.tree.inclusion_proofs(session, [row[3] for row in batch], size)
             except VaultError:
@@ -416,60 +422,6 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _chain_problem(row: Any, expected: int, previous: bytes) -> str | None:
-    if row.chain_seq != expected:
-        return (
-            f"entries {expected} to {row.chain_seq - 1} of the chain are missing before this one"
-            if row.chain_seq > expected
-            else "the chain's sequence repeats (entries reordered)"
-        )
-    if row.chain_key != (row.patient_id or NO_PATIENT_CHAIN):
-        return "the entry sits in another patient's chain"
-    if bytes(row.prev_hash) != previous:
-        return "does not link to the previous entry of its chain (entry deleted, reordered or rewritten)"
-    content = canonical_fields(
-        chain_key=row.chain_key,
-        chain_seq=row.chain_seq,
-        occurred_at=row.occurred_at,
-        patient_id=row.patient_id,
-        action=row.action,
-        outcome=row.outcome,
-        purpose=row.purpose,
-        actor_role=row.actor_role,
-        actor_id=row.actor_id,
-        on_behalf_of=row.on_behalf_of,
-        client_id=row.client_id,
-        token_id=row.token_id,
-        source_ip=row.source_ip,
-        resource_type=row.resource_type,
-        resource_id=row.resource_id,
-        detail=row.detail,
-    )
-    if entry_hash(previous, content) != bytes(row.entry_hash):
-        return "the entry's content does not match its hash (entry edited)"
-    return None
-
-
-def _stream(session: Session, query: Any, batch: int) -> Iterator[Any]:
-    result = session.execute(query.execution_options(yield_per=batch))
-    try:
-        yield from result
-    finally:
-        # A loop that stops early must not leave a server-side cursor open.
-        result.close()
-
-
-def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class _snapshot:  # noqa: N801 - used as a context manager, reads like one

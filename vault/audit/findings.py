@@ -1,0 +1,122 @@
+"""What a verification of the audit log finds, and the row-level checks every kind of
+verification shares (the whole log, one patient, or what was added since a checkpoint)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vault.audit.chain import NO_PATIENT_CHAIN, canonical_fields, entry_hash
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    entry_id: int | None = None
+    chain_key: str | None = None
+    chain_seq: int | None = None
+    leaf_index: int | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.entry_id is not None:
+            where.append(f"entry {self.entry_id}")
+        if self.chain_key is not None:
+            where.append(f"chain {self.chain_key} seq {self.chain_seq}")
+        if self.leaf_index is not None:
+            where.append(f"leaf {self.leaf_index}")
+        return f"{' '.join(where) or 'log'}: {self.reason}"
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        # Log-wide failures first, then by entry, then by leaf.
+        if self.entry_id is None and self.leaf_index is None:
+            return (0, 0, 0)
+        return (1, self.entry_id if self.entry_id is not None else 2**63, self.leaf_index or 0)
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    chains: int = 0
+    leaves: int = 0
+    checkpoints: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    # The largest signed tree size the run found the log intact up to: where the next
+    # verification may start (``vault audit verify --since``).
+    signed_size: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def first_failure(self) -> Failure | None:
+        return min(self.failures, key=lambda failure: failure.order, default=None)
+
+    def note_signed(self, roots: dict[int, set[bytes]]) -> None:
+        if self.ok:
+            self.signed_size = max((size for size in roots if size <= self.leaves), default=None)
+
+    def summary(self) -> str:
+        return (
+            f"{self.entries} entries in {self.chains} chains, {self.leaves} leaves, "
+            f"{self.checkpoints} signed checkpoints"
+        )
+
+
+def chain_problem(row: Any, expected: int, previous: bytes) -> str | None:
+    if row.chain_seq != expected:
+        return (
+            f"entries {expected} to {row.chain_seq - 1} of the chain are missing before this one"
+            if row.chain_seq > expected
+            else "the chain's sequence repeats (entries reordered)"
+        )
+    if row.chain_key != (row.patient_id or NO_PATIENT_CHAIN):
+        return "the entry sits in another patient's chain"
+    if bytes(row.prev_hash) != previous:
+        return "does not link to the previous entry of its chain (entry deleted, reordered or rewritten)"
+    content = canonical_fields(
+        chain_key=row.chain_key,
+        chain_seq=row.chain_seq,
+        occurred_at=row.occurred_at,
+        patient_id=row.patient_id,
+        action=row.action,
+        outcome=row.outcome,
+        purpose=row.purpose,
+        actor_role=row.actor_role,
+        actor_id=row.actor_id,
+        on_behalf_of=row.on_behalf_of,
+        client_id=row.client_id,
+        token_id=row.token_id,
+        source_ip=row.source_ip,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        detail=row.detail,
+    )
+    if entry_hash(previous, content) != bytes(row.entry_hash):
+        return "the entry's content does not match its hash (entry edited)"
+    return None
+
+
+def stream_rows(session: Session, query: Any, batch: int) -> Iterator[Any]:
+    result = session.execute(query.execution_options(yield_per=batch))
+    try:
+        yield from result
+    finally:
+        # A loop that stops early must not leave a server-side cursor open.
+        result.close()
+
+
+def batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,167 @@
+"""Verifying only what the audit log gained since a checkpoint an earlier verification
+covered (``vault audit verify --since SIZE``), so that a log of billions of entries can be
+checked every day in minutes, and in full less often.
+
+What it proves, given that the log was intact up to the checkpoint signed at tree size
+``since`` (root ``R``) when it was last verified:
+
+- the stored nodes of the tree's left edge at ``since`` still give ``R``, so the tree the
+  new leaves are appended to is the verified one;
+- every entry added since (in the tree from leaf ``since`` on, or not yet in it) matches
+  its hash, links to the previous entry of its chain, and leaves no gap; the previous entry
+  of each chain the new entries extend matches its own hash and is included at its leaf in
+  the tree signed as ``R`` (so a new entry cannot be chained onto a rewritten old one);
+- every chain's head still names an entry with its hash (a tail deleted is found, even one
+  not yet in the tree), and no new entry lies beyond its chain's head;
+- the new part of the tree matches its stored nodes and every root signed since.
+
+What it does not: re-read the entries before ``since`` that no new entry links to. An old
+entry rewritten since the last verification, without its tree nodes, is found by the next
+full verification, not by this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select, true, union_all
+from sqlalchemy.orm import Session
+
+from vault.audit import merkle
+from vault.audit.chain import GENESIS
+from vault.audit.findings import Failure, Report, batches, chain_problem, stream_rows
+from vault.audit.tree import AuditTree
+from vault.errors import VaultError
+from vault.models import AuditEntry
+
+# Previous entries proven included per query of tree nodes.
+_PROOFS_TOGETHER = 200
+
+
+def added_since(since: int) -> ColumnElement[bool]:
+    """Entries placed in the tree from leaf ``since`` on, or not placed yet."""
+    return or_(AuditEntry.leaf_index >= since, AuditEntry.leaf_index.is_(None))
+
+
+def verified_edge(
+    session: Session, tree: AuditTree, since: int, root: bytes, report: Report
+) -> merkle.CompactRange | None:
+    """The tree's left edge at ``since``, from its stored nodes, if they still give the
+    signed root; None (and the failure on the report) if not."""
+    try:
+        edge = tree.hashes(session, merkle.complete_subtrees(0, since))
+    except VaultError:
+        edge = None
+    start = None if edge is None else merkle.CompactRange(since, edge)
+    if start is None or start.root() != root:
+        report.failures.append(
+            Failure(
+                f"the tree's stored nodes no longer give the root signed at tree size {since}: "
+                "the part verified before was altered (run a full verification)",
+                leaf_index=since,
+            )
+        )
+        return None
+    return start
+
+
+def check_new_chains(
+    session: Session, report: Report, tree: AuditTree, since: int, root: bytes, batch: int
+) -> None:
+    """Each chain the new entries extend, from the entry before its first new one."""
+    # Each part by its own index (the leaf range, the partial index of unplaced entries),
+    # then each chain from its entry before the first new one, again by index: the plan
+    # stays proportional to what was added, whatever the size of the log.
+    added = union_all(
+        select(AuditEntry.chain_key, AuditEntry.chain_seq).where(AuditEntry.leaf_index >= since),
+        select(AuditEntry.chain_key, AuditEntry.chain_seq).where(AuditEntry.leaf_index.is_(None)),
+    ).subquery()
+    first_new = (
+        select(added.c.chain_key, func.min(added.c.chain_seq).label("first_seq"))
+        .group_by(added.c.chain_key)
+        .subquery()
+    )
+    entries = AuditEntry.__table__
+    from_before = (
+        select(entries)
+        .where(
+            AuditEntry.chain_key == first_new.c.chain_key,
+            AuditEntry.chain_seq >= first_new.c.first_seq - 1,
+        )
+        .lateral()
+    )
+    query = (
+        select(from_before)
+        .select_from(first_new)
+        .join(from_before, true())
+        .order_by(from_before.c.chain_key, from_before.c.chain_seq)
+    )
+    anchors: list[Any] = []
+    current: str | None = None
+    expected, previous, broken = 1, GENESIS, False
+    for row in stream_rows(session, query, batch):
+        if row.chain_key != current:
+            current, broken = row.chain_key, False
+            report.chains += 1
+            if row.leaf_index is not None and row.leaf_index < since:
+                # The last verified entry of the chain: it must still be what the tree
+                # signed as R holds, and match its own hash.
+                problem = chain_problem(row, row.chain_seq, bytes(row.prev_hash))
+                if problem is not None:
+                    report.failures.append(
+                        Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
+                    )
+                    broken = True
+                else:
+                    anchors.append(row)
+                    expected, previous = row.chain_seq + 1, bytes(row.entry_hash)
+                continue
+            if row.chain_seq != 1:
+                report.failures.append(
+                    Failure(
+                        "the entry before this one in its chain is missing (entry deleted)",
+                        row.id,
+                        row.chain_key,
+                        row.chain_seq,
+                        row.leaf_index,
+                    )
+                )
+                broken = True
+                continue
+            expected, previous = 1, GENESIS
+        if broken:
+            continue
+        report.entries += 1
+        problem = chain_problem(row, expected, previous)
+        if problem is not None:
+            report.failures.append(
+                Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
+            )
+            broken = True
+            continue
+        previous = bytes(row.entry_hash)
+        expected += 1
+    _check_included(session, report, tree, anchors, since, root)
+
+
+def _check_included(
+    session: Session, report: Report, tree: AuditTree, rows: list[Any], size: int, root: bytes
+) -> None:
+    for group in batches(rows, _PROOFS_TOGETHER):
+        try:
+            proofs = tree.inclusion_proofs(session, [row.leaf_index for row in group], size)
+        except VaultError:
+            proofs = [[] for _ in group]
+        for row, proof in zip(group, proofs, strict=True):
+            leaf = merkle.leaf_hash(bytes(row.entry_hash))
+            if not merkle.verify_inclusion(row.leaf_index, size, leaf, proof, root):
+                report.failures.append(
+                    Failure(
+                        f"not included as recorded in the tree signed at size {size}: "
+                        "rewritten after it was verified",
+                        row.id,
+                        row.chain_key,
+                        row.chain_seq,
+                        row.leaf_index,
+                    )
+                )
