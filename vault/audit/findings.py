@@ -20,6 +20,11 @@ class Failure:
     chain_seq: int | None = None
     leaf_index: int | None = None
 
+    @classmethod
+    def at(cls, reason: str, row: Any) -> Failure:
+        """A failure naming an entry row: its id, chain, place in the chain and leaf."""
+        return cls(reason, row.id, row.chain_key, row.chain_seq, row.leaf_index)
+
     def describe(self) -> str:
         where = []
         if self.entry_id is not None:

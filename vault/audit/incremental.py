@@ -108,9 +108,7 @@ def check_new_chains(
                 # signed as R holds, and match its own hash.
                 problem = chain_problem(row, row.chain_seq, bytes(row.prev_hash))
                 if problem is not None:
-                    report.failures.append(
-                        Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
-                    )
+                    report.failures.append(Failure.at(problem, row))
                     broken = True
                 else:
                     anchors.append(row)
@@ -118,12 +116,9 @@ def check_new_chains(
                 continue
             if row.chain_seq != 1:
                 report.failures.append(
-                    Failure(
+                    Failure.at(
                         "the entry before this one in its chain is missing (entry deleted)",
-                        row.id,
-                        row.chain_key,
-                        row.chain_seq,
-                        row.leaf_index,
+                        row,
                     )
                 )
                 broken = True
@@ -134,9 +129,7 @@ def check_new_chains(
         report.entries += 1
         problem = chain_problem(row, expected, previous)
         if problem is not None:
-            report.failures.append(
-                Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
-            )
+            report.failures.append(Failure.at(problem, row))
             broken = True
             continue
         previous = bytes(row.entry_hash)
@@ -156,12 +149,9 @@ def _check_included(
             leaf = merkle.leaf_hash(bytes(row.entry_hash))
             if not merkle.verify_inclusion(row.leaf_index, size, leaf, proof, root):
                 report.failures.append(
-                    Failure(
+                    Failure.at(
                         f"not included as recorded in the tree signed at size {size}: "
                         "rewritten after it was verified",
-                        row.id,
-                        row.chain_key,
-                        row.chain_seq,
-                        row.leaf_index,
+                        row,
                     )
                 )

@@ -191,9 +191,7 @@ class AuditVerifier:
                 continue
             problem = chain_problem(row, expected, previous)
             if problem is not None:
-                report.failures.append(
-                    Failure(problem, row.id, row.chain_key, row.chain_seq, row.leaf_index)
-                )
+                report.failures.append(Failure.at(problem, row))
                 broken = True
                 continue
             previous = bytes(row.entry_hash)
