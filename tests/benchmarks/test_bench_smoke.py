@@ -90,6 +90,13 @@ def test_a_tiny_run_reports_every_key_with_a_positive_value(
     # on this machine in the tests).
     assert reported["ingest_postgres_cpu_ms_per_doc"] > 0
     assert reported["raw_floor_postgres_cpu_ms_per_doc"] > 0
+    # The CPU budget: the load generator's share, and the whole machine's, which holds the
+    # load generator's and the server's.
+    assert reported["ingest_client_cpu_ms_per_doc"] > 0
+    assert reported["ingest_machine_cpu_ms_per_doc"] > max(
+        reported["ingest_client_cpu_ms_per_doc"], reported["ingest_server_cpu_ms_per_doc"]
+    )
+    assert "whole machine's CPU per document" in runner.table(results)
 
 
 def test_a_second_run_grows_nothing_it_already_has(empty_database: str, tmp_path: Path) -> None:

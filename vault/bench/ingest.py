@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from vault.bench.stats import Latencies, cpu_seconds
+from vault.bench.stats import Latencies, cpu_seconds, machine_busy_seconds
 from vault.bench.workload import Content, iti65_body, iti105_body
 from vault.errors import VaultError
 
@@ -43,6 +43,10 @@ class IngestResult:
     requests: int
     latencies: dict[str, list[float]] = field(default_factory=dict)
     server_cpu_seconds: float = 0.0
+    # This process's CPU time while its clients posted: the load generator's share.
+    client_cpu_seconds: float = 0.0
+    # The whole machine's busy CPU time meanwhile, whoever spent it.
+    machine_cpu_seconds: float = 0.0
     errors: int = 0
     # The floor's own PostgreSQL backends (0 for a remote database).
     backend_cpu_seconds: float = 0.0
@@ -59,7 +63,18 @@ class IngestResult:
 
     @property
     def server_cpu_ms_per_document(self) -> float:
-        return 1000 * self.server_cpu_seconds / self.documents if self.documents else 0.0
+        return self._per_document(self.server_cpu_seconds)
+
+    @property
+    def client_cpu_ms_per_document(self) -> float:
+        return self._per_document(self.client_cpu_seconds)
+
+    @property
+    def machine_cpu_ms_per_document(self) -> float:
+        return self._per_document(self.machine_cpu_seconds)
+
+    def _per_document(self, seconds: float) -> float:
+        return 1000 * seconds / self.documents if self.documents else 0.0
 
 
 class Ingest:
@@ -136,6 +151,7 @@ class Ingest:
                 http.close()
 
         cpu_before = cpu() if cpu else 0.0
+        client_before, machine_before = time.process_time(), machine_busy_seconds()
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
         for thread in threads:
@@ -143,6 +159,8 @@ class Ingest:
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_before
+        machine_cpu = machine_busy_seconds() - machine_before
         if failures:
             raise VaultError(f"ingest failed: {failures[0]}")
         done = sum(len(values) for values in latencies.values())
@@ -152,6 +170,8 @@ class Ingest:
             requests=done,
             latencies=latencies,
             server_cpu_seconds=(cpu() - cpu_before) if cpu else 0.0,
+            client_cpu_seconds=client_cpu,
+            machine_cpu_seconds=machine_cpu,
         )
 
 

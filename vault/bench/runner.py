@@ -308,6 +308,8 @@ class Run:
                 "ingest_iti65_p50_ms": mixed.summary("iti65").p50_ms,
                 "ingest_iti65_p99_ms": mixed.summary("iti65").p99_ms,
                 "ingest_server_cpu_ms_per_doc": round(mixed.server_cpu_ms_per_document, 2),
+                "ingest_client_cpu_ms_per_doc": round(mixed.client_cpu_ms_per_document, 2),
+                "ingest_machine_cpu_ms_per_doc": round(mixed.machine_cpu_ms_per_document, 2),
                 "ingest_clients": self.plan.clients,
                 "server_workers": self.plan.workers,
             }
@@ -367,6 +369,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("ingest_iti65_p99_ms", "ITI-65 latency p99", "ms"),
     ("ingest_server_cpu_ms_per_doc", "server CPU per document", "ms"),
     ("ingest_postgres_cpu_ms_per_doc", "PostgreSQL CPU per document", "ms"),
+    ("ingest_client_cpu_ms_per_doc", "load generator CPU per document", "ms"),
+    ("ingest_machine_cpu_ms_per_doc", "whole machine's CPU per document", "ms"),
     ("ingest_batched_docs_per_s", "ingest, ITI-65 bundles of 10, documents/s", ""),
     ("ingest_batched_server_cpu_ms_per_doc", "server CPU per document in bundles", "ms"),
     ("raw_floor_docs_per_s", "raw PostgreSQL floor, documents/s", ""),

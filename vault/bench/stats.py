@@ -58,6 +58,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every CPU of the machine has spent not idle so far (/proc/stat): the whole
+    budget the vault, PostgreSQL, the load generator and the kernel share."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    # user nice system idle iowait irq softirq steal (guest time is counted in user).
+    ticks = [int(value) for value in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def postgres_cpu() -> dict[int, float]:
     """CPU time used so far by each PostgreSQL process of this machine (none where the
     database is remote)."""
