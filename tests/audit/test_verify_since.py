@@ -7,7 +7,11 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select
 
 from tests.audit.conftest import activity, rebuild_tree, rehash_chain, tampering
+from vault.audit.records import AuditRecord, Outcome
+from vault.migrations import upgrade
 from vault.models import AuditChainHead, AuditEntry
+from vault.services import build_services
+from vault.settings import Settings
 
 
 def _verify_since(services, size, published=()):
@@ -232,3 +236,51 @@ def test_a_size_no_checkpoint_was_signed_at_is_refused(
 
     assert failure is not None
     assert f"no checkpoint is signed at tree size {size - 1}" in failure.reason
+
+
+def test_the_embedded_sqlite_store_verifies_since_a_checkpoint_too(tmp_path):
+    url = f"sqlite:///{tmp_path}/vault.db"
+    upgrade(url)
+    services = build_services(
+        Settings(database_url=url, data_dir=tmp_path, base_url="http://vault.test")
+    )
+    try:
+
+        def append(patients: list[str]) -> None:
+            with services.session_factory() as session, session.begin():
+                for patient in patients:
+                    services.audit.append(session, _read_by_its_patient(patient))
+
+        append(["p1", "p2", "p1"])
+        size = services.audit_log.checkpoints.make(services.session_factory).tree_size
+        append(["p1", "p3", "p3"])
+        latest = services.audit_log.checkpoints.make(services.session_factory).tree_size
+
+        intact = _verify_since(services, size)
+        assert intact.ok, intact.first_failure
+        assert (intact.entries, intact.chains, intact.signed_size) == (3, 2, latest)
+
+        with services.session_factory() as session, session.begin():
+            session.execute(
+                AuditEntry.__table__.update()
+                .where(AuditEntry.leaf_index == size + 1)
+                .values(action="Z")
+            )
+        failure = _verify_since(services, size).first_failure
+        assert failure is not None
+        assert failure.leaf_index == size + 1
+        assert "edited" in failure.reason
+    finally:
+        services.engine.dispose()
+
+
+def _read_by_its_patient(patient_id: str) -> AuditRecord:
+    return AuditRecord(
+        action="R",
+        outcome=Outcome.SUCCESS,
+        purpose="TREAT",
+        principal=None,
+        patient_id=patient_id,
+        resource_type="Patient",
+        resource_id=patient_id,
+    )

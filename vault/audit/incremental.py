@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, true, union_all
+from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from vault.audit import merkle
@@ -81,21 +81,20 @@ def check_new_chains(
         .group_by(added.c.chain_key)
         .subquery()
     )
-    entries = AuditEntry.__table__
-    from_before = (
-        select(entries)
-        .where(
-            AuditEntry.chain_key == first_new.c.chain_key,
-            AuditEntry.chain_seq >= first_new.c.first_seq - 1,
-        )
-        .lateral()
+    from_before = and_(
+        AuditEntry.chain_key == first_new.c.chain_key,
+        AuditEntry.chain_seq >= first_new.c.first_seq - 1,
     )
-    query = (
-        select(from_before)
-        .select_from(first_new)
-        .join(from_before, true())
-        .order_by(from_before.c.chain_key, from_before.c.chain_seq)
-    )
+    chains: FromClause
+    if session.get_bind().dialect.name == "postgresql":
+        # LATERAL makes each chain an index range scan; a plain join may be planned as a
+        # merge over the whole chain index when the statistics lag behind the log.
+        chains = select(AuditEntry.__table__).where(from_before).lateral()
+        query = select(chains).select_from(first_new).join(chains, true())
+    else:
+        chains = AuditEntry.__table__
+        query = select(chains).join(first_new, from_before)
+    query = query.order_by(chains.c.chain_key, chains.c.chain_seq)
     anchors: list[Any] = []
     current: str | None = None
     expected, previous, broken = 1, GENESIS, False
