@@ -35,7 +35,7 @@ from vault.errors import VaultError
 from vault.models import AuditEntry
 
 # Previous entries proven included per query of tree nodes.
-_PROOFS_TOGETHER = 200
+_PROOFS_TOGETHER = 1000
 
 
 def added_since(since: int) -> ColumnElement[bool]:
