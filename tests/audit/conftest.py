@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import Connection, select, text
 
 from tests.factories import OTHER_DOCTOR, create_patient, publish
+from vault.access.principal import Principal, Role
 from vault.audit import merkle
 from vault.audit.chain import GENESIS, canonical_fields, entry_hash
+from vault.audit.records import AuditRecord, Outcome
 from vault.models import AuditChainHead, AuditEntry, AuditTreeHead, AuditTreeNode
 from vault.services import Services
 
@@ -85,6 +87,37 @@ def tampering(services: Services) -> Iterator[Connection]:
         yield connection
         connection.execute(text("ALTER TABLE audit_entries ENABLE TRIGGER USER"))
         connection.execute(text("ALTER TABLE audit_checkpoints ENABLE TRIGGER USER"))
+
+
+READER = Principal(
+    role=Role.PROFESSIONAL, subject="810003456789", token_id="t-1", source_ip="127.0.0.1"
+)
+
+
+def read_record(patient_id: str | None, permission: str = "document:read") -> AuditRecord:
+    """A professional's allowed read of a document, as the access module records it."""
+    return AuditRecord(
+        action="R",
+        outcome=Outcome.SUCCESS,
+        purpose="TREAT",
+        principal=READER,
+        patient_id=patient_id,
+        resource_type="DocumentReference",
+        resource_id="doc-1",
+        detail={"permission": permission, "reason": "care relationship"},
+    )
+
+
+def chain_entries(services: Services, chain_key: str) -> list[AuditEntry]:
+    """A chain's entries as the vault stored them, in order."""
+    with services.session_factory() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.chain_key == chain_key)
+                .order_by(AuditEntry.chain_seq)
+            )
+        )
 
 
 def chain_of(connection: Connection, chain_key: str) -> list[Any]:

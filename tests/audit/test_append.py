@@ -12,32 +12,14 @@ from pathlib import Path
 
 from sqlalchemy import event, select
 
-from tests.audit.conftest import ENTRY_COLUMNS
+from tests.audit.conftest import ENTRY_COLUMNS, read_record
 from tests.factories import create_patient
-from vault.access.principal import Principal, Role
 from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
-from vault.audit.records import AuditRecord, Outcome, WrittenEntry
+from vault.audit.records import WrittenEntry
 from vault.audit.service import AuditService
 from vault.db import make_engine, make_session_factory
 from vault.migrations import upgrade
 from vault.models import AuditChainHead, AuditEntry, AuditNotification
-
-DOCTOR = Principal(
-    role=Role.PROFESSIONAL, subject="810003456789", token_id="t-1", source_ip="127.0.0.1"
-)
-
-
-def _record(patient_id: str | None, permission: str = "document:read") -> AuditRecord:
-    return AuditRecord(
-        action="R",
-        outcome=Outcome.SUCCESS,
-        purpose="TREAT",
-        principal=DOCTOR,
-        patient_id=patient_id,
-        resource_type="DocumentReference",
-        resource_id="doc-1",
-        detail={"permission": permission, "reason": "care relationship"},
-    )
 
 
 @contextmanager
@@ -68,8 +50,8 @@ def test_an_append_stores_what_it_hashed_and_returned_and_moves_the_head(client,
     patient_id, _ = create_patient(client, tokens, 1)
     audit = services.audit
     with services.session_factory() as session, session.begin():
-        first = audit.append(session, _record(patient_id))
-        second = audit.append(session, _record(patient_id, "document:content"))
+        first = audit.append(session, read_record(patient_id))
+        second = audit.append(session, read_record(patient_id, "document:content"))
     with services.session_factory() as session:
         for written in (first, second):
             stored = session.get(AuditEntry, written.id)
@@ -91,7 +73,7 @@ def test_an_append_is_two_statements_and_its_notification_comes_with_the_entry(
         session.begin(),
         counted(services.engine) as statements,
     ):
-        written = services.audit.append(session, _record(patient_id))
+        written = services.audit.append(session, read_record(patient_id))
     assert len(statements) == 2
     with services.session_factory() as session:
         (notification,) = session.scalars(
@@ -110,12 +92,12 @@ def test_two_writers_of_one_chain_queue_on_its_head_and_never_fork_it(client, to
     audit = services.audit
     first_session = services.session_factory()
     first_session.begin()
-    first = audit.append(first_session, _record(patient_id))
+    first = audit.append(first_session, read_record(patient_id))
     results: list[WrittenEntry] = []
 
     def second_writer() -> None:
         with services.session_factory() as session, session.begin():
-            results.append(audit.append(session, _record(patient_id)))
+            results.append(audit.append(session, read_record(patient_id)))
 
     thread = threading.Thread(target=second_writer)
     thread.start()
@@ -140,9 +122,9 @@ def test_sqlite_appends_and_notifies_as_postgresql_does(tmp_path: Path):
     audit = AuditService()
     try:
         with factory() as session, session.begin():
-            first = audit.append(session, _record("patient-1"))
-            second = audit.append(session, _record("patient-1", "document:content"))
-            apart = audit.append(session, _record(None))
+            first = audit.append(session, read_record("patient-1"))
+            second = audit.append(session, read_record("patient-1", "document:content"))
+            apart = audit.append(session, read_record(None))
         with factory() as session:
             for written in (first, second, apart):
                 stored = session.get(AuditEntry, written.id)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.audit.conftest import (
     ENTRY_COLUMNS,
     activity,
+    chain_entries,
     chain_of,
     rebuild_tree,
     rehash_chain,
@@ -19,17 +20,6 @@ from vault.audit.chain import canonical_fields, entry_hash
 from vault.audit.checkpoints import Checkpoint, checkpoint_body
 from vault.audit.signing import NoteSigner
 from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry, AuditTreeHead
-
-
-def _entries(services, patient_id):
-    with services.session_factory() as session:
-        return list(
-            session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.chain_key == patient_id)
-                .order_by(AuditEntry.chain_seq)
-            )
-        )
 
 
 def test_a_clean_log_verifies(client, tokens, make_checkpoint, verify):
@@ -61,7 +51,7 @@ def test_entries_not_yet_in_a_checkpoint_still_verify(client, tokens, make_check
 def test_an_edited_entry_is_reported(client, tokens, services, make_checkpoint, verify):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    victim = _entries(services, patient_id)[3]
+    victim = chain_entries(services, patient_id)[3]
     with tampering(services) as db:
         db.execute(
             AuditEntry.__table__.update().where(AuditEntry.id == victim.id).values(action="Z")
@@ -79,7 +69,7 @@ def test_an_edited_entry_whose_own_hash_was_recomputed_is_reported(
 ):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    victim = _entries(services, patient_id)[2]
+    victim = chain_entries(services, patient_id)[2]
     with tampering(services) as db:
         db.execute(
             AuditEntry.__table__.update().where(AuditEntry.id == victim.id).values(outcome="failed")
@@ -105,7 +95,7 @@ def test_an_edited_entry_whose_own_hash_was_recomputed_is_reported(
 def test_a_deleted_entry_is_reported_at_the_gap(client, tokens, services, make_checkpoint, verify):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     with tampering(services) as db:
         db.execute(AuditEntry.__table__.delete().where(AuditEntry.id == entries[4].id))
 
@@ -121,7 +111,7 @@ def test_a_deleted_entry_with_its_chain_renumbered_is_caught_by_the_tree(
 ):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     with tampering(services) as db:
         db.execute(AuditEntry.__table__.delete().where(AuditEntry.id == entries[4].id))
         for row in entries[5:]:
@@ -141,7 +131,7 @@ def test_a_deleted_entry_with_its_chain_renumbered_is_caught_by_the_tree(
 def test_reordered_entries_are_reported(client, tokens, services, make_checkpoint, verify):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     first, second = entries[3], entries[4]
     with tampering(services) as db:
         db.execute(
@@ -169,7 +159,7 @@ def test_entries_swapped_in_the_tree_are_reported(
 ):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     first, second = entries[1], entries[2]
     with tampering(services) as db:
         db.execute(
@@ -195,7 +185,7 @@ def test_entries_swapped_in_the_tree_are_reported(
 def test_a_truncated_tail_is_reported(client, tokens, services, make_checkpoint, verify):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     with tampering(services) as db:
         db.execute(
             AuditEntry.__table__.delete().where(AuditEntry.id.in_([e.id for e in entries[-2:]]))
@@ -213,7 +203,7 @@ def test_a_truncated_tail_with_heads_fixed_up_is_caught_by_the_checkpoint(
 ):
     patient_id, _ = activity(client, tokens, 1)
     size = make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     cut = [e for e in entries if e.leaf_index is not None and e.leaf_index >= size - 2]
     with tampering(services) as db:
         db.execute(AuditEntry.__table__.delete().where(AuditEntry.id.in_([e.id for e in cut])))
@@ -234,7 +224,7 @@ def test_a_rewritten_and_rehashed_history_is_caught_by_the_signed_checkpoint(
     first_size = make_checkpoint()
     patient_id, _ = activity(client, tokens, 2)
     make_checkpoint()
-    victim = _entries(services, patient_id)[2]
+    victim = chain_entries(services, patient_id)[2]
     with tampering(services) as db:
         db.execute(
             AuditEntry.__table__.update()
@@ -301,7 +291,7 @@ def test_published_checkpoints_catch_a_rewrite_whose_checkpoints_were_deleted(
     size = make_checkpoint()
     with services.session_factory() as session:
         published = session.get(AuditCheckpoint, size).note
-    victim = _entries(services, patient_id)[1]
+    victim = chain_entries(services, patient_id)[1]
     with tampering(services) as db:
         db.execute(AuditCheckpoint.__table__.delete())
         db.execute(
@@ -321,7 +311,7 @@ def test_published_checkpoints_catch_a_rewrite_whose_checkpoints_were_deleted(
 def test_a_chain_head_moved_back_is_reported(client, tokens, services, make_checkpoint, verify):
     patient_id, _ = activity(client, tokens, 1)
     make_checkpoint()
-    entries = _entries(services, patient_id)
+    entries = chain_entries(services, patient_id)
     with tampering(services) as db:
         db.execute(
             AuditChainHead.__table__.update()
@@ -356,7 +346,7 @@ def test_one_patients_history_verifies_on_its_own(client, tokens, services, make
     verifier = services.audit_log.verifier
     assert verifier.verify_patient(services.session_factory, patient_id).ok
 
-    victim = _entries(services, other_id)[1]
+    victim = chain_entries(services, other_id)[1]
     with tampering(services) as db:
         db.execute(
             AuditEntry.__table__.update()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.audit.conftest import activity, rebuild_tree, rehash_chain, tampering
+from tests.audit.conftest import activity, chain_entries, rebuild_tree, rehash_chain, tampering
 from vault.access.principal import Principal, Role
 from vault.audit import parallel
 from vault.audit.chain import _instant
@@ -70,17 +70,6 @@ def _log(client, tokens, services: Services) -> str:
     return patient_id
 
 
-def _chain(services: Services, patient_id: str) -> list[Any]:
-    with services.session_factory() as session:
-        return list(
-            session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.chain_key == patient_id)
-                .order_by(AuditEntry.chain_seq)
-            )
-        )
-
-
 def test_a_clean_log_is_verified_by_the_fast_passes_alone(
     client, tokens, services, fast, started, monkeypatch
 ):
@@ -102,29 +91,29 @@ def test_a_clean_log_is_verified_by_the_fast_passes_alone(
 
 
 def _edit(db, services, patient_id):
-    victim = _chain(services, patient_id)[3]
+    victim = chain_entries(services, patient_id)[3]
     db.execute(AuditEntry.__table__.update().where(AuditEntry.id == victim.id).values(action="Z"))
 
 
 def _delete(db, services, patient_id):
-    victim = _chain(services, patient_id)[4]
+    victim = chain_entries(services, patient_id)[4]
     db.execute(AuditEntry.__table__.delete().where(AuditEntry.id == victim.id))
 
 
 def _truncate(db, services, patient_id):
-    tail = [entry.id for entry in _chain(services, patient_id)[-2:]]
+    tail = [entry.id for entry in chain_entries(services, patient_id)[-2:]]
     db.execute(AuditEntry.__table__.delete().where(AuditEntry.id.in_(tail)))
 
 
 def _truncate_and_fix_up(db, services, patient_id):
-    entries = _chain(services, patient_id)
+    entries = chain_entries(services, patient_id)
     db.execute(AuditEntry.__table__.delete().where(AuditEntry.id == entries[-1].id))
     rehash_chain(db, patient_id)
     rebuild_tree(db)
 
 
 def _rewrite_history(db, services, patient_id):
-    victim = _chain(services, patient_id)[2]
+    victim = chain_entries(services, patient_id)[2]
     db.execute(
         AuditEntry.__table__.update()
         .where(AuditEntry.id == victim.id)
@@ -135,7 +124,7 @@ def _rewrite_history(db, services, patient_id):
 
 
 def _move_head_back(db, services, patient_id):
-    entries = _chain(services, patient_id)
+    entries = chain_entries(services, patient_id)
     db.execute(
         AuditChainHead.__table__.update()
         .where(AuditChainHead.chain_key == patient_id)
@@ -156,14 +145,14 @@ def _orphan_head(db, services, patient_id):
 
 
 def _move_to_other_chain(db, services, patient_id):
-    victim = _chain(services, patient_id)[1]
+    victim = chain_entries(services, patient_id)[1]
     db.execute(
         AuditEntry.__table__.update().where(AuditEntry.id == victim.id).values(patient_id=None)
     )
 
 
 def _swap_leaves(db, services, patient_id):
-    first, second = _chain(services, patient_id)[1:3]
+    first, second = chain_entries(services, patient_id)[1:3]
     for entry_id, leaf in ((first.id, -1), (second.id, first.leaf_index)):
         db.execute(
             AuditEntry.__table__.update().where(AuditEntry.id == entry_id).values(leaf_index=leaf)

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select
 
-from tests.audit.conftest import activity, rebuild_tree, rehash_chain, tampering
-from vault.audit.records import AuditRecord, Outcome
+from tests.audit.conftest import (
+    activity,
+    chain_entries,
+    read_record,
+    rebuild_tree,
+    rehash_chain,
+    tampering,
+)
 from vault.migrations import upgrade
 from vault.models import AuditChainHead, AuditEntry
 from vault.services import build_services
@@ -16,17 +22,6 @@ from vault.settings import Settings
 
 def _verify_since(services, size, published=()):
     return services.audit_log.verifier.verify_since(services.session_factory, size, published)
-
-
-def _chain(services, patient_id):
-    with services.session_factory() as session:
-        return list(
-            session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.chain_key == patient_id)
-                .order_by(AuditEntry.chain_seq)
-            )
-        )
 
 
 def _added_since(services, size):
@@ -67,7 +62,7 @@ def test_what_was_added_since_a_verified_checkpoint_verifies_on_its_own(
     assert report.chains >= 2
     assert report.leaves == latest
     assert report.signed_size == latest
-    assert _chain(services, first_patient)[-1].leaf_index >= size
+    assert chain_entries(services, first_patient)[-1].leaf_index >= size
 
 
 def test_entries_not_yet_in_the_tree_are_checked_too(
@@ -108,7 +103,7 @@ def test_a_new_entry_chained_onto_an_old_entry_rewritten_since_is_reported(
     first_patient, first_ins = activity(client, tokens, 1)
     size = make_checkpoint()
     assert verify().ok
-    last_verified = _chain(services, first_patient)[-1]
+    last_verified = chain_entries(services, first_patient)[-1]
     # Rewritten after the verification, rehashed so that its chain and head agree, and
     # then extended by the vault itself, which chains onto whatever the head says.
     with tampering(services) as db:
@@ -133,7 +128,7 @@ def test_a_deleted_entry_before_the_new_ones_is_reported(
 ):
     first_patient, _, size = _verified_then_more(client, tokens, make_checkpoint, verify)
     make_checkpoint()
-    chain = _chain(services, first_patient)
+    chain = chain_entries(services, first_patient)
     first_new = next(entry for entry in chain if entry.leaf_index >= size)
     before = chain[chain.index(first_new) - 1]
     with tampering(services) as db:
@@ -148,7 +143,7 @@ def test_a_deleted_entry_before_the_new_ones_is_reported(
 
 def test_a_truncated_new_tail_is_reported(client, tokens, services, make_checkpoint, verify):
     first_patient, _, size = _verified_then_more(client, tokens, make_checkpoint, verify)
-    chain = _chain(services, first_patient)
+    chain = chain_entries(services, first_patient)
     assert chain[-1].leaf_index is None
     with tampering(services) as db:
         db.execute(AuditEntry.__table__.delete().where(AuditEntry.id == chain[-1].id))
@@ -164,7 +159,7 @@ def test_a_head_moved_back_on_a_chain_that_grew_is_reported(
     client, tokens, services, make_checkpoint, verify
 ):
     first_patient, _, size = _verified_then_more(client, tokens, make_checkpoint, verify)
-    chain = _chain(services, first_patient)
+    chain = chain_entries(services, first_patient)
     with tampering(services) as db:
         db.execute(
             AuditChainHead.__table__.update()
@@ -187,7 +182,7 @@ def test_a_rewritten_history_with_its_tree_rebuilt_is_reported_at_the_checkpoint
     with tampering(services) as db:
         db.execute(
             AuditEntry.__table__.update()
-            .where(AuditEntry.id == _chain(services, first_patient)[1].id)
+            .where(AuditEntry.id == chain_entries(services, first_patient)[1].id)
             .values(actor_id="810000000000")
         )
         rehash_chain(db, first_patient)
@@ -211,7 +206,7 @@ def test_an_old_entry_no_new_entry_links_to_is_left_to_the_full_verification(
         untouched = session.scalar(select(AuditEntry).where(AuditEntry.leaf_index == 1))
     verified_part = [
         entry
-        for entry in _chain(services, untouched.chain_key)
+        for entry in chain_entries(services, untouched.chain_key)
         if entry.leaf_index is not None and entry.leaf_index < size
     ]
     # Not the entry its chain's new entries build on, which is checked again.
@@ -249,7 +244,7 @@ def test_the_embedded_sqlite_store_verifies_since_a_checkpoint_too(tmp_path):
         def append(patients: list[str]) -> None:
             with services.session_factory() as session, session.begin():
                 for patient in patients:
-                    services.audit.append(session, _read_by_its_patient(patient))
+                    services.audit.append(session, read_record(patient))
 
         append(["p1", "p2", "p1"])
         size = services.audit_log.checkpoints.make(services.session_factory).tree_size
@@ -272,15 +267,3 @@ def test_the_embedded_sqlite_store_verifies_since_a_checkpoint_too(tmp_path):
         assert "edited" in failure.reason
     finally:
         services.engine.dispose()
-
-
-def _read_by_its_patient(patient_id: str) -> AuditRecord:
-    return AuditRecord(
-        action="R",
-        outcome=Outcome.SUCCESS,
-        purpose="TREAT",
-        principal=None,
-        patient_id=patient_id,
-        resource_type="Patient",
-        resource_id=patient_id,
-    )

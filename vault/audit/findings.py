@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vault.audit.chain import NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,29 @@ class Report:
             f"{self.entries} entries in {self.chains} chains, {self.leaves} leaves, "
             f"{self.checkpoints} signed checkpoints"
         )
+
+
+@dataclass
+class ChainWalk:
+    """One chain read in order, from the entry it must start at: each entry must follow
+    the one before; after the first failure, the rest of the chain is not judged."""
+
+    expected: int = 1
+    previous: bytes = GENESIS
+    broken: bool = False
+
+    def check(self, report: Report, row: Any) -> None:
+        if self.broken:
+            return
+        problem = chain_problem(row, self.expected, self.previous)
+        if problem is None:
+            self.expected, self.previous = row.chain_seq + 1, bytes(row.entry_hash)
+        else:
+            self.fail(report, problem, row)
+
+    def fail(self, report: Report, reason: str, row: Any) -> None:
+        report.failures.append(Failure.at(reason, row))
+        self.broken = True
 
 
 def chain_problem(row: Any, expected: int, previous: bytes) -> str | None:

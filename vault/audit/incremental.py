@@ -28,8 +28,7 @@ from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select, true,
 from sqlalchemy.orm import Session
 
 from vault.audit import merkle
-from vault.audit.chain import GENESIS
-from vault.audit.findings import Failure, Report, batches, chain_problem, stream_rows
+from vault.audit.findings import ChainWalk, Failure, Report, batches, stream_rows
 from vault.audit.tree import AuditTree
 from vault.errors import VaultError
 from vault.models import AuditEntry
@@ -97,42 +96,26 @@ def check_new_chains(
     query = query.order_by(chains.c.chain_key, chains.c.chain_seq)
     anchors: list[Any] = []
     current: str | None = None
-    expected, previous, broken = 1, GENESIS, False
+    walk = ChainWalk()
     for row in stream_rows(session, query, batch):
         if row.chain_key != current:
-            current, broken = row.chain_key, False
+            current = row.chain_key
             report.chains += 1
             if row.leaf_index is not None and row.leaf_index < since:
-                # The last verified entry of the chain: it must still be what the tree
-                # signed as R holds, and match its own hash.
-                problem = chain_problem(row, row.chain_seq, bytes(row.prev_hash))
-                if problem is not None:
-                    report.failures.append(Failure.at(problem, row))
-                    broken = True
-                else:
+                # The last verified entry of the chain: it must match its own hash, and
+                # still be what the tree signed at ``since`` holds.
+                walk = ChainWalk(row.chain_seq, bytes(row.prev_hash))
+                walk.check(report, row)
+                if not walk.broken:
                     anchors.append(row)
-                    expected, previous = row.chain_seq + 1, bytes(row.entry_hash)
                 continue
+            walk = ChainWalk()
             if row.chain_seq != 1:
-                report.failures.append(
-                    Failure.at(
-                        "the entry before this one in its chain is missing (entry deleted)",
-                        row,
-                    )
+                walk.fail(
+                    report, "the entry before this one in its chain is missing (entry deleted)", row
                 )
-                broken = True
-                continue
-            expected, previous = 1, GENESIS
-        if broken:
-            continue
         report.entries += 1
-        problem = chain_problem(row, expected, previous)
-        if problem is not None:
-            report.failures.append(Failure.at(problem, row))
-            broken = True
-            continue
-        previous = bytes(row.entry_hash)
-        expected += 1
+        walk.check(report, row)
     _check_included(session, report, tree, anchors, since, root)
 
 

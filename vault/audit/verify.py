@@ -30,9 +30,8 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.audit import merkle
-from vault.audit.chain import GENESIS
 from vault.audit.checkpoints import CheckpointService, open_checkpoint
-from vault.audit.findings import Failure, Report, batches, chain_problem, stream_rows
+from vault.audit.findings import ChainWalk, Failure, Report, batches, stream_rows
 from vault.audit.incremental import added_since, check_new_chains, verified_edge
 from vault.audit.parallel import scan_log
 from vault.audit.signing import SignatureError
@@ -181,21 +180,13 @@ class AuditVerifier:
         if chain_key is not None:
             query = query.where(AuditEntry.chain_key == chain_key)
         current: str | None = None
-        expected, previous, broken = 1, GENESIS, False
+        walk = ChainWalk()
         for row in stream_rows(session, query, self.batch):
             report.entries += 1
             if row.chain_key != current:
-                current, expected, previous, broken = row.chain_key, 1, GENESIS, False
+                current, walk = row.chain_key, ChainWalk()
                 report.chains += 1
-            if broken:
-                continue
-            problem = chain_problem(row, expected, previous)
-            if problem is not None:
-                report.failures.append(Failure.at(problem, row))
-                broken = True
-                continue
-            previous = bytes(row.entry_hash)
-            expected += 1
+            walk.check(report, row)
 
     def _check_heads(
         self,
