@@ -1,5 +1,10 @@
 """Test fixtures: a real PostgreSQL database built by the migrations, one per test run
-(and per xdist worker), emptied between tests."""
+(and per xdist worker), emptied between tests.
+
+``VAULT_TEST_DATABASE=sqlite`` builds a fresh SQLite file by the same migrations instead: the
+second pass of ``scripts/test`` runs the HTTP-facing tests on it, which is what the README's
+embedded default (``scripts/serve``) runs on. Tests that need PostgreSQL itself carry the
+``postgres_only`` marker and are deselected there."""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from vault.services import Services, build_services
 from vault.settings import Settings
 
 ADMIN_URL = os.environ.get("VAULT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+BACKEND = os.environ.get("VAULT_TEST_DATABASE", "postgresql")
+if BACKEND not in {"postgresql", "sqlite"}:
+    raise RuntimeError(f"VAULT_TEST_DATABASE must be postgresql or sqlite, not {BACKEND!r}")
+ON_SQLITE = BACKEND == "sqlite"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
@@ -42,8 +51,24 @@ def _drop_database(name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not ON_SQLITE:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("postgres_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if ON_SQLITE:
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'vault.db'}"
+        upgrade(url)
+        yield url
+        return
     name = _create_database()
     base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     url = f"{base}/{name}"
@@ -72,6 +97,18 @@ def session_services(settings: Settings) -> Iterator[Services]:
 
 
 def truncate_all(found: Services) -> None:
+    if found.engine.dialect.name == "sqlite":
+        # SQLite has no TRUNCATE: delete children before parents, and forget AUTOINCREMENT
+        # counters so identities restart as they do on PostgreSQL.
+        with found.engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+            has_sequences = connection.execute(
+                text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+            ).first()
+            if has_sequences:
+                connection.execute(text("DELETE FROM sqlite_sequence"))
+        return
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     with found.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

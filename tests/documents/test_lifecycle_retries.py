@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
 
 from tests.factories import (
@@ -160,6 +161,7 @@ def test_two_different_submissions_at_once_store_one_and_refuse_the_other(client
     assert _documents_with(services, master) == 1
 
 
+@pytest.mark.postgres_only("waits on a row lock seen in pg_stat_activity")
 def test_losing_the_race_for_a_master_identifier_at_commit_answers_409(client, tokens, services):
     """Another transaction holds the masterIdentifier but has not committed: the request
     sees no duplicate, blocks on the unique index, and fails once the other commits."""
