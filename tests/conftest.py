@@ -9,14 +9,17 @@ embedded default (``scripts/serve``) runs on. Tests that need PostgreSQL itself 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 
 from tests.factories import Tokens
 from vault.api.app import create_app
@@ -30,6 +33,30 @@ BACKEND = os.environ.get("VAULT_TEST_DATABASE", "postgresql")
 if BACKEND not in {"postgresql", "sqlite"}:
     raise RuntimeError(f"VAULT_TEST_DATABASE must be postgresql or sqlite, not {BACKEND!r}")
 ON_SQLITE = BACKEND == "sqlite"
+# Set by tests/hardening/test_pgbouncer.py, which runs a slice of the suite again with the
+# services connected through PgBouncer in transaction mode at this host:port.
+POOLER = os.environ.get("VAULT_TEST_POOLER", "")
+POOLER_OFFENDERS = os.environ.get("VAULT_TEST_POOLER_OFFENDERS", "")
+# A statement that leaves state in the server session, which a transaction pooler hands
+# to another client after the transaction (see tests/hardening/test_pgbouncer.py).
+SESSION_STATE = re.compile(
+    r"^\s*(SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)"
+    r"|LISTEN\b|PREPARE\b|CREATE\s+TEMP(ORARY)?\b|DECLARE\b.*\bWITH\s+HOLD\b)"
+    r"|\bpg_(try_)?advisory_lock(_shared)?\s*\(",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def breaks_session_pooling(statement: str) -> bool:
+    return SESSION_STATE.search(statement) is not None
+
+
+def _record_session_state(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    if breaks_session_pooling(statement):
+        with Path(POOLER_OFFENDERS).open("a") as offenders:
+            offenders.write(statement.replace("\n", " ")[:300] + "\n")
+
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
@@ -84,6 +111,18 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, data_dir: Path) -> Settings:
+    if POOLER:
+        # The services' connections go through the pooler; the migrations and the tests'
+        # own checks stay direct.
+        host, port = POOLER.rsplit(":", 1)
+        pooled = make_url(database_url).set(host=host, port=int(port))
+        return Settings(
+            database_url=pooled.render_as_string(hide_password=False),
+            database_prepared_statements=False,
+            data_dir=data_dir,
+            base_url="http://testserver",
+            blob_store="db:",
+        )
     return Settings(
         database_url=database_url, data_dir=data_dir, base_url="http://testserver", blob_store="db:"
     )
@@ -92,6 +131,8 @@ def settings(database_url: str, data_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def session_services(settings: Settings) -> Iterator[Services]:
     built = build_services(settings)
+    if POOLER_OFFENDERS:
+        event.listen(built.engine, "before_cursor_execute", _record_session_state)
     yield built
     built.close()
 

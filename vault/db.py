@@ -9,10 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# libpq parameters the vault sets unless the URL's query names them (docs/operations.md).
+# A server that does not answer must cost a request a few seconds, not a hang: a connection
+# attempt gives up after connect_timeout and moves on to the next host of a multi-host URL;
+# TCP keepalives and tcp_user_timeout find a connection whose server vanished without a
+# word (a machine powered off, a partition) instead of waiting for the kernel's minutes.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "3",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "20000",
+}
 
-def make_engine(url: str) -> Engine:
+
+def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
+    """An engine for ``url``. ``prepared_statements=False`` is for a pooler in transaction
+    mode that does not track them (PgBouncer before 1.21): psycopg would otherwise prepare
+    a statement on one server connection and run it on another."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -21,13 +39,39 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
-    return create_engine(
-        url,
+    parsed = make_url(url)
+    parsed = parsed.update_query_dict(
+        {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in parsed.query}
+    )
+    connect_args: dict[str, Any] = {}
+    if not prepared_statements:
+        connect_args["prepare_threshold"] = None
+    engine = create_engine(
+        parsed,
         pool_size=10,
         max_overflow=10,
+        # A connection from before a failover or a restart is tested before use, and one
+        # found dead empties the pool of its elders (SQLAlchemy's default on a disconnect):
+        # the next request connects afresh, to whichever server now takes writes.
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args=connect_args,
     )
+    event.listen(engine, "handle_error", _read_only_server_is_gone)
+    return engine
+
+
+# read_only_sql_transaction: the server this connection reached no longer takes writes (a
+# primary demoted under it). Its connections are of no more use than broken ones.
+_NO_LONGER_PRIMARY = "25006"
+
+
+def _read_only_server_is_gone(context: ExceptionContext) -> None:
+    """Treat a write refused by a read-only server as a lost connection: SQLAlchemy then
+    drops it and the pool's older ones (the request answers 503 like any outage), and the
+    next connection goes, through target_session_attrs=read-write, to the new primary."""
+    if getattr(context.original_exception, "sqlstate", None) == _NO_LONGER_PRIMARY:
+        context.is_disconnect = True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
