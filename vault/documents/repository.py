@@ -35,10 +35,6 @@ def facts(document: Document) -> DocumentFacts:
     )
 
 
-def by_master_identifier(session: Session, master_identifier: str) -> Document | None:
-    return session.scalar(select(Document).where(Document.master_identifier == master_identifier))
-
-
 def get_for_update(session: Session, document_id: str) -> Document | None:
     return session.get(Document, document_id, with_for_update=True)
 
