@@ -22,6 +22,10 @@ class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
         Index("ix_documents_patient_created", "patient_id", "created_at", "id"),
+        # A reader who sees only what they authored pages through this one.
+        Index(
+            "ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"
+        ),
         UniqueConstraint("master_identifier", name="uq_documents_master_identifier"),
     )
 
