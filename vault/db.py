@@ -79,6 +79,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    # Codes and security labels are case-sensitive, as PostgreSQL's LIKE is: the access
+    # filter of a search (vault.access.policy.readable) must admit exactly what the
+    # decision function does.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
 
 
