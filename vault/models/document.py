@@ -33,9 +33,7 @@ class Document(Base):
             name="uq_documents_patient_sender_master_identifier",
         ),
         # A reader who sees only what they authored pages through this one.
-        Index(
-            "ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"
-        ),
+        Index("ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)

@@ -5,7 +5,7 @@ relationship) pages through it on (patient_id, author_id, created_at, id), readi
 the page returns however long the record (docs/performance.md).
 
 Revision ID: 5c1a7e2f9b34
-Revises: 3ffc31e7d521
+Revises: 5c1e7a9d2b44
 Create Date: 2026-12-07 12:10:00.000000
 """
 
