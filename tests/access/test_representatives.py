@@ -147,3 +147,27 @@ def test_an_operator_never_registers_themselves_and_never_reads(client, tokens, 
     assert client.get(policy_url(child_id), headers=everything).status_code == 404
     assert client.get(f"/fhir/AuditEvent?patient={child_id}", headers=everything).status_code == 404
     assert child_ins
+
+
+def test_a_representatives_refusals_are_recorded_in_their_own_name_too(client, tokens, services):
+    child_id, _ = create_patient_born(client, tokens, 29, years_ago(15))
+    confidential, _ = publish_document(
+        client,
+        tokens.professional(OTHER_DOCTOR),
+        child_id,
+        labels=("INVISIBLE_REPRESENTANTS_LEGAUX",),
+    )
+    parent_ins = ins(30)
+    registered = _register(
+        client, _operator(tokens), child_id, {"system": INS, "value": parent_ins}
+    )
+    assert registered.status_code == 201, registered.text
+    assert not sees(client, tokens.patient(parent_ins), confidential)
+    (refusal,) = [
+        e
+        for e in audit_entries(services, child_id)
+        if e.resource_id == confidential and e.outcome == "denied"
+    ]
+    assert refusal.actor_role == "legal-representative"
+    assert refusal.on_behalf_of == child_id
+    assert refusal.detail["representation"] == registered.json()["id"]

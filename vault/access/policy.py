@@ -9,7 +9,7 @@ reasons behind them are in docs/access.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
@@ -393,6 +393,15 @@ def _accept_invitation(request: _Request) -> Decision:
 
 
 def _decide_representative(request: _Request, representation: Entry) -> Decision:
+    """As the patient would, less what is hidden from representatives. Refusals too name
+    the representation, so the log records them in the representative's own name."""
+    decided = _as_representative(request, representation)
+    if decided.allowed or decided.detail:
+        return decided
+    return replace(decided, detail=(("representation", representation.id),))
+
+
+def _as_representative(request: _Request, representation: Entry) -> Decision:
     purpose = Purpose.POWER_OF_ATTORNEY
     detail = (("representation", representation.id),)
 

@@ -75,7 +75,7 @@ def _acting(actor: Actor, decision: Decision, patient_id: str) -> dict[str, str 
     """A legal representative acts in their own name, on behalf of the patient: the log
     names them (their own record, or the key the representation names them by), not the
     patient."""
-    if decision.basis is not Basis.REPRESENTATIVE:
+    if decision.basis is not Basis.REPRESENTATIVE and "representation" not in dict(decision.detail):
         return {}
     return {
         "acting_role": REPRESENTATIVE_ROLE,

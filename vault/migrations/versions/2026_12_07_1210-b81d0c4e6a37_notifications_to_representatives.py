@@ -2,7 +2,7 @@
 
 An outbox row may be addressed to a legal representative rather than the patient: the
 registration of a new representative is announced to every existing one
-(docs/access.md, "Legal representatives").
+(docs/access.md, "Parents of minors, and legal representatives of adults").
 
 Revision ID: b81d0c4e6a37
 Revises: a7c31e5b90d2
