@@ -90,15 +90,7 @@ def extract(resource: dict[str, Any], *, where: str = "DocumentReference") -> Do
     type_code = _token(resource.get("type"))
     if type_code is None:
         raise InvalidResource("type with a coded value is required", expression=f"{where}.type")
-    categories = resource.get("category") or []
-    category_code = _token(categories[0]) if categories else None
-    derived_warning = None
-    if not categories:
-        category_code, derived_warning = _derive_category(resource, where)
-    elif category_code is None:
-        raise InvalidResource(
-            "category with a coded value is required", expression=f"{where}.category"
-        )
+    category_code, derived_warning = _category(resource, where)
     if not isinstance(resource.get("subject"), dict):
         raise InvalidResource("subject (the patient) is required", expression=f"{where}.subject")
     for index, author in enumerate(resource.get("author") or []):
@@ -158,6 +150,19 @@ def extract(resource: dict[str, Any], *, where: str = "DocumentReference") -> Do
         attachment_url=url,
         warnings=[derived_warning] if derived_warning else [],
     )
+
+
+def _category(resource: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """The class token, and a warning when it had to be derived from the type."""
+    categories = resource.get("category") or []
+    if not categories:
+        return _derive_category(resource, where)
+    category_code = _token(categories[0])
+    if category_code is None:
+        raise InvalidResource(
+            "category with a coded value is required", expression=f"{where}.category"
+        )
+    return category_code, None
 
 
 def _derive_category(resource: dict[str, Any], where: str) -> tuple[str, str]:
