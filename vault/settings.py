@@ -22,7 +22,10 @@ class Settings(BaseSettings):
     key_provider: str = ""
     pkcs11_pin: SecretStr | None = None
 
+    # Request bodies (docs/operations.md): FHIR routes up to max_body_bytes, every other
+    # route (JSON APIs, /oauth/token, web forms) up to max_api_body_bytes.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     check_ins_key: bool = False
 
     embedded_issuer: bool = True
