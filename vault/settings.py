@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     # Empty means the embedded SQLite database under data_dir.
     database_url: str = ""
     base_url: str = "http://127.0.0.1:8000"
+    # Host names requests may name besides the base URL's and loopback (comma separated;
+    # "*" for any): others get 400 (docs/operations.md).
+    allowed_hosts: str = ""
     # "db:" keeps ciphertext in the database; "file:///path" or "s3://bucket" otherwise.
     blob_store: str = "db:"
     # Empty means "local:<data_dir>/keyring.json".

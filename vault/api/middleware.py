@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.api import errors
 from vault.api.body_limit import BodyLimitMiddleware
+from vault.api.hosts import AllowedHostMiddleware, allowed_hosts
 from vault.observability import metrics
 from vault.observability.logs import configure_logging, get_logger, logging_configured
 from vault.services import Services
@@ -108,11 +109,14 @@ def install(app: FastAPI, settings: Settings, services: Services) -> None:
     if not logging_configured():
         configure_logging(json_output=settings.log_json, level=settings.log_level)
     metrics.watch_pool(services.engine)
-    # Added first, so it sits inside the observability middleware: refusals are logged
-    # and counted like any other answer.
+    # Added first, so they sit inside the observability middleware: refusals are logged
+    # and counted like any other answer. The host is checked before the body is read.
     app.add_middleware(
         BodyLimitMiddleware,
         fhir_limit=settings.max_body_bytes,
         other_limit=min(settings.max_api_body_bytes, settings.max_body_bytes),
+    )
+    app.add_middleware(
+        AllowedHostMiddleware, base_url=settings.issuer, allowed=allowed_hosts(settings)
     )
     app.add_middleware(ObservabilityMiddleware)
