@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     # Host names requests may name besides the base URL's and loopback (comma separated;
     # "*" for any): others get 400 (docs/operations.md).
     allowed_hosts: str = ""
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses
+    # or networks, comma separated. None by default: the peer's address is the client's.
+    trusted_proxies: str = ""
     # "db:" keeps ciphertext in the database; "file:///path" or "s3://bucket" otherwise.
     blob_store: str = "db:"
     # Empty means "local:<data_dir>/keyring.json".

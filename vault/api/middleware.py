@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vault.api import errors
 from vault.api.body_limit import BodyLimitMiddleware
@@ -120,3 +121,9 @@ def install(app: FastAPI, settings: Settings, services: Services) -> None:
         AllowedHostMiddleware, base_url=settings.issuer, allowed=allowed_hosts(settings)
     )
     app.add_middleware(ObservabilityMiddleware)
+    proxies = [entry.strip() for entry in settings.trusted_proxies.split(",") if entry.strip()]
+    if proxies:
+        # Outermost: the address the throttle counts and the audit log records, and the
+        # scheme the token endpoint checks, are the client's only when a named proxy says
+        # so; anyone else's forwarded headers are ignored (docs/operations.md).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
