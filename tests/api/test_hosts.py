@@ -5,11 +5,14 @@ VAULT_BASE_URL, whatever Host the request named: redirects, AuditEvent and check
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.responses import RedirectResponse
 
 from tests.audit.conftest import activity
 from tests.factories import document_reference
 from vault.api.app import create_app
+from vault.api.hosts import AllowedHostMiddleware, allowed_hosts
 
 PUBLIC = "http://testserver"  # the tests' VAULT_BASE_URL
 ALIAS = "alias.internal"
@@ -88,3 +91,20 @@ def test_locations_are_on_the_base_url(aliased, tokens):
 
     assert response.status_code == 201, response.text
     assert response.headers["location"].startswith(f"{PUBLIC}/fhir/DocumentReference/")
+
+
+def test_a_redirect_to_another_site_is_left_alone(settings):
+    """Only redirects built from the request's Host are moved onto the base URL: one to an
+    identity provider keeps its address."""
+    inner = FastAPI()
+
+    @inner.get("/away")
+    def away() -> RedirectResponse:
+        return RedirectResponse("https://idp.example.net/authorize?x=1")
+
+    inner.add_middleware(
+        AllowedHostMiddleware, base_url=settings.issuer, allowed=allowed_hosts(settings)
+    )
+    with TestClient(inner) as plain:
+        response = plain.get("/away", follow_redirects=False)
+    assert response.headers["location"] == "https://idp.example.net/authorize?x=1"

@@ -60,7 +60,8 @@ class AllowedHostMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        name = _hostname(Headers(scope=scope).get("host", ""))
+        host = Headers(scope=scope).get("host", "")
+        name = _hostname(host)
         if "*" not in self.allowed and name not in self.allowed:
             await _refused(scope["path"])(scope, receive, send)
             return
@@ -70,14 +71,16 @@ class AllowedHostMiddleware:
                 headers = MutableHeaders(scope=message)
                 location = headers.get("location")
                 if location:
-                    headers["location"] = self._public(location)
+                    headers["location"] = self._public(location, host)
             await send(message)
 
         await self.app(scope, receive, public_redirects)
 
-    def _public(self, location: str) -> str:
+    def _public(self, location: str, host: str) -> str:
+        """A redirect built from the request's own Host goes to the base URL instead; one
+        to another site (an identity provider) is left alone."""
         parts = urlsplit(location)
-        if not parts.netloc:
+        if not parts.netloc or parts.netloc.lower() != host.lower():
             return location
         return self.base + parts.path + (f"?{parts.query}" if parts.query else "")
 
