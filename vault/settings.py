@@ -19,13 +19,22 @@ class Settings(BaseSettings):
     # (PgBouncer before 1.21, docs/operations.md).
     database_prepared_statements: bool = True
     base_url: str = "http://127.0.0.1:8000"
+    # Host names requests may name besides the base URL's and loopback (comma separated;
+    # "*" for any): others get 400 (docs/operations.md).
+    allowed_hosts: str = ""
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses
+    # or networks, comma separated. None by default: the peer's address is the client's.
+    trusted_proxies: str = ""
     # "db:" keeps ciphertext in the database; "file:///path" or "s3://bucket" otherwise.
     blob_store: str = "db:"
     # Empty means "local:<data_dir>/keyring.json".
     key_provider: str = ""
     pkcs11_pin: SecretStr | None = None
 
+    # Request bodies (docs/operations.md): FHIR routes up to max_body_bytes, every other
+    # route (JSON APIs, /oauth/token, web forms) up to max_api_body_bytes.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     check_ins_key: bool = False
 
     embedded_issuer: bool = True

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
 from vault.api.fhir.bundles import searchset
+from vault.api.hosts import public_url
 from vault.api.responses import FhirResponse
 from vault.audit.events import audit_event
 from vault.errors import BadRequest
@@ -36,9 +37,9 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     base = found.settings.issuer
     next_url = None
     if page.next_cursor:
-        next_url = str(request.url.include_query_params(_cursor=page.next_cursor, _count=count))
+        next_url = public_url(found.settings, request, _cursor=page.next_cursor, _count=count)
     events = [audit_event(entry, base) for entry in page.entries]
-    return FhirResponse(searchset(base, events, str(request.url), next_url))
+    return FhirResponse(searchset(base, events, public_url(found.settings, request), next_url))
 
 
 def _count(text: str | None, default: int, maximum: int) -> int:

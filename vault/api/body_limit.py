@@ -1,0 +1,93 @@
+"""Every request body is bounded before anything parses it.
+
+FHIR routes (``/fhir`` and below) take up to ``VAULT_MAX_BODY_BYTES`` (documents travel
+there); every other route (the JSON APIs under ``/api``, ``/oauth/token``, the web pages)
+takes up to ``VAULT_MAX_API_BODY_BYTES``. A declared ``Content-Length`` past the limit is
+refused before a byte is read; a chunked body is counted as it arrives, and the request is
+cut off at the first chunk past the limit, so no route ever holds more than the limit plus
+one chunk. The answer is ``413``: an OperationOutcome on the FHIR surface, an RFC 9457
+problem elsewhere.
+
+A plain ASGI middleware, so that it sees the raw ``receive`` stream whatever the route does
+with it (FastAPI's JSON and form parsing, a dependency's own streaming read).
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vault.api.errors import outcome_response
+
+
+def is_fhir_path(path: str) -> bool:
+    return path == "/fhir" or path.startswith("/fhir/")
+
+
+def too_large(path: str, limit: int) -> Response:
+    message = f"Request body exceeds the limit of {limit} bytes"
+    if is_fhir_path(path):
+        return outcome_response(413, "too-costly", message)
+    return JSONResponse(
+        {"type": "about:blank", "title": "Content Too Large", "status": 413, "detail": message},
+        status_code=413,
+        media_type="application/problem+json",
+    )
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, fhir_limit: int, other_limit: int) -> None:
+        self.app = app
+        self.fhir_limit = fhir_limit
+        self.other_limit = other_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        limit = self.fhir_limit if is_fhir_path(path) else self.other_limit
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await too_large(path, limit)(scope, receive, send)
+            return
+
+        received = 0
+        exceeded = False
+        started = False
+        replaced = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # What the app sees is a client that went away: whatever it does with
+                    # that (a 400, an exception), the answer below replaces it.
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the app's own answer to the cut-off body was replaced
+            if message["type"] == "http.response.start":
+                started = True
+                if exceeded:
+                    replaced = True
+                    await too_large(path, limit)(scope, receive, send)
+                    return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if exceeded and not started:
+                await too_large(path, limit)(scope, receive, send)
+            elif not replaced:
+                raise
