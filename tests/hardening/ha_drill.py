@@ -56,6 +56,8 @@ class DrillLedger(Ledger):
     successes: list[float] = field(default_factory=list)
     timeouts: int = 0
     unclean_503: int = 0
+    # How long the slowest 503 took to come: a switchover must fail fast, not hang.
+    slowest_503_s: float = 0.0
 
     def first_success_after(self, moment: float) -> float:
         with self.lock:
@@ -89,6 +91,7 @@ def drill_writer(
             )
             with ledger.lock:
                 ledger.sent[sent.master] = sent
+            asked = time.monotonic()
             try:
                 response = ingest(http, next_base(), tokens, sent, bundle=(seed + number) % 2 == 0)
             except httpx.TimeoutException:
@@ -106,6 +109,8 @@ def drill_writer(
                     ledger.acknowledged[sent.master] = acknowledged
                     ledger.successes.append(time.monotonic())
             elif response.status_code == 503:
+                with ledger.lock:
+                    ledger.slowest_503_s = max(ledger.slowest_503_s, time.monotonic() - asked)
                 if kind_of(response) != "OperationOutcome" or not response.headers.get(
                     "Retry-After"
                 ):
@@ -265,6 +270,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 "http_5xx_other_than_503": sum(1 for s in statuses if s >= 500 and s != 503),
                 "http_503": statuses.count(503),
                 "http_503_without_outcome_or_retry_after": ledger.unclean_503,
+                "slowest_503_s": round(ledger.slowest_503_s, 2),
                 "other_refusals": sum(1 for s in statuses if 400 <= s < 500),
                 "timeouts": ledger.timeouts + hung_threads,
                 "transport_errors": ledger.transport_errors,
