@@ -1,7 +1,8 @@
-"""Two ``vault serve`` processes against one PostgreSQL, written to concurrently: no
-document is lost or duplicated (each acknowledged id is found exactly once by search,
-through either process), the same masterIdentifier sent to both at once makes one
-document, and the audit log verifies."""
+"""Two ``vault serve`` processes against one PostgreSQL and one blob store (the database
+itself, or a ``file://`` store of its own), one client stream alternating between them:
+no document is lost or duplicated (each acknowledged id is found exactly once by search,
+and reads back byte-identical, through either process), the same masterIdentifier sent
+to both at once makes one document, and the audit log verifies."""
 
 from __future__ import annotations
 
@@ -50,11 +51,16 @@ def search_ids(
 
 
 @pytest.mark.slow
-def test_two_processes_under_concurrent_load_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("blob_store", ["db:", "file"])
+def test_two_processes_under_concurrent_load_lose_and_duplicate_nothing(
+    tmp_path: Path, blob_store: str
+) -> None:
     data_dir = tmp_path / "data"
     tokens = Tokens(EmbeddedIssuer(data_dir, BASE_URL, "vault"))
+    # Ciphertext in the database, or in one blob store of its own both processes share.
+    store = f"file://{tmp_path / 'blobs'}" if blob_store == "file" else blob_store
     with scratch_database() as url:
-        env = vault_env(url, data_dir, "db:")
+        env = vault_env(url, data_dir, store)
         first = VaultServer(env, tmp_path / "first.log")
         second = VaultServer(env, tmp_path / "second.log")
         try:
@@ -94,6 +100,7 @@ def test_two_processes_under_concurrent_load_lose_and_duplicate_nothing(tmp_path
             assert len(ledger.acknowledged) == WRITERS * PER_WRITER
 
             check_every_document_found_exactly_once(bases, tokens, patients, ledger)
+            check_every_document_reads_back_through_both(bases, tokens, ledger)
             check_one_document_per_master_identifier(bases, tokens, patients[0], url)
 
             verified = run_vault(env, "audit", "verify")
@@ -127,6 +134,20 @@ def check_every_document_found_exactly_once(
                 duplicates = [item for item, count in Counter(found).items() if count > 1]
                 assert not duplicates
                 assert set(found) == expected[patient_id]
+
+
+def check_every_document_reads_back_through_both(
+    bases: list[str], tokens: Tokens, ledger: Ledger
+) -> None:
+    """Whichever process stored a document, the other finds its ciphertext and its key."""
+    with httpx.Client(timeout=30) as http:
+        for acknowledged in ledger.acknowledged.values():
+            for base in bases:
+                content = http.get(
+                    f"{base}/fhir/Binary/{acknowledged.binary_id}", headers=tokens.professional()
+                )
+                assert content.status_code == 200, content.text
+                assert content.content == acknowledged.sent.content
 
 
 def check_one_document_per_master_identifier(
