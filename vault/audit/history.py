@@ -20,8 +20,8 @@ from vault.access.scopes import Scope
 from vault.access.service import AccessService
 from vault.audit import repository
 from vault.documents.repository import facts
-from vault.errors import BadRequest, NotFound
-from vault.models import AuditEntry, Patient
+from vault.errors import BadRequest
+from vault.models import AuditEntry
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,14 @@ class AuditHistory:
     def page(
         self, session: Session, actor: Actor, patient_id: str, count: int, cursor: str | None
     ) -> HistoryPage:
-        if session.get(Patient, patient_id) is None:
-            raise NotFound("Patient not found")
+        if not repository.patient_exists(session, patient_id):
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.AUDIT_READ,
+                resource_type="AuditEvent",
+                not_found_as="Patient",
+            )
         self.access.authorize(
             session,
             actor,
