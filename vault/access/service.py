@@ -64,6 +64,21 @@ NO_RECORD = "00000000-0000-0000-0000-000000000000"
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
+# Refusals made in a session's request, for the API to throttle actors refused over and
+# over (docs/threat-model.md): counted where they are decided, whatever the answer.
+_REFUSALS = "vault.access.refusals"
+
+
+def take_refusals(session: Session) -> int:
+    """How many refusals the access service made in this session's request since last
+    asked."""
+    return int(session.info.pop(_REFUSALS, 0))
+
+
+def _note_refusal(session: Session) -> None:
+    session.info[_REFUSALS] = int(session.info.get(_REFUSALS, 0)) + 1
+
+
 def caregiver_key(account: str) -> str:
     return f"caregiver:{account}"
 
@@ -193,6 +208,7 @@ class AccessService:
         )
         metrics.access_decided(permission.value, decision.allowed)
         if not decision.allowed:
+            _note_refusal(session)
             if permission in CHANGES and document is not None:
                 readable = decide(
                     actor,
@@ -231,6 +247,7 @@ class AccessService:
         )
         policy = self._deciding_policy(session, actor, NO_RECORD)
         decision = decide(actor, permission, NO_RECORD, document, policy=policy, matrix=self.matrix)
+        _note_refusal(session)
         metrics.access_decided(permission.value, allowed=False)
         record = AuditRecord(
             action=AUDIT_ACTION[permission],
@@ -269,6 +286,7 @@ class AccessService:
         )
         if seen:
             return
+        _note_refusal(session)
         metrics.access_decided(permission.value, allowed=False)
         raise AccessDenied(
             AuditRecord(
