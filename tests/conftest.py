@@ -124,7 +124,13 @@ def settings(database_url: str, data_dir: Path) -> Settings:
             blob_store="db:",
         )
     return Settings(
-        database_url=database_url, data_dir=data_dir, base_url="http://testserver", blob_store="db:"
+        database_url=database_url,
+        data_dir=data_dir,
+        base_url="http://testserver",
+        blob_store="db:",
+        # Many tests probe what they may not see on purpose, more than an actor's refusal
+        # allowance; the refusal throttle has tests of its own, at the shipped default.
+        refusal_limit=1_000_000,
     )
 
 

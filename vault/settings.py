@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # and per address, and failed authentications per address (and client), per window.
     token_rate_limit: int = Field(default=30, ge=1)
     auth_failure_limit: int = Field(default=20, ge=1)
+    # Access refusals per actor (a 404 for what they may not see or what does not exist, a
+    # refused search or change) before their requests are turned away with 429.
+    refusal_limit: int = Field(default=30, ge=1)
     throttle_window_seconds: int = Field(default=60, ge=1)
 
     # Access policy (docs/access.md): the profession x document type matrix (empty means

@@ -9,6 +9,8 @@ audit record, written after the rollback -- when it does not.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.orm import Session
 
 from vault.access.filters import Filter
@@ -97,6 +99,29 @@ def ins_index(provider: KeyProvider, system: str, value: str) -> bytes:
     # Both INS namespaces name the same person space for lookups.
     namespace = "ins" if system in INS_SYSTEMS else system
     return provider.blind_index("patient-identifier", f"{namespace}|{value}".encode())
+
+
+# The record a refusal of something that does not exist is decided against: ids are
+# uuid4, whose version digit is never 0, so no record has this one.
+NO_RECORD = "00000000-0000-0000-0000-000000000000"
+# What of a probed id the log keeps: a FHIR id, or nothing (the column is 64 long, and the
+# log is no place for whatever else a caller typed into a URL).
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+# Refusals made in a session's request, for the API to throttle actors refused over and
+# over (docs/threat-model.md): counted where they are decided, whatever the answer.
+_REFUSALS = "vault.access.refusals"
+
+
+def take_refusals(session: Session) -> int:
+    """How many refusals the access service made in this session's request since last
+    asked."""
+    return int(session.info.pop(_REFUSALS, 0))
+
+
+def _note_refusal(session: Session) -> None:
+    session.info[_REFUSALS] = int(session.info.get(_REFUSALS, 0)) + 1
 
 
 def caregiver_key(account: str) -> str:
@@ -280,6 +305,7 @@ class AccessService:
         if decision.unprocessable:
             raise RequestRefused(record, decision.reason)
         if not decision.allowed:
+            _note_refusal(session)
             if permission in CHANGES and document is not None:
                 readable = decide(
                     actor,
@@ -293,6 +319,43 @@ class AccessService:
                     raise ChangeRefused(record)
             raise AccessDenied(record, not_found_as)
         return decision, self.audit.append(session, record)
+
+    def refuse_unknown(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        *,
+        about_document: bool = False,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> AccessDenied:
+        """The refusal of something that does not exist, made as a refusal of something
+        that may not be seen is, and at the same cost: the policy of a record that cannot
+        exist is loaded, the decision taken (on a stand-in document when the access is to
+        one), and the refusal returned to be recorded as every refusal is -- on the log's
+        chain that names no patient. Neither the answer nor the time it takes tells "does
+        not exist" from "exists but not for you" (docs/threat-model.md)."""
+        document = (
+            DocumentFacts(NO_RECORD, "", "", frozenset(), "current") if about_document else None
+        )
+        policy = self._deciding_policy(session, actor, NO_RECORD)
+        decision = decide(actor, permission, NO_RECORD, document, policy=policy, matrix=self.matrix)
+        _note_refusal(session)
+        metrics.access_decided(permission.value, allowed=False)
+        record = AuditRecord(
+            action=AUDIT_ACTION[permission],
+            outcome=Outcome.DENIED,
+            purpose=decision.purpose.value,
+            principal=actor.principal,
+            resource_type=resource_type,
+            resource_id=resource_id if resource_id and _FHIR_ID.fullmatch(resource_id) else None,
+            actor_patient_id=actor.own_patient_id,
+            detail={**(detail or {}), "permission": permission.value, "reason": "does not exist"},
+        )
+        return AccessDenied(record, not_found_as)
 
     def require_visible(
         self,
@@ -319,6 +382,7 @@ class AccessService:
         )
         if seen:
             return
+        _note_refusal(session)
         metrics.access_decided(permission.value, allowed=False)
         raise AccessDenied(
             AuditRecord(

@@ -8,7 +8,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.models import AuditEntry, Document
+from vault.models import AuditEntry, Document, Patient
+
+
+def patient_exists(session: Session, patient_id: str) -> bool:
+    """By its id alone: the answer, not the (encrypted) record, and the same small query
+    whether or not there is one to load (docs/threat-model.md, timing)."""
+    return session.scalar(select(Patient.id).where(Patient.id == patient_id)) is not None
 
 
 def patient_entries(

@@ -56,6 +56,16 @@ class DocumentSearch:
         self.access = access
         self.documents = documents
 
+    def refuse_unknown_patient(self, session: Session, actor: Actor) -> SearchPage:
+        """A search on a patient who has no record answers as a search on a record one may
+        not search does (an empty page), at the same cost: the refusal decided and
+        recorded in this transaction, as ``search`` does."""
+        denied = self.access.refuse_unknown(
+            session, actor, Permission.DOCUMENT_SEARCH, resource_type="DocumentReference"
+        )
+        self.access.record(session, denied.audit_record)
+        return SearchPage([], None)
+
     def search(
         self,
         session: Session,

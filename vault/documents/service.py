@@ -334,7 +334,16 @@ class DocumentService:
         load = repository.get_for_update if for_update else repository.get
         document = load(session, document_id)
         if document is None:
-            raise NotFound("DocumentReference not found")
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                permission,
+                about_document=True,
+                resource_type="DocumentReference",
+                resource_id=document_id,
+                detail=detail,
+                not_found_as="DocumentReference",
+            )
         self.access.authorize(
             session,
             actor,
@@ -386,7 +395,15 @@ class DocumentService:
     def content(self, session: Session, actor: Actor, binary_id: str) -> Content:
         binary = repository.stored_content(session, binary_id)
         if binary is None:
-            raise NotFound("Binary not found")
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.DOCUMENT_CONTENT,
+                about_document=True,
+                resource_type="Binary",
+                resource_id=binary_id,
+                not_found_as="Binary",
+            )
         self.access.authorize(
             session,
             actor,

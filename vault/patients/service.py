@@ -74,9 +74,15 @@ class PatientService:
             select(Patient).where(Patient.ins_index == ins_index(self._keys, system, value))
         )
 
-    def find_by_query(self, session: Session, query: str, *, expression: str) -> Patient | None:
+    def id_by_query(self, session: Session, query: str, *, expression: str) -> str | None:
+        """The record id an INS query names, if any, without loading the record: the same
+        small query whether it names one or not (docs/threat-model.md, timing)."""
         system, value = parse_identifier_query(query, expression=expression)
-        return self.find(session, system, value)
+        if system not in INS_SYSTEMS:
+            return None
+        return session.scalar(
+            select(Patient.id).where(Patient.ins_index == ins_index(self._keys, system, value))
+        )
 
     def get(self, session: Session, patient_id: str) -> Patient | None:
         return session.get(Patient, patient_id)

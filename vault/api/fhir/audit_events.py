@@ -38,7 +38,13 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     next_url = None
     if page.next_cursor:
         next_url = public_url(found.settings, request, _cursor=page.next_cursor, _count=count)
-    events = [audit_event(entry, base) for entry in page.entries]
+    events = []
+    for entry in page.entries:
+        group = page.refusals.get(entry.id)
+        if group is None:
+            events.append(audit_event(entry, base))
+        else:
+            events.append(audit_event(entry, base, refusals=group.count, earliest=group.earliest))
     return FhirResponse(searchset(base, events, public_url(found.settings, request), next_url))
 
 
