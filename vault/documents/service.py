@@ -377,7 +377,7 @@ class DocumentService:
         binary = repository.stored_content(session, binary_id)
         if binary is None:
             raise NotFound("Binary not found")
-        self.access.authorize(
+        recorded = self.access.authorize_read(
             session,
             actor,
             Permission.DOCUMENT_CONTENT,
@@ -388,11 +388,14 @@ class DocumentService:
             detail={"document": binary.document_id},
             not_found_as="Binary",
         )
+        # The key and the first chunk are read while the entry commits; nothing goes out
+        # before it has.
         context = binary_context(binary.id, binary.document_id, binary.patient_id)
         dek = self.envelope.content_key(
             session, binary.patient_id, binary.wrapped_dek, binary.kek_id, context
         )
         ciphertext = self.blobs.read(binary.blob_key, session)
+        recorded.wait()
         return Content(
             binary.content_type,
             binary.size,

@@ -23,9 +23,7 @@ class Document(Base):
     __table_args__ = (
         Index("ix_documents_patient_created", "patient_id", "created_at", "id"),
         # A reader who sees only what they authored pages through this one.
-        Index(
-            "ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"
-        ),
+        Index("ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"),
         UniqueConstraint("master_identifier", name="uq_documents_master_identifier"),
     )
 
