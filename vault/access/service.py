@@ -21,7 +21,7 @@ from vault.access.policy import Actor, Decision, DocumentFacts, decide, needs_po
 from vault.access.principal import INS_SYSTEMS, Principal, Role
 from vault.access.repository import PolicySnapshots, load_policy, own_record
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
-from vault.audit.group import WRITTEN, GroupCommit, Pending
+from vault.audit.group import WRITTEN, Deferred, GroupCommit, Pending
 from vault.audit.records import AuditRecord, Outcome
 from vault.audit.service import AuditService
 from vault.errors import NotFound
@@ -199,10 +199,11 @@ class AccessService:
         resource_id: str | None = None,
         detail: dict[str, str] | None = None,
         not_found_as: str = "Resource",
-    ) -> Pending:
+    ) -> Pending | Deferred:
         """``authorize`` for a read, which changes nothing but the log: its entry is
-        committed with those of the reads arriving together (``vault.audit.group``).
-        The caller must ``wait()`` on what this returns before anything read goes out."""
+        committed with those of the reads ready at the same moment (``vault.audit.group``).
+        The caller reads, then calls ``wait()`` on what this returns, which commits the
+        entry: nothing read goes out before it returns."""
         _decision, record = self._decide(
             session,
             actor,
@@ -217,7 +218,7 @@ class AccessService:
         if self.group is None:
             self.audit.append(session, record)
             return WRITTEN
-        return self.group.submit(record)
+        return Deferred(self.group, record)
 
     def _decide(
         self,

@@ -1,8 +1,8 @@
 """Group commit of the audit entries of reads (docs/audit.md, "Reads: group commit").
 
 A read changes nothing but the log, so its entry need not share a transaction with the
-read: what must hold is that no byte of it leaves before its entry is durable. Reads that
-arrive together hand their records to one committer thread per process, which appends
+read: what must hold is that no byte of it leaves before its entry is durable. Reads ready
+to go out together hand their records to one committer thread per process, which appends
 them all in one transaction -- the same ``AuditService.append``, the same chains, the same
 order of chain locks for everyone -- and commits once: one WAL flush for the group. Each
 read waits for its own entry's commit before its response goes out; when the group's
@@ -67,6 +67,19 @@ class Pending:
 
 # Pending.wait() when the entry was written in the caller's own transaction.
 WRITTEN = Pending()
+
+
+class Deferred:
+    """An allowed read's record, handed to the committer only once the read is ready to
+    go out (so that a read that fails on the way, a shredded key say, leaves no entry of
+    a success): ``wait`` hands it over and returns once it is committed."""
+
+    def __init__(self, group: GroupCommit, record: AuditRecord) -> None:
+        self._group = group
+        self._record = record
+
+    def wait(self) -> None:
+        self._group.submit(self._record).wait()
 
 
 class GroupCommit:

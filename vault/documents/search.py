@@ -80,7 +80,7 @@ class DocumentSearch:
             # is still on record, in this transaction, which writes nothing else.
             self.access.record(session, denied.audit_record)
             return SearchPage([], None)
-        # The page is read while the search's entry commits; it goes out once that has.
+        # The page is read, then the search's entry committed; the page goes out after.
         page = self._page(session, actor, criteria, count, after)
         recorded.wait()
         return page

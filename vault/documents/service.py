@@ -388,8 +388,8 @@ class DocumentService:
             detail={"document": binary.document_id},
             not_found_as="Binary",
         )
-        # The key and the first chunk are read while the entry commits; nothing goes out
-        # before it has.
+        # The key and the first chunk are read first; the entry is committed once the read
+        # is ready, and nothing goes out before it is.
         context = binary_context(binary.id, binary.document_id, binary.patient_id)
         dek = self.envelope.content_key(
             session, binary.patient_id, binary.wrapped_dek, binary.kek_id, context
