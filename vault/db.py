@@ -27,7 +27,9 @@ CONNECTION_DEFAULTS = {
 }
 
 
-def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
+def make_engine(
+    url: str, *, prepared_statements: bool = True, pool_size: int = 10, max_overflow: int = 10
+) -> Engine:
     """An engine for ``url``. ``prepared_statements=False`` is for a pooler in transaction
     mode that does not track them (PgBouncer before 1.21): psycopg would otherwise prepare
     a statement on one server connection and run it on another."""
@@ -48,8 +50,8 @@ def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
         connect_args["prepare_threshold"] = None
     engine = create_engine(
         parsed,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         # A connection from before a failover or a restart is tested before use, and one
         # found dead empties the pool of its elders (SQLAlchemy's default on a disconnect):
         # the next request connects afresh, to whichever server now takes writes.

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     audit_log_origin: str = ""
     # How often each `vault serve` process signs a checkpoint (0: never, use the CLI).
     audit_checkpoint_seconds: float = Field(default=60.0, ge=0)
+    # On PostgreSQL, reads' audit entries are committed together, each read's response
+    # going out once its own entry is committed (docs/audit.md); off, each read commits
+    # its entry in its own transaction. Either way no read goes out unrecorded.
+    audit_group_commit: bool = True
     # Patient notifications: a webhook (empty: the development log sender), its HMAC
     # secret, how often each process looks for due ones (0: never, use the CLI), retries.
     notify_webhook_url: str = ""

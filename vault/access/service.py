@@ -4,7 +4,10 @@ Every read, search, write, change, content download and policy change goes throu
 ``authorize``: it loads the patient's policy (once per request, and only when the decision
 reads it), asks the pure decision function, writes the audit entry in the caller's
 transaction when the access goes ahead, and raises ``AccessDenied`` -- carrying its own
-audit record, written after the rollback -- when it does not.
+audit record, written after the rollback -- when it does not. Reads, which change nothing
+but the log, go through ``authorize_read``: the same decision and the same record, whose
+entry is committed with those of the reads arriving together, before the read's response
+goes out (``vault.audit.group``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from vault.access.policy import (
 from vault.access.principal import INS_SYSTEMS, Principal, Role
 from vault.access.repository import PolicySnapshots, load_policy, own_record
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
+from vault.audit.group import WRITTEN, Deferred, GroupCommit, Pending
 from vault.audit.records import AuditRecord, Outcome, WrittenEntry
 from vault.audit.service import AuditService
 from vault.errors import NotFound
@@ -144,10 +148,13 @@ class AccessService:
         audit: AuditService,
         keys: KeyProvider,
         matrix: AuthorisationMatrix | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self.audit = audit
         self._keys = keys
         self.matrix = matrix or default_matrix()
+        # Where reads' entries are committed together; None: in the request's transaction.
+        self.group = group
 
     def actor(self, session: Session, principal: Principal) -> Actor:
         own = None
@@ -272,6 +279,68 @@ class AccessService:
     ) -> tuple[Decision, WrittenEntry]:
         """``authorize``, also returning the audit entry it wrote (for what must refer to
         it, such as a notification addressed to someone other than the patient)."""
+        decision, record = self._decide(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=document,
+            change=change,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )
+        return decision, self.audit.append(session, record)
+
+    def authorize_read(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        document: DocumentFacts | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> Pending | Deferred:
+        """``authorize`` for a read, which changes nothing but the log: its entry is
+        committed with those of the reads ready at the same moment (``vault.audit.group``).
+        The caller reads, then calls ``wait()`` on what this returns, which commits the
+        entry: nothing read goes out before it returns."""
+        _decision, record = self._decide(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=document,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )
+        if self.group is None:
+            self.audit.append(session, record)
+            return WRITTEN
+        return Deferred(self.group, record)
+
+    def _decide(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        document: DocumentFacts | None,
+        change: MetadataChange | PolicyChange | None = None,
+        resource_type: str | None,
+        resource_id: str | None,
+        detail: dict[str, str] | None,
+        not_found_as: str,
+    ) -> tuple[Decision, AuditRecord]:
+        """The decision and its audit record; a refusal raises, carrying its record."""
         policy = self._deciding_policy(session, actor, patient_id)
         decision = decide(
             actor,
@@ -307,7 +376,7 @@ class AccessService:
         if not decision.allowed:
             _note_refusal(session)
             if permission in CHANGES and document is not None:
-                readable = decide(
+                seen = decide(
                     actor,
                     Permission.DOCUMENT_READ,
                     patient_id,
@@ -315,10 +384,10 @@ class AccessService:
                     policy=policy,
                     matrix=self.matrix,
                 )
-                if readable:
+                if seen:
                     raise ChangeRefused(record)
             raise AccessDenied(record, not_found_as)
-        return decision, self.audit.append(session, record)
+        return decision, record
 
     def refuse_unknown(
         self,

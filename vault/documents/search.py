@@ -74,8 +74,10 @@ class DocumentSearch:
         count: int,
         cursor: str | None,
     ) -> SearchPage:
+        # A malformed cursor is refused before anything is read or recorded.
+        after = decode_cursor(cursor) if cursor else None
         try:
-            self.access.authorize(
+            recorded = self.access.authorize_read(
                 session,
                 actor,
                 Permission.DOCUMENT_SEARCH,
@@ -88,7 +90,19 @@ class DocumentSearch:
             # is still on record, in this transaction, which writes nothing else.
             self.access.record(session, denied.audit_record)
             return SearchPage([], None)
-        after = decode_cursor(cursor) if cursor else None
+        # The page is read, then the search's entry committed; the page goes out after.
+        page = self._page(session, actor, criteria, count, after)
+        recorded.wait()
+        return page
+
+    def _page(
+        self,
+        session: Session,
+        actor: Actor,
+        criteria: SearchCriteria,
+        count: int,
+        after: tuple[datetime, str] | None,
+    ) -> SearchPage:
         visible = self.access.readable(actor, criteria.patient_id)
         if visible == filters.NOTHING:
             return SearchPage([], None)

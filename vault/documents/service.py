@@ -404,7 +404,7 @@ class DocumentService:
                 resource_id=binary_id,
                 not_found_as="Binary",
             )
-        self.access.authorize(
+        recorded = self.access.authorize_read(
             session,
             actor,
             Permission.DOCUMENT_CONTENT,
@@ -415,11 +415,14 @@ class DocumentService:
             detail={"document": binary.document_id},
             not_found_as="Binary",
         )
+        # The key and the first chunk are read first; the entry is committed once the read
+        # is ready, and nothing goes out before it is.
         context = binary_context(binary.id, binary.document_id, binary.patient_id)
         dek = self.envelope.content_key(
             session, binary.patient_id, binary.wrapped_dek, binary.kek_id, context
         )
         ciphertext = self.blobs.read(binary.blob_key, session)
+        recorded.wait()
         return Content(
             binary.content_type,
             binary.size,
