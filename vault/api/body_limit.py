@@ -2,11 +2,12 @@
 
 FHIR routes (``/fhir`` and below) take up to ``VAULT_MAX_BODY_BYTES`` (documents travel
 there); every other route (the JSON APIs under ``/api``, ``/oauth/token``, the web pages)
-takes up to ``VAULT_MAX_API_BODY_BYTES``. A declared ``Content-Length`` past the limit is
-refused before a byte is read; a chunked body is counted as it arrives, and the request is
+takes up to ``VAULT_MAX_API_BODY_BYTES``. With a declared ``Content-Length`` past the limit
+not a byte is handed to the app; a chunked body is counted as it arrives, and the request is
 cut off at the first chunk past the limit, so no route ever holds more than the limit plus
-one chunk. The answer is ``413``: an OperationOutcome on the FHIR surface, an RFC 9457
-problem elsewhere.
+one chunk. The answer is ``413``: an OperationOutcome on the FHIR surface (the FHIR body
+reader's own, which records the refusal in the audit log, when it is the one that noticed),
+an RFC 9457 problem elsewhere. A route that never reads its body answers as usual.
 
 A plain ASGI middleware, so that it sees the raw ``receive`` stream whatever the route does
 with it (FastAPI's JSON and form parsing, a dependency's own streaming read).
@@ -49,27 +50,29 @@ class BodyLimitMiddleware:
         path = scope["path"]
         limit = self.fhir_limit if is_fhir_path(path) else self.other_limit
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await too_large(path, limit)(scope, receive, send)
-            return
-
+        # A declared length past the limit: not one byte of the body is handed over.
+        cut = declared is not None and declared.isdigit() and int(declared) > limit
         received = 0
         exceeded = False
         started = False
         replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            if exceeded:
+            nonlocal received, exceeded, cut
+            if cut:
+                # The app wants more than the limit allows: to it, the client went away.
+                # Whatever it makes of that (a 400, an exception), the answer is a 413.
+                exceeded = True
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # What the app sees is a client that went away: whatever it does with
-                    # that (a 400, an exception), the answer below replaces it.
-                    exceeded = True
-                    return {"type": "http.disconnect"}
+                    # The chunk that crosses the limit is handed over, never the rest: a
+                    # reader that counts (the FHIR one) refuses it itself, and records the
+                    # refusal in the audit log; any other reader gets the cut below.
+                    cut = True
+                    return {**message, "more_body": True}
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -78,7 +81,9 @@ class BodyLimitMiddleware:
                 return  # the app's own answer to the cut-off body was replaced
             if message["type"] == "http.response.start":
                 started = True
-                if exceeded:
+                # The app's own 413 (the FHIR reader's, audited) stands; anything else it
+                # says about a body it was not given in full is replaced.
+                if exceeded and message["status"] != 413:
                     replaced = True
                     await too_large(path, limit)(scope, receive, send)
                     return
