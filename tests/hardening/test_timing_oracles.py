@@ -53,6 +53,7 @@ CASES = {
         f"/fhir/DocumentReference?patient.identifier={INS_SYSTEM}|{p['b_ins']}",
         f"/fhir/DocumentReference?patient.identifier={INS_SYSTEM}|{ins(93)}",
     ),
+    "patient read": lambda p: (f"/fhir/Patient/{p['b_id']}", f"/fhir/Patient/{_absent_id()}"),
     "AuditEvent?patient=": lambda p: (
         f"/fhir/AuditEvent?patient={p['b_id']}",
         f"/fhir/AuditEvent?patient={_absent_id()}",

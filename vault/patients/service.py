@@ -14,7 +14,7 @@ from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.principal import INS_SYSTEMS, Role
 from vault.access.service import AccessService, ins_index
-from vault.errors import BadRequest, InvalidResource, NotFound
+from vault.errors import BadRequest, InvalidResource
 from vault.fhir.ins import check_ins
 from vault.fhir.validate import validate_resource
 from vault.models import Patient
@@ -151,7 +151,15 @@ class PatientService:
     def read(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any]:
         patient = session.get(Patient, patient_id)
         if patient is None:
-            raise NotFound("Patient not found")
+            # Refused as another's record is, at the same cost (docs/threat-model.md).
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.PATIENT_READ,
+                resource_type="Patient",
+                resource_id=patient_id,
+                not_found_as="Patient",
+            )
         self.access.authorize(
             session,
             actor,
