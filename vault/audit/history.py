@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,15 @@ from vault.audit import repository
 from vault.documents.repository import facts
 from vault.errors import BadRequest, NotFound
 from vault.models import AuditEntry, Patient
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """Which entries a reader asks for: some actors' roles, a period [since, until)."""
+
+    roles: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,13 @@ class AuditHistory:
         self.access = access
 
     def page(
-        self, session: Session, actor: Actor, patient_id: str, count: int, cursor: str | None
+        self,
+        session: Session,
+        actor: Actor,
+        patient_id: str,
+        count: int,
+        cursor: str | None,
+        only: HistoryFilter | None = None,
     ) -> HistoryPage:
         if session.get(Patient, patient_id) is None:
             raise NotFound("Patient not found")
@@ -69,7 +85,15 @@ class AuditHistory:
         visible: list[AuditEntry] = []
         batch = count + 1
         while len(visible) <= count:
-            rows = repository.patient_entries(session, patient_id, before, batch)
+            rows = repository.patient_entries(
+                session,
+                patient_id,
+                before,
+                batch,
+                roles=only.roles if only else (),
+                since=only.since if only else None,
+                until=only.until if only else None,
+            )
             visible.extend(self._visible(session, actor, patient_id, rows))
             if len(rows) < batch:
                 break
@@ -78,6 +102,26 @@ class AuditHistory:
         shown = visible[:count]
         more = len(visible) > count
         return HistoryPage(shown, str(shown[-1].id) if more and shown else None)
+
+    def entry(self, session: Session, actor: Actor, patient_id: str, entry_id: int) -> AuditEntry:
+        """One entry of the patient's history (for its receipt), as ``page`` shows it."""
+        if session.get(Patient, patient_id) is None:
+            raise NotFound("Patient not found")
+        self.access.authorize(
+            session,
+            actor,
+            Permission.AUDIT_READ,
+            patient_id,
+            resource_type="AuditEvent",
+            resource_id=str(entry_id),
+            not_found_as="Patient",
+        )
+        row = session.get(AuditEntry, entry_id)
+        if row is None or row.patient_id != patient_id:
+            raise NotFound("AuditEvent not found")
+        if not self._visible(session, actor, patient_id, [row]):
+            raise NotFound("AuditEvent not found")
+        return row
 
     def _visible(
         self, session: Session, actor: Actor, patient_id: str, rows: list[AuditEntry]

@@ -1,0 +1,3 @@
+from tests.web.support import web
+
+__all__ = ["web"]
