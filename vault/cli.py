@@ -39,6 +39,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    with_demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Seed the demonstration accounts first (as vault demo)."),
+    ] = False,
 ) -> None:
     """Apply pending migrations on the embedded default database, then serve."""
     import uvicorn  # noqa: PLC0415
@@ -54,6 +58,8 @@ def serve(
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         upgrade(settings.effective_database_url)
+    if with_demo:
+        demo()
     if workers > 1:
         keep_tcp_nodelay()
     uvicorn.run(

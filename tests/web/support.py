@@ -53,3 +53,13 @@ def follow(client: TestClient, response, limit: int = 5):
 @pytest.fixture
 def web(services, settings) -> Iterator[TestClient]:
     yield from browser(create_app(settings, services))
+
+
+def sign_in_as(client: TestClient, principal, name: str | None = None) -> None:
+    """A session for someone the demo accounts do not cover, opened by the same store the
+    sign-in uses (its checks are tests/web/test_sessions.py's)."""
+    from vault.web.signin import PRINCIPAL_KEY, principal_record  # noqa: PLC0415
+
+    store = client.app.state.web_sessions
+    cookie = store.create({PRINCIPAL_KEY: principal_record(principal), "name": name})
+    client.cookies.set(COOKIE, cookie, domain="testserver.local")

@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 import pytest
 
 from tests.factories import ins, publish
-from tests.web.support import browser, csrf_of, follow, sign_in_demo
+from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
+from vault.access.principal import Role
 from vault.api.app import create_app
 from vault.web import demo
 from vault.web.signin import DEMO_CAREGIVER, DEMO_PATIENT
@@ -454,3 +455,39 @@ def test_notifications_list_new_documents_and_readers_with_unread_marks(
         'class="badge new">non lue'
         not in web.get(f"/dossiers/{seeded.patient_id}/notifications").text
     )
+
+
+def test_a_legal_representative_sees_the_minors_record_as_theirs(web, client, tokens):
+    child_ins = ins(91)
+    created = client.post(
+        "/fhir/Patient",
+        json={
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": child_ins}],
+            "name": [{"family": "Petit", "given": ["Léo"]}],
+        },
+        headers=tokens.professional(demo.DOCTOR.idnps),
+    )
+    child = created.headers["Location"].split("/Patient/")[1].split("/")[0]
+    publish(client, tokens.professional(demo.DOCTOR.idnps), child)
+    operator = {
+        "Authorization": "Bearer "
+        + tokens.issuer.mint("operator", "ops", scope="system/Consent.u"),
+    }
+    registered = client.post(
+        f"/api/patients/{child}/policy/representatives",
+        json={"representative": {"system": "urn:vault:caregiver", "value": "parent-1"}},
+        headers=operator,
+    )
+    assert registered.status_code == 201, registered.text
+    sign_in_as(web, demo.principal(Role.CAREGIVER, "parent-1"), "Marie Petit")
+    home = follow(web, web.get("/"))
+    assert "Léo Petit" in home.text
+    assert "Représentant légal" in home.text
+    page = web.get(f"/dossiers/{child}/documents")
+    assert len(rows(page.text)) == 1
+    # The whole space is theirs: who can see, history, caregivers; and masking.
+    for path in ("acces", "historique", "aidants"):
+        assert web.get(f"/dossiers/{child}/{path}").status_code == 200, path
+    href = re.search(r'data-testid="open-document" href="([^"]+)"', page.text).group(1)
+    assert "Masquer ce document" in web.get(href).text

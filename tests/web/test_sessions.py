@@ -51,9 +51,12 @@ def test_sign_in_gives_a_new_session_id_and_the_old_one_opens_nothing(web, app):
     del store
     # Whoever planted the first id (session fixation) is not signed in with it.
     for attacker in browser(create_app(web.app.state.services.settings, web.app.state.services)):
-        attacker.cookies.set(COOKIE, planted, domain="testserver")
+        attacker.cookies.set(COOKIE, planted, domain="testserver.local")
         page = attacker.get("/")
         assert 'data-testid="demo-sign-in-patient"' in page.text
+        # Whereas the new id, in any browser, is the signed-in session.
+        attacker.cookies.set(COOKIE, signed_in, domain="testserver.local")
+        assert attacker.get("/").headers["location"] == "/bienvenue"
 
 
 def test_a_form_without_the_csrf_token_is_refused_and_changes_nothing(web):
@@ -88,12 +91,15 @@ def test_sign_out_ends_the_session_on_the_server(web, app):
     cookie = session_cookie(web)
     store = web.app.state.web_sessions
     assert store.exists(cookie)
+    for before in browser(web.app):
+        before.cookies.set(COOKIE, cookie, domain="testserver.local")
+        assert before.get("/bienvenue").status_code == 200
     out = web.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert out.status_code == 303
     assert not store.exists(cookie)
     # Replaying the old cookie opens nothing.
     for replay in browser(web.app):
-        replay.cookies.set(COOKIE, cookie, domain="testserver")
+        replay.cookies.set(COOKIE, cookie, domain="testserver.local")
         assert 'data-testid="demo-sign-in-patient"' in replay.get("/").text
         assert replay.get("/bienvenue").status_code == 303
 

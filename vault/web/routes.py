@@ -228,12 +228,13 @@ async def home(request: Request, found: ServicesDep, data: WebSessionDep) -> Res
 def _home(request: Request, found: Services, data: SessionData, principal: Principal) -> Response:
     with found.session_factory.begin() as session:
         actor = found.access.actor(session, principal)
-        if principal.role is Role.PATIENT and actor.own_patient_id is not None:
-            return see_other(f"/dossiers/{actor.own_patient_id}/documents")
         relationships = space(found).relationships(session, actor)
+    own = actor.own_patient_id
     if principal.role is Role.PATIENT and not relationships:
-        return see_other("/bienvenue")
-    return page(request, "people.html", relationships=relationships)
+        # A patient's own record, or the first visit that opens it.
+        return see_other(f"/dossiers/{own}/documents" if own else "/bienvenue")
+    # Someone who acts for others (a parent for a child, say) chooses whose record.
+    return page(request, "people.html", relationships=relationships, own=own)
 
 
 @router.get("/login")

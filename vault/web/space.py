@@ -28,6 +28,7 @@ from vault.access.state import (
     MASKED,
     DelegationScope,
     EntryKind,
+    MetadataChange,
 )
 from vault.audit import merkle
 from vault.audit import repository as audit_repository
@@ -340,8 +341,21 @@ class Space:
                     actor, Permission.DOCUMENT_DELETE, facts.patient_id, facts
                 )
             ),
-            may_mask=actor.principal.role is Role.PATIENT,
+            may_mask=self._may_toggle_mask(actor, facts),
         )
+
+    def _may_toggle_mask(self, actor: Actor, facts: DocumentFacts) -> bool:
+        """Whether the policy lets this person mask (or unmask) the document: the patient
+        and their legal representatives, not a caregiver."""
+        masked = MASKED in facts.security_labels
+        change = MetadataChange(
+            labels_added=frozenset() if masked else frozenset({MASKED}),
+            labels_removed=frozenset({MASKED}) if masked else frozenset(),
+        )
+        decision = self.services.access.check(
+            actor, Permission.DOCUMENT_UPDATE, facts.patient_id, facts, change=change
+        )
+        return bool(decision)
 
     def _author(self, actor: Actor, resource: dict[str, Any], facts: DocumentFacts) -> str:
         if facts.author_kind == "patient":
