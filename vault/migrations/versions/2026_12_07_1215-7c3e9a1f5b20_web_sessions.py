@@ -4,7 +4,7 @@ The patient's space: server-side browser sessions (their data sealed under a key
 browser's cookie holds) and each person's last visit, by a blind index.
 
 Revision ID: 7c3e9a1f5b20
-Revises: 3ffc31e7d521
+Revises: 5c1a7e2f9b34
 Create Date: 2026-12-07 12:15:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7c3e9a1f5b20"
-down_revision: str | None = "3ffc31e7d521"
+down_revision: str | None = "5c1a7e2f9b34"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
