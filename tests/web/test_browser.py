@@ -38,6 +38,7 @@ from tests.web.browser import (
     start_provider,
 )
 from vault.api.app import create_app
+from vault.migrations import upgrade
 from vault.services import build_services
 from vault.web import demo
 
@@ -78,15 +79,22 @@ DOC_SCREENS = {
 CLASS = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def stack(request, tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
+    """The vault on PostgreSQL, then on its embedded SQLite default."""
     install_axe()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = tmp_path_factory.mktemp("web-provider")
+    database: dict[str, object] = {}
+    if request.param == "sqlite":
+        data_dir = tmp_path_factory.mktemp("web-sqlite")
+        database = {"database_url": "", "data_dir": data_dir}
+        upgrade(f"sqlite:///{data_dir / 'vault.sqlite3'}")
     for provider in start_provider(workdir, url, [PATIENT, HELPER]):
         configured = settings.model_copy(
             update={
+                **database,
                 "base_url": url,
                 "oidc_issuers": json.dumps(
                     [
@@ -110,7 +118,8 @@ def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
             with Served(create_app(configured, built), port) as served:
                 yield served, built
         finally:
-            truncate_all(built)
+            if request.param == "postgresql":
+                truncate_all(built)
             built.close()
 
 
@@ -281,6 +290,11 @@ def test_a_patient_and_a_caregiver_use_the_space_in_chromium(stack, chromium, re
         frame = viewer.locator("iframe")
         expect(frame).to_be_visible()
         assert frame.bounding_box()["height"] > 300
+        # Chromium's PDF viewer took the document in the frame.
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not any(f.url.startswith("chrome-extension://") for f in page.frames):
+            assert datetime.now(UTC) < deadline, [f.url for f in page.frames]
+            page.wait_for_timeout(200)
         screens.check(page, "document-pdf")
 
         # Add a document of one's own.
