@@ -38,7 +38,6 @@ from tests.web.browser import (
     start_provider,
 )
 from vault.api.app import create_app
-from vault.migrations import upgrade
 from vault.services import build_services
 from vault.web import demo
 
@@ -79,22 +78,16 @@ DOC_SCREENS = {
 CLASS = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def stack(request, tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
-    """The vault on PostgreSQL, then on its embedded SQLite default."""
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
+    """The vault on the test database: PostgreSQL, and SQLite in scripts/test's second pass."""
     install_axe()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = tmp_path_factory.mktemp("web-provider")
-    database: dict[str, object] = {}
-    if request.param == "sqlite":
-        data_dir = tmp_path_factory.mktemp("web-sqlite")
-        database = {"database_url": "", "data_dir": data_dir}
-        upgrade(f"sqlite:///{data_dir / 'vault.sqlite3'}")
     for provider in start_provider(workdir, url, [PATIENT, HELPER]):
         configured = settings.model_copy(
             update={
-                **database,
                 "base_url": url,
                 "oidc_issuers": json.dumps(
                     [
@@ -118,8 +111,7 @@ def stack(request, tmp_path_factory, settings) -> Iterator[tuple[Served, object]
             with Served(create_app(configured, built), port) as served:
                 yield served, built
         finally:
-            if request.param == "postgresql":
-                truncate_all(built)
+            truncate_all(built)
             built.close()
 
 
