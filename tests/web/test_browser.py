@@ -168,6 +168,15 @@ def keep_failure(request, page: Page, name: str) -> None:
         page.screenshot(path=str(FAILURES / f"{request.node.name}-{name}.png"), full_page=True)
 
 
+def tab_to(page: Page, testid: str, limit: int = 60) -> None:
+    """Press Tab until the element with this test id has the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement?.dataset?.testid") == testid:
+            return
+    raise AssertionError(f"Tab never reached {testid}")
+
+
 def sign_in(page: Page, base: str, account: Account) -> None:
     page.goto(base + "/")
     page.get_by_role("link", name="Se connecter").click()
@@ -421,8 +430,13 @@ def test_the_demo_accounts_sign_in_in_one_click(stack, chromium, request):
     try:
         page.goto(base + "/")
         expect(page.get_by_text("Démonstration.")).to_be_visible()
-        page.get_by_test_id("demo-sign-in-patient").click()
+        # With the keyboard alone: to the demo button, then to a document, and open it.
+        tab_to(page, "demo-sign-in-patient")
+        page.keyboard.press("Enter")
         expect(page.get_by_test_id("document-row")).to_have_count(4)
+        tab_to(page, "open-document")
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("document-viewer")).to_be_visible()
         expect(page.get_by_text("Démonstration.")).to_be_visible()
         # Each kind of document opens in the page.
         for title in (

@@ -168,3 +168,17 @@ def test_the_demo_patient_is_who_signs_in(web):
     assert principal is not None
     welcome = follow(web, web.get("/"))
     assert DEMO_PATIENT.name in welcome.text
+
+
+def test_ended_sessions_are_swept_when_a_new_one_is_created(web):
+    sign_in_demo(web)
+    store = web.app.state.web_sessions
+    stale = session_cookie(web)
+    original = store.clock
+    try:
+        store.clock = lambda: original() + store.absolute
+        store._purged_at = None
+        store.create({})
+        assert not store.exists(stale)
+    finally:
+        store.clock = original

@@ -40,6 +40,8 @@ PLAIN_COOKIE = "vault-session"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # last_seen_at is written at most this often: idleness is judged to the minute.
 TOUCH_SECONDS = 60
+# Ended sessions are deleted by the process that creates one, at most this often.
+PURGE_SECONDS = 600
 CSRF_KEY = "csrf"
 
 
@@ -113,6 +115,7 @@ class SessionStore:
         self.idle = idle
         self.absolute = absolute
         self.clock = clock
+        self._purged_at: datetime | None = None
 
     @staticmethod
     def _split(cookie: str) -> tuple[str, bytes] | None:
@@ -151,6 +154,10 @@ class SessionStore:
         session_id, key = _b64(secrets.token_bytes(32)), secrets.token_bytes(32)
         id_hash = _id_hash(session_id)
         now = self.clock()
+        if self._purged_at is None or (now - self._purged_at).total_seconds() >= PURGE_SECONDS:
+            # Sessions nobody ends (a closed tab) must not pile up: creating one sweeps.
+            self._purged_at = now
+            self.purge()
         with self.factory.begin() as session:
             session.add(
                 WebSession(

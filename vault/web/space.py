@@ -660,7 +660,7 @@ class Space:
         elif role == "patient":
             who = gettext("who.patient.self")
         elif role == "caregiver":
-            who = gettext("who.caregiver")
+            who = gettext("who.caregiver.named", name=entry.actor_id or "")
         else:
             who = gettext(f"role.{role}")
         document_id = document_of(entry)
