@@ -91,13 +91,6 @@ def build_services(settings: Settings) -> Services:
     patients = PatientService(access, envelope, key_provider, check_ins_key=settings.check_ins_key)
     documents = DocumentService(access, envelope, blobs, key_provider)
     search = DocumentSearch(access, documents)
-    policies = PolicyService(
-        access,
-        documents,
-        envelope,
-        emergency_minutes=settings.emergency_access_minutes,
-        point_of_care_days=settings.point_of_care_days,
-    )
     submission_sets = SubmissionSetService(access, envelope)
     subjects = SubjectResolver(patients, settings.base_url, check_ins_key=settings.check_ins_key)
     ingestion = Ingestion(documents, patients, subjects, submission_sets)
@@ -111,6 +104,15 @@ def build_services(settings: Settings) -> Services:
         if any(item.issuer == issuer.issuer for item in trusted):
             raise VaultError("VAULT_OIDC_ISSUERS names the embedded issuer (VAULT_BASE_URL)")
         trusted.append(issuer.trusted())
+    policies = PolicyService(
+        access,
+        documents,
+        envelope,
+        emergency_minutes=settings.emergency_access_minutes,
+        point_of_care_days=settings.point_of_care_days,
+        trusted_issuers=frozenset(item.issuer for item in trusted),
+        default_caregiver_issuer=issuer.issuer if issuer is not None else None,
+    )
     clients = ClientRegistry(settings.jwks_cache_seconds, settings.jwks_min_refresh_seconds)
     oauth = (
         TokenEndpoint(

@@ -14,11 +14,20 @@ from sqlalchemy.orm import Session
 from vault.access.filters import Filter
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
-from vault.access.policy import Actor, Decision, DocumentFacts, decide, needs_policy, readable
+from vault.access.policy import (
+    REPRESENTATIVE_ROLE,
+    Actor,
+    Basis,
+    Decision,
+    DocumentFacts,
+    decide,
+    needs_policy,
+    readable,
+)
 from vault.access.principal import INS_SYSTEMS, Principal, Role
 from vault.access.repository import PolicySnapshots, load_policy, own_record
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
-from vault.audit.records import AuditRecord, Outcome
+from vault.audit.records import AuditRecord, Outcome, WrittenEntry
 from vault.audit.service import AuditService
 from vault.errors import NotFound
 from vault.models.base import utcnow
@@ -47,6 +56,41 @@ class ChangeRefused(AccessDenied):
         super().__init__(record)
         self.message = "You may not make this change to this document"
         self.args = (self.message,)
+
+
+class RequestRefused(AccessDenied):
+    """Refused for what the request asks, by a caller who may ask such things (a legal
+    representation without grounds): saying why hides nothing, so it is a 422."""
+
+    status_code = 422
+    issue_code = "business-rule"
+
+    def __init__(self, record: AuditRecord, reason: str) -> None:
+        super().__init__(record)
+        self.message = f"Refused: {reason}"
+        self.args = (self.message,)
+        if record.detail.get("permission") == "document:create":
+            self.expression = "DocumentReference.securityLabel"
+
+
+def _acting(actor: Actor, decision: Decision, patient_id: str) -> dict[str, str | None]:
+    """A legal representative acts in their own name, on behalf of the patient: the log
+    names them (their own record, or the key the representation names them by), not the
+    patient."""
+    if decision.basis is not Basis.REPRESENTATIVE and "representation" not in dict(decision.detail):
+        return {}
+    return {
+        "acting_role": REPRESENTATIVE_ROLE,
+        "acting_id": actor.own_patient_id or actor.proxy_key,
+        "acting_for": patient_id,
+    }
+
+
+def _issuer_detail(actor: Actor) -> dict[str, str]:
+    # A caregiver account means something only with its issuer: the history says which.
+    if actor.proxy_issuer is None:
+        return {}
+    return {"actor_issuer": actor.proxy_issuer}
 
 
 def ins_index(provider: KeyProvider, system: str, value: str) -> bytes:
@@ -83,16 +127,25 @@ class AccessService:
     def actor(self, session: Session, principal: Principal) -> Actor:
         own = None
         proxy = None
+        issuer = None
         if principal.role is Role.PATIENT:
+            # An INS is a national identifier: any issuer trusted for the patient role vouches
+            # for it, so the key names no issuer.
             index = ins_index(self._keys, "ins", principal.subject)
             own = own_record(session, index)
             proxy = _key_of_index(index)
         elif principal.role is Role.CAREGIVER:
+            # A caregiver account exists only at the issuer that vouched for it.
             proxy = caregiver_key(principal.subject)
-        return Actor(principal, own, proxy, PolicySnapshots(session))
+            issuer = principal.issuer
+        return Actor(principal, own, proxy, PolicySnapshots(session), proxy_issuer=issuer)
 
-    def grantee_key(self, system: str, value: str) -> str:
-        return ins_key(self._keys, value) if system in INS_SYSTEMS else caregiver_key(value)
+    def grantee_key(self, system: str, value: str, issuer: str | None) -> tuple[str, str | None]:
+        """How a policy entry names a grantee: (key, issuer); a person named by INS needs no
+        issuer, a caregiver account is the account of one issuer."""
+        if system in INS_SYSTEMS:
+            return ins_key(self._keys, value), None
+        return caregiver_key(value), issuer
 
     def policy(self, session: Session, actor: Actor, patient_id: str) -> PatientPolicy:
         if actor.policies is not None:
@@ -165,6 +218,35 @@ class AccessService:
         detail: dict[str, str] | None = None,
         not_found_as: str = "Resource",
     ) -> Decision:
+        return self.authorize_recorded(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=document,
+            change=change,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )[0]
+
+    def authorize_recorded(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        document: DocumentFacts | None = None,
+        change: MetadataChange | PolicyChange | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> tuple[Decision, WrittenEntry]:
+        """``authorize``, also returning the audit entry it wrote (for what must refer to
+        it, such as a notification addressed to someone other than the patient)."""
         policy = self._deciding_policy(session, actor, patient_id)
         decision = decide(
             actor,
@@ -196,9 +278,13 @@ class AccessService:
                     else {}
                 ),
                 **dict(decision.detail),
+                **_issuer_detail(actor),
             },
+            **_acting(actor, decision, patient_id),
         )
         metrics.access_decided(permission.value, decision.allowed)
+        if decision.unprocessable:
+            raise RequestRefused(record, decision.reason)
         if not decision.allowed:
             if permission in CHANGES and document is not None:
                 readable = decide(
@@ -212,8 +298,7 @@ class AccessService:
                 if readable:
                     raise ChangeRefused(record)
             raise AccessDenied(record, not_found_as)
-        self.audit.append(session, record)
-        return decision
+        return decision, self.audit.append(session, record)
 
     def require_visible(
         self,

@@ -338,4 +338,14 @@ def _principal(claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:
         profession=_text(_claim(claims, mapping.profession_claim)),
         specialty=_text(_claim(claims, mapping.specialty_claim)),
         issuer=issuer.issuer,
+        name=_display_name(claims),
     )
+
+
+def _display_name(claims: Mapping[str, Any]) -> str | None:
+    name = _text(claims.get("name"))
+    if name is None:
+        parts = [_text(claims.get(key)) for key in ("given_name", "family_name")]
+        name = " ".join(part for part in parts if part) or None
+    # A name, not a document: bounded, on one line.
+    return " ".join(name.split())[:128] if name else None

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vault.access.principal import IDNPS_SYSTEM
+from vault.access.state import CAREGIVER_SYSTEM, PATIENT_INDEX_SYSTEM
 from vault.audit.checkpoints import format_time
 from vault.models import AuditEntry
 
@@ -71,9 +72,22 @@ def _who(entry: AuditEntry) -> dict[str, Any]:
         return {"identifier": {"system": IDNPS_SYSTEM, "value": entry.actor_id}}
     if role == "software" and entry.on_behalf_of:
         return {"identifier": {"system": IDNPS_SYSTEM, "value": entry.on_behalf_of}}
+    if role == "legal-representative" and entry.actor_id:
+        return _representative(entry.actor_id)
     if entry.actor_id:
         return {"identifier": {"value": entry.actor_id}, "display": role}
     return {"display": role}
+
+
+def _representative(actor_id: str) -> dict[str, Any]:
+    """A legal representative, in their own name (the patient is the entity acted on):
+    their own record, or the key their representation names them by."""
+    kind, colon, value = actor_id.partition(":")
+    display = "legal-representative"
+    if not colon:
+        return {"reference": f"Patient/{actor_id}", "display": display}
+    system = CAREGIVER_SYSTEM if kind == "caregiver" else PATIENT_INDEX_SYSTEM
+    return {"identifier": {"system": system, "value": value}, "display": display}
 
 
 def _agents(

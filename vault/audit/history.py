@@ -3,7 +3,9 @@
 Reading it is itself an access: it goes through ``AccessService.authorize`` with
 ``Permission.AUDIT_READ`` and leaves its own entry. Entries about a document the reader
 may not see (a result hidden from the patient until announced, a document hidden from
-legal representatives) are left out, so the history never reveals what the record hides.
+legal representatives), whether they name the document, its content (Binary) or the
+SubmissionSet (List) it came in, are left out: the access module decides, so the history
+never reveals what the record hides.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 
 def document_of(entry: AuditEntry) -> str | None:
+    """The document an entry is about, whatever it names: a DocumentReference (a read,
+    a version read, a change), or a Binary or SubmissionSet List read for that document
+    (their entries carry it in ``detail``). A search names no document, only the record."""
+    document = entry.detail.get("document")
+    if document:
+        return str(document)
     if entry.resource_type == "DocumentReference":
         return entry.resource_id
-    if entry.resource_type == "Binary":
-        document = entry.detail.get("document")
-        return str(document) if document else None
     return None
 
 
