@@ -348,35 +348,53 @@ def test_a_patient_and_a_caregiver_use_the_space_in_chromium(stack, chromium, re
         expect(blocked).to_contain_text("Professionnel RPPS 10005678912")
         screens.check(page, "acces")
 
-        # Let a caregiver in.
-        page.get_by_role("link", name="Aidants").click()
-        page.get_by_label("Identifiant de l'aidant").fill(CAREGIVER)
+        # Invite a caregiver: the page shows a one-time code.
+        page.get_by_role("link", name="Aidants", exact=True).click()
         page.get_by_label("Lire et ajouter des documents").check()
         until = (datetime.now(UTC) + timedelta(days=90)).date().isoformat()
         page.get_by_label("Jusqu'au").fill(until)
-        page.get_by_role("button", name="Donner accès").click()
-        expect(page.get_by_role("status")).to_have_text(
-            "L'aidant a maintenant accès à votre dossier."
-        )
-        expect(page.get_by_test_id("delegation-row")).to_have_count(1)
-        screens.check(page, "aidants")
+        page.get_by_role("button", name="Créer l'invitation").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Invitation créée")
+        code = page.get_by_test_id("invitation-code").inner_text()
+        assert len(code) >= 40
+        screens.check(page, "invitation")
 
-        # The caregiver signs in with their own identity, sees whom they act for, reads.
+        # The caregiver signs in with their own identity and accepts.
         sign_in(helper, base, HELPER)
-        expect(helper.get_by_test_id("delegation-row")).to_contain_text("Camille Dupont")
-        screens.check(helper, "aidant-accueil")
-        helper.get_by_role("link", name="Camille Dupont").click()
+        expect(helper.get_by_text("Personne ne vous a encore donné accès")).to_be_visible()
+        helper.get_by_role("link", name="J'ai reçu une invitation").click()
+        screens.check(helper, "accepter")
+        helper.get_by_label("Code d'invitation").fill("pas-le-bon-code")
+        helper.get_by_role("button", name="Accepter").click()
+        expect(helper.locator("#code-error")).to_have_text(
+            "Ce code est inconnu, déjà utilisé ou expiré."
+        )
+        helper.get_by_label("Code d'invitation").fill(code)
+        helper.get_by_role("button", name="Accepter").click()
+        expect(helper.get_by_role("status")).to_have_text(
+            "Invitation acceptée : vous pouvez maintenant aider cette personne."
+        )
         expect(helper.get_by_text("Vous agissez pour le compte de Camille Dupont")).to_be_visible()
-        # The masked report is not theirs to see.
+        camille = helper.url
+        # It reads; the masked report is not theirs to see.
         expect(helper.get_by_test_id("document-row")).to_have_count(1)
         helper.get_by_test_id("open-document").first.click()
         expect(helper.get_by_test_id("document-viewer")).to_be_visible()
         screens.check(helper, "aidant-document")
+        helper.goto(base + "/")
+        expect(helper.get_by_test_id("delegation-row")).to_contain_text("Camille Dupont")
+        screens.check(helper, "aidant-accueil")
+
+        # The delegation is bound to who accepted it, under the name their issuer gave.
+        page.get_by_role("link", name="Aidants", exact=True).click()
+        expect(page.get_by_test_id("delegation-row")).to_have_count(1)
+        expect(page.get_by_test_id("delegation-row")).to_contain_text("Lucas Dupont")
+        screens.check(page, "aidants")
 
         # The patient revokes; the caregiver is refused at once.
-        page.get_by_role("button", name=f"Retirer l'accès de {CAREGIVER}").click()
+        page.get_by_role("button", name="Retirer l'accès de Lucas Dupont").click()
         expect(page.get_by_role("status")).to_have_text("L'accès de l'aidant a été retiré.")
-        helper.reload()
+        helper.goto(camille)
         expect(helper.get_by_role("heading", level=1)).to_have_text("Un problème est survenu")
         screens.check(helper, "aidant-refuse")
 
@@ -395,6 +413,7 @@ def test_a_patient_and_a_caregiver_use_the_space_in_chromium(stack, chromium, re
             "A modifié un document",
             "A modifié les règles d'accès",
             "A donné accès à un aidant",
+            "A accepté une invitation d'aidant",
             "A retiré l'accès d'un aidant",
         ):
             assert step in text, step

@@ -4,8 +4,10 @@ through the same access decisions and audit as the API."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from html.parser import HTMLParser
 
@@ -457,7 +459,7 @@ def test_notifications_list_new_documents_and_readers_with_unread_marks(
     )
 
 
-def test_a_legal_representative_sees_the_minors_record_as_theirs(web, client, tokens):
+def test_a_legal_representative_sees_the_minors_record_as_theirs(web, client, tokens, services):
     child_ins = ins(91)
     created = client.post(
         "/fhir/Patient",
@@ -465,6 +467,7 @@ def test_a_legal_representative_sees_the_minors_record_as_theirs(web, client, to
             "resourceType": "Patient",
             "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": child_ins}],
             "name": [{"family": "Petit", "given": ["Léo"]}],
+            "birthDate": "2018-05-01",
         },
         headers=tokens.professional(demo.DOCTOR.idnps),
     )
@@ -480,7 +483,10 @@ def test_a_legal_representative_sees_the_minors_record_as_theirs(web, client, to
         headers=operator,
     )
     assert registered.status_code == 201, registered.text
-    sign_in_as(web, demo.principal(Role.CAREGIVER, "parent-1"), "Marie Petit")
+    parent = dataclasses.replace(
+        demo.principal(Role.CAREGIVER, "parent-1"), issuer=services.issuer.issuer
+    )
+    sign_in_as(web, parent, "Marie Petit")
     home = follow(web, web.get("/"))
     assert "Léo Petit" in home.text
     assert "Représentant légal" in home.text
@@ -491,3 +497,57 @@ def test_a_legal_representative_sees_the_minors_record_as_theirs(web, client, to
         assert web.get(f"/dossiers/{child}/{path}").status_code == 200, path
     href = re.search(r'data-testid="open-document" href="([^"]+)"', page.text).group(1)
     assert "Masquer ce document" in web.get(href).text
+
+
+def test_an_invitation_code_is_shown_once_and_opens_the_record_to_who_accepts_it(
+    web, seeded, services, settings
+):
+    patient_home(web)
+    form = web.get(f"/dossiers/{seeded.patient_id}/aidants")
+    until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    refused = web.post(
+        f"/dossiers/{seeded.patient_id}/aidants",
+        data={"csrf_token": csrf_of(form.text), "droits": "lire", "jusqu_au": "2020-01-01"},
+    )
+    assert refused.status_code == 422
+    assert 'id="categories-error">Choisissez au moins une catégorie.' in refused.text
+    assert 'id="until-error">La date de fin doit être dans le futur.' in refused.text
+    created = web.post(
+        f"/dossiers/{seeded.patient_id}/aidants",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "droits": "lire",
+            "categories": ["10", "11"],
+            "jusqu_au": until,
+        },
+    )
+    assert created.status_code == 200
+    code = re.search(r'data-testid="invitation-code">([^<]+)<', created.text).group(1)
+    assert f"/invitation?code={code}" in unescape(created.text)
+    waiting = web.get(f"/dossiers/{seeded.patient_id}/aidants").text
+    assert "Invitations en attente" in waiting
+    assert code not in waiting
+
+    assert services.issuer is not None
+    helper = dataclasses.replace(
+        demo.principal(Role.CAREGIVER, "aidant-marc"), issuer=services.issuer.issuer
+    )
+    for caregiver in browser(create_app(settings, services)):
+        sign_in_as(caregiver, helper, "Marc Durand")
+        form = caregiver.get(f"/invitation?code={code}")
+        assert f'value="{code}"' in form.text
+        wrong = caregiver.post(
+            "/invitation", data={"csrf_token": csrf_of(form.text), "code": "x" * 43}
+        )
+        assert wrong.status_code == 422
+        assert "Ce code est inconnu, déjà utilisé ou expiré." in wrong.text
+        accepted = caregiver.post(
+            "/invitation", data={"csrf_token": csrf_of(form.text), "code": code}
+        )
+        assert accepted.status_code == 303
+        page = follow(caregiver, accepted)
+        # Categories 10 and 11: the lab report and the summary, not the X-ray or the text.
+        assert sorted(titles(page.text)) == ["Bilan sanguin", "Synthèse médicale"]
+        again = caregiver.post("/invitation", data={"csrf_token": csrf_of(form.text), "code": code})
+        assert again.status_code == 422
+    assert "aidant-marc" in web.get(f"/dossiers/{seeded.patient_id}/aidants").text

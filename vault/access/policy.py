@@ -685,10 +685,12 @@ def _readable_by_proxy(actor: Actor, policy: PatientPolicy, own: Authored) -> Fi
     key = actor.proxy_key
     if key is None:
         return NOTHING
-    if policy.first(EntryKind.REPRESENTATIVE, key) is not None:
+    # The (issuer, subject) pair, as _decide_proxy reads it.
+    issuer = actor.proxy_issuer
+    if policy.first(EntryKind.REPRESENTATIVE, key, issuer) is not None:
         hidden = any_of(Labelled(INVISIBLE_PATIENT), Labelled(INVISIBLE_REPRESENTATIVES))
         return any_of(not_(hidden), own)
-    delegations = policy.in_force(EntryKind.DELEGATION, key)
+    delegations = policy.in_force(EntryKind.DELEGATION, key, issuer)
     if not delegations or actor.principal.role is not Role.CAREGIVER:
         return NOTHING
     visible = not_(any_of(*(Labelled(label) for label in sorted(VISIBILITY_LABELS))))

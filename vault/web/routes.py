@@ -186,6 +186,7 @@ NOTICES = frozenset(
         "revoked",
         "opened",
         "signed_out",
+        "accepted",
     }
 )
 
@@ -312,7 +313,7 @@ async def _start(
     data.rotate(
         {
             PRINCIPAL_KEY: principal_record(principal),
-            "name": display_name(claims),
+            "name": principal.name or display_name(claims),
             "id_token": id_token,
             "demo": demo,
             "previous_visit": previous.isoformat() if previous else None,
@@ -783,12 +784,13 @@ def _caregivers_context(
     session: Any, found: Services, actor: Actor, data: SessionData, pid: str
 ) -> dict[str, Any]:
     record = record_of(session, found, actor, data, pid)
-    active, past = space(found).delegations(session, actor, pid)
+    active, past, waiting = space(found).delegations(session, actor, pid)
     terms = terminology()
     return {
         "record": record,
         "active": active,
         "past": past,
+        "waiting": waiting,
         "categories": sorted(terms.categories.items(), key=lambda item: item[1]),
         "nav": "caregivers",
     }
@@ -809,42 +811,67 @@ def caregivers(
 
 
 @router.post("/dossiers/{pid}/aidants", dependencies=[CsrfDep])
-def grant(
+def invite(
+    request: Request,
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
     session: WebTransactionDep,
     data: WebSessionDep,
-    aidant: Annotated[str, Form(max_length=200)] = "",
     droits: Annotated[str, Form(max_length=16)] = "lire",
     categories: Annotated[list[str] | None, Form(max_length=16)] = None,
     jusqu_au: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
+    """The invitation's code is shown on this one page, once: only its hash is kept."""
     chosen = categories or []
+    record = record_of(session, found, actor, data, pid)
     try:
-        space(found).grant(
-            session,
-            actor,
-            pid,
-            caregiver=aidant,
-            may_add=droits == "ajouter",
-            categories=chosen,
-            until=jusqu_au,
+        code, code_until = space(found).invite(
+            session, actor, pid, may_add=droits == "ajouter", categories=chosen, until=jusqu_au
         )
     except FormErrors as error:
         error.template = "caregivers.html"
         error.context = {
-            "values": {
-                "aidant": aidant,
-                "droits": droits,
-                "categories": chosen,
-                "jusqu_au": jusqu_au,
-            },
+            "values": {"droits": droits, "categories": chosen, "jusqu_au": jusqu_au},
             "notice": None,
             **_caregivers_context(session, found, actor, data, pid),
         }
         raise
-    return see_other(f"/dossiers/{quote(pid)}/aidants", "granted")
+    link = f"{found.settings.base_url.rstrip('/')}/invitation?{urlencode({'code': code})}"
+    return page(
+        request,
+        "invitation.html",
+        record=record,
+        code=code,
+        link=link,
+        code_until=code_until,
+        nav="caregivers",
+    )
+
+
+@router.get("/invitation")
+def invitation_form(
+    request: Request,
+    principal: SignedInDep,
+    code: Annotated[str, Query(max_length=128)] = "",
+) -> Response:
+    return page(request, "accept.html", values={"code": code}, errors={})
+
+
+@router.post("/invitation", dependencies=[CsrfDep])
+def accept_invitation(
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    code: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    try:
+        patient_id = space(found).accept(session, actor, code)
+    except FormErrors as error:
+        error.template = "accept.html"
+        error.context = {"values": {"code": code}}
+        raise
+    return see_other(f"/dossiers/{quote(patient_id)}/documents", "accepted")
 
 
 @router.post("/dossiers/{pid}/aidants/{eid}/revoquer", dependencies=[CsrfDep])

@@ -84,7 +84,7 @@ def demo_principal(issuer: EmbeddedIssuer, validator: TokenValidator, key: str) 
     account = DEMO_ACCOUNTS.get(key)
     if account is None:
         raise Unauthenticated("Unknown demonstration account")
-    token = issuer.mint(account.role.value, account.subject, ttl=60)
+    token = issuer.mint(account.role.value, account.subject, ttl=60, extra={"name": account.name})
     return for_space(validator.validate(token))
 
 
@@ -99,6 +99,7 @@ def session_principal(data: dict[str, Any]) -> Principal | None:
             subject=str(stored["subject"]),
             issuer=stored.get("issuer"),
             profession=stored.get("profession"),
+            name=stored.get("name"),
         )
     except (KeyError, ValueError):
         return None
@@ -111,6 +112,7 @@ def principal_record(principal: Principal) -> dict[str, Any]:
         "subject": principal.subject,
         "issuer": principal.issuer,
         "profession": principal.profession,
+        "name": principal.name,
     }
 
 

@@ -9,6 +9,7 @@ people: French labels, display names, what may be done with each thing.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,14 @@ INLINE_LIMIT = 2 * 1024 * 1024
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 FHIR_TYPES = frozenset({"application/fhir+json", "application/json"})
 # The audit roles a history can be narrowed to, as the filter offers them.
-HISTORY_ROLES = ("patient", "professional", "caregiver", "software", "operator")
+HISTORY_ROLES = (
+    "patient",
+    "professional",
+    "caregiver",
+    "legal-representative",
+    "software",
+    "operator",
+)
 # Narrative HTML from a FHIR document: what nh3 keeps of it (no style, no links out).
 NARRATIVE_TAGS = frozenset(
     {
@@ -553,40 +561,46 @@ class Space:
 
     def delegations(
         self, session: Session, actor: Actor, patient_id: str
-    ) -> tuple[list[PersonRow], list[PersonRow]]:
-        """Active and past delegations, from the policy's history (which is audited)."""
-        events = self.services.policies.history(session, actor, patient_id)
-        now = utcnow()
-        seen: dict[str, AccessPolicyEntry] = {}
-        for event in events:
-            if event.entry.kind == EntryKind.DELEGATION:
-                seen[event.entry.id] = event.entry
+    ) -> tuple[list[PersonRow], list[PersonRow], list[PersonRow]]:
+        """Active and past delegations, and invitations waiting (an audited policy read)."""
+        view = self.services.policies.delegations(session, actor, patient_id)
         active: list[PersonRow] = []
         past: list[PersonRow] = []
-        for entry in seen.values():
-            row = self._person(entry, None)
-            live = entry.ended_at is None and (entry.expires_at is None or entry.expires_at > now)
-            (active if live else past).append(row)
-        return (
-            sorted(active, key=lambda row: row.since, reverse=True),
-            sorted(past, key=lambda row: row.since, reverse=True),
-        )
+        for held in view.delegations:
+            row = self._person(held.entry, None)
+            if held.display_name:
+                row = dataclasses.replace(row, who=held.display_name)
+            (active if held.in_force else past).append(row)
+        waiting = [
+            PersonRow(
+                id=invitation.id,
+                kind=EntryKind.DELEGATION.value,
+                who=gettext("caregivers.invited"),
+                since=invitation.created_at,
+                until=invitation.delegation_expires_at,
+                scope=invitation.scope,
+                categories=self.categories_label(invitation.categories),
+            )
+            for invitation in view.invitations
+        ]
 
-    def grant(
+        def newest(rows: list[PersonRow]) -> list[PersonRow]:
+            return sorted(rows, key=lambda row: row.since, reverse=True)
+
+        return newest(active), newest(past), newest(waiting)
+
+    def invite(
         self,
         session: Session,
         actor: Actor,
         patient_id: str,
         *,
-        caregiver: str,
         may_add: bool,
         categories: list[str],
         until: str,
-    ) -> None:
+    ) -> tuple[str, datetime]:
+        """An invitation: its one-time code (shown once) and until when it may be used."""
         errors: dict[str, str] = {}
-        caregiver = caregiver.strip()
-        if not caregiver or any(c.isspace() for c in caregiver) or len(caregiver) > 128:
-            errors["caregiver"] = gettext("error.caregiver")
         chosen = [code for code in categories if code in self.terms.categories or code == "*"]
         if not chosen:
             errors["categories"] = gettext("error.categories")
@@ -594,17 +608,28 @@ class Space:
         if errors or end is None:
             raise FormErrors(errors)
         try:
-            self.services.policies.grant_delegation(
+            invitation, code = self.services.policies.invite_caregiver(
                 session,
                 actor,
                 patient_id,
-                caregiver=caregiver,
-                scope=DelegationScope.READ_UPLOAD if may_add else DelegationScope.READ,
+                may_add=may_add,
                 categories=["*"] if "*" in chosen else chosen,
-                expires_at=end,
+                until=end,
             )
         except InvalidResource as error:
             raise FormErrors({"until": gettext("error.until.year")}) from error
+        return code, invitation.code_expires_at
+
+    def accept(self, session: Session, actor: Actor, code: str) -> str:
+        """A caregiver takes up an invitation; returns the record it opens."""
+        code = "".join(code.split())
+        if not code:
+            raise FormErrors({"code": gettext("error.code.required")})
+        try:
+            entry = self.services.policies.accept_invitation(session, actor, code)
+        except NotFound as error:
+            raise FormErrors({"code": gettext("error.code.unknown")}) from error
+        return entry.patient_id
 
     def revoke(self, session: Session, actor: Actor, patient_id: str, entry_id: str) -> None:
         self.services.policies.revoke_delegation(session, actor, patient_id, entry_id)
