@@ -72,6 +72,7 @@ DOC_SCREENS = {
     ("ajouter-erreurs", "desktop"),
     ("acces", "desktop"),
     ("aidants", "desktop"),
+    ("invitation", "desktop"),
     ("aidant-accueil", "desktop"),
     ("historique", "desktop"),
 }
