@@ -58,8 +58,9 @@ from vault.web.terminology import terminology
 
 log = get_logger("vault.web")
 
-# The paths the space's session middleware serves, and those open without a session.
-PREFIXES = ("/static/", "/dossiers/", "/login", "/logout", "/bienvenue", "/invitation")
+# The paths the space's session middleware serves (not its assets, which need none), and
+# those open without a session.
+PREFIXES = ("/dossiers/", "/login", "/logout", "/bienvenue", "/invitation")
 PUBLIC_PATHS = frozenset(
     {"/", "/login", "/login/callback", "/login/demo", "/logout", "/static/{name}"}
 )
@@ -161,10 +162,12 @@ def record_of(session: Any, found: Services, actor: Actor, data: SessionData, pi
                 relationship.until,
                 relationship.kind,
             )
-    raise SignInRequiredOrMissing
+    raise RecordNotFound
 
 
-class SignInRequiredOrMissing(VaultError):
+class RecordNotFound(VaultError):
+    """A record the signed-in person neither owns nor acts for: as absent as any other."""
+
     status_code = 404
 
     def __init__(self) -> None:
@@ -657,7 +660,7 @@ def access_add(
 ) -> Response:
     entry_kind = KINDS.get(kind)
     if entry_kind is None or entry_kind is EntryKind.POINT_OF_CARE:
-        raise SignInRequiredOrMissing
+        raise RecordNotFound
     try:
         space(found).add_professional(session, actor, pid, entry_kind, rpps)
     except FormErrors as error:
@@ -683,7 +686,7 @@ def access_remove(
 ) -> Response:
     entry_kind = KINDS.get(kind)
     if entry_kind is None:
-        raise SignInRequiredOrMissing
+        raise RecordNotFound
     idnps = professionnel or None
     space(found).remove_professional(session, actor, pid, entry_kind, idnps)
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
