@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -939,4 +939,4 @@ def install(app: Any, services: Services) -> None:
     app.include_router(router)
 
 
-__all__ = ["PUBLIC_PATHS", "Depends", "install", "router"]
+__all__ = ["PUBLIC_PATHS", "install", "router"]
