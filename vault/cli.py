@@ -39,6 +39,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    with_demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Seed the demonstration accounts first (as vault demo)."),
+    ] = False,
 ) -> None:
     """Apply pending migrations on the embedded default database, then serve."""
     import uvicorn  # noqa: PLC0415
@@ -54,6 +58,8 @@ def serve(
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         upgrade(settings.effective_database_url)
+    if with_demo:
+        demo()
     if workers > 1:
         keep_tcp_nodelay()
     uvicorn.run(
@@ -153,6 +159,44 @@ def token(
         )
     except VaultError as error:
         fail(error.message)
+
+
+@app.command()
+def demo() -> None:
+    """Seed demonstration accounts for the patient's space and say how to sign in
+    (refused when the embedded issuer is off)."""
+    from vault.errors import VaultError  # noqa: PLC0415
+    from vault.migrations import upgrade  # noqa: PLC0415
+    from vault.services import build_services  # noqa: PLC0415
+    from vault.web.demo import PROFESSIONALS, seed  # noqa: PLC0415
+    from vault.web.signin import DEMO_CAREGIVER, DEMO_PATIENT  # noqa: PLC0415
+
+    settings = get_settings()
+    if not settings.embedded_issuer:
+        fail("the embedded issuer is off (VAULT_EMBEDDED_ISSUER=false): no demonstration")
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        upgrade(settings.effective_database_url)
+    services = build_services(settings)
+    try:
+        seeded = seed(services)
+    except VaultError as error:
+        fail(error.message)
+    finally:
+        services.close()
+    typer.echo("Comptes de démonstration " + ("créés." if seeded.created else "déjà présents."))
+    typer.echo(f"Ouvrez {settings.base_url.rstrip('/')}/ (scripts/serve) puis choisissez :")
+    typer.echo(
+        f"  - « Se connecter en tant que {DEMO_PATIENT.name} » : la patiente et ses documents ;"
+    )
+    typer.echo(f"  - « Se connecter en tant que {DEMO_CAREGIVER.name} » : son aidant.")
+    typer.echo("Professionnels de démonstration (RPPS) :")
+    for professional in PROFESSIONALS:
+        typer.echo(f"  - {professional.name} : {professional.rpps}")
+    typer.echo(
+        "Par l'API : vault token --role patient --sub "
+        f"{DEMO_PATIENT.subject} ; --role professional --sub {PROFESSIONALS[0].idnps}"
+    )
 
 
 @keys_app.command("rotate")

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     backup_retention_days: int = Field(default=35, ge=0)
     key_cache_seconds: int = 300
 
+    # The patient's space (docs/patients.md): the OpenID provider patients and caregivers
+    # sign in with (it must be one of VAULT_OIDC_ISSUERS, whose claim mapping applies), the
+    # vault's client there, and how long a browser session lasts when idle and at most.
+    web_oidc_issuer: str = ""
+    web_oidc_client_id: str = ""
+    web_oidc_client_secret: SecretStr | None = None
+    web_oidc_scope: str = "openid"
+    web_session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    web_session_absolute_hours: int = Field(default=12, ge=1, le=7 * 24)
+
     log_json: bool = False
     log_level: str = "INFO"
     # When set, /metrics answers only to "Authorization: Bearer <this>" (docs/operations.md).

@@ -15,6 +15,9 @@ from starlette.routing import Mount
 
 from vault.api.app import PUBLIC_PATHS, create_app
 from vault.api.deps import authenticate
+from vault.web.deps import signed_in
+from vault.web.routes import PUBLIC_PATHS as SPACE_PUBLIC_PATHS
+from vault.web.routes import router as space_router
 
 PARAMETER = re.compile(r"\{[^}]+\}")
 
@@ -29,9 +32,15 @@ def routes(app) -> list:
     return list(iter_route_contexts(app.routes))
 
 
+# The patient's space is guarded by a session, not a bearer token (tests/web).
+SPACE_PATHS = frozenset(route.path for route in space_router.routes)
+
+
 def protected(app) -> list[tuple[str, str]]:
     calls = []
     for route in routes(app):
+        if route.path in SPACE_PATHS:
+            continue
         if isinstance(route.original_route, Mount):
             if route.path not in PUBLIC_PATHS:
                 calls.append(("GET", f"{route.path}/1"))
@@ -117,9 +126,38 @@ def test_every_route_outside_the_public_list_depends_on_authentication(walker):
         for route in routes(app)
         if isinstance(route.original_route, APIRoute)
         and route.path not in PUBLIC_PATHS
+        and route.path not in SPACE_PATHS
         and authenticate not in calls(route.dependant)
     ]
     assert unguarded == []
+
+
+def test_every_page_of_the_space_outside_its_public_list_depends_on_a_signed_in_session(walker):
+    app, client = walker
+
+    def calls(dependant) -> set:
+        found = {dependant.call}
+        for sub in dependant.dependencies:
+            found |= calls(sub)
+        return found
+
+    pages = [route for route in routes(app) if route.path in SPACE_PATHS]
+    assert len(pages) > 10
+    unguarded = [
+        route.path
+        for route in pages
+        if route.path not in SPACE_PUBLIC_PATHS and signed_in not in calls(route.dependant)
+    ]
+    assert unguarded == []
+    # Without a session, each answers with the way to sign in (or, for a form, a refusal).
+    for route in pages:
+        if route.path in SPACE_PUBLIC_PATHS:
+            continue
+        for method in sorted(route.methods or {"GET"}):
+            status = client.request(
+                method, concrete(route.path), follow_redirects=False
+            ).status_code
+            assert status in (303, 403), (method, route.path, status)
 
 
 def test_public_routes_answer_without_a_token(walker):

@@ -13,7 +13,8 @@ def test_patient_page_is_served_without_a_token_and_locked_down(client):
     assert response.headers["content-type"].startswith("text/html")
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["cache-control"] == "no-store"
-    assert "/fhir/DocumentReference" in response.text
+    # The sign-in page of the patient's space (tests/web): no token ever reaches it.
+    assert 'href="/login"' in response.text or "demo-sign-in-patient" in response.text
 
 
 def test_upload_as_the_page_sends_it_is_stored_as_the_patients_own_document(client, tokens):

@@ -685,6 +685,7 @@ def _readable_by_proxy(actor: Actor, policy: PatientPolicy, own: Authored) -> Fi
     key = actor.proxy_key
     if key is None:
         return NOTHING
+    # The (issuer, subject) pair, as _decide_proxy reads it.
     issuer = actor.proxy_issuer
     if policy.first(EntryKind.REPRESENTATIVE, key, issuer) is not None:
         hidden = any_of(Labelled(INVISIBLE_PATIENT), Labelled(INVISIBLE_REPRESENTATIVES))

@@ -365,6 +365,12 @@ class AccessService:
                 "permission": permission.value,
                 "reason": decision.reason,
                 **({"basis": decision.basis.value} if decision.basis else {}),
+                # So that a patient's history can say who read: "Médecin", not a number.
+                **(
+                    {"profession": actor.principal.profession}
+                    if actor.principal.profession and actor.principal.acting_professional
+                    else {}
+                ),
                 **dict(decision.detail),
                 **_issuer_detail(actor),
             },

@@ -158,6 +158,9 @@ class TokenValidator:
         self._clock = clock
         self._verified = _VerifiedTokens()
 
+    def trusted(self, issuer: str) -> TrustedIssuer | None:
+        return self._issuers.get(issuer)
+
     def validate(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated("Access token is too large")
@@ -304,6 +307,12 @@ def _scopes(claims: Mapping[str, Any], mapping: ClaimMapping) -> str:
     if not parse_scopes(text) and mapping.default_scope:
         return mapping.default_scope
     return text
+
+
+def principal_from_claims(claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:
+    """The principal an issuer's verified claims describe (an access token's, or the ID
+    token of a sign-in to the patient's space), by the issuer's claim mapping."""
+    return _principal(claims, issuer)
 
 
 def _principal(claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:

@@ -26,10 +26,10 @@ from vault.api.fhir import (
 )
 from vault.api.oauth import router as oauth_router
 from vault.api.public import router as public_router
-from vault.api.web import router as web_router
 from vault.audit.background import AuditWorkers
 from vault.services import Services, build_services
 from vault.settings import Settings, get_settings
+from vault.web import routes as web
 
 PUBLIC_PATHS = frozenset(
     {
@@ -44,7 +44,6 @@ PUBLIC_PATHS = frozenset(
         "/docs",
         "/docs/oauth2-redirect",
         "/docs/assets",
-        "/",
     }
 )
 
@@ -79,12 +78,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Per process: several replicas each count on their own (docs/authentication.md).
     app.state.throttle = Throttle.from_settings(settings)
     errors.install(app)
+    # The patient's space (vault/web): its routes are guarded by a session, not a token.
+    web.install(app, built)
     middleware.install(app, settings, built)
     openapi.install(app, PUBLIC_PATHS)
 
     docs.install(app)
     app.include_router(public_router)
-    app.include_router(web_router)
     app.include_router(oauth_router)
     app.include_router(metadata.router)
 

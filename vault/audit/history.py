@@ -27,7 +27,7 @@ from vault.access.scopes import Scope
 from vault.access.service import AccessService
 from vault.audit import repository
 from vault.documents.repository import facts
-from vault.errors import BadRequest
+from vault.errors import BadRequest, NotFound
 from vault.models import AuditEntry
 
 # Rows read for one page at most: a page of a history that is mostly one actor's refusals
@@ -42,6 +42,15 @@ class RefusalGroup:
 
     count: int
     earliest: datetime
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """Which entries a reader asks for: some actors' roles, a period [since, until)."""
+
+    roles: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,13 @@ class AuditHistory:
         self.access = access
 
     def page(
-        self, session: Session, actor: Actor, patient_id: str, count: int, cursor: str | None
+        self,
+        session: Session,
+        actor: Actor,
+        patient_id: str,
+        count: int,
+        cursor: str | None,
+        only: HistoryFilter | None = None,
     ) -> HistoryPage:
         if not repository.patient_exists(session, patient_id):
             raise self.access.refuse_unknown(
@@ -112,7 +127,15 @@ class AuditHistory:
         scanned = 0
         batch = count + 1
         while True:
-            rows = repository.patient_entries(session, patient_id, before, batch)
+            rows = repository.patient_entries(
+                session,
+                patient_id,
+                before,
+                batch,
+                roles=only.roles if only else (),
+                since=only.since if only else None,
+                until=only.until if only else None,
+            )
             scanned += len(rows)
             for entry in self._visible(session, actor, patient_id, rows):
                 refusing = _refusing_actor(entry)
@@ -143,6 +166,32 @@ class AuditHistory:
     ) -> HistoryPage:
         refusals = {entry.id: group for entry, group in groups.values() if group.count > 1}
         return HistoryPage(shown, str(next_before) if next_before else None, refusals)
+
+    def entry(self, session: Session, actor: Actor, patient_id: str, entry_id: int) -> AuditEntry:
+        """One entry of the patient's history (for its receipt), as ``page`` shows it."""
+        if not repository.patient_exists(session, patient_id):
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.AUDIT_READ,
+                resource_type="AuditEvent",
+                not_found_as="Patient",
+            )
+        self.access.authorize(
+            session,
+            actor,
+            Permission.AUDIT_READ,
+            patient_id,
+            resource_type="AuditEvent",
+            resource_id=str(entry_id),
+            not_found_as="Patient",
+        )
+        row = session.get(AuditEntry, entry_id)
+        if row is None or row.patient_id != patient_id:
+            raise NotFound("AuditEvent not found")
+        if not self._visible(session, actor, patient_id, [row]):
+            raise NotFound("AuditEvent not found")
+        return row
 
     def _visible(
         self, session: Session, actor: Actor, patient_id: str, rows: list[AuditEntry]

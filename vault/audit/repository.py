@@ -18,9 +18,17 @@ def patient_exists(session: Session, patient_id: str) -> bool:
 
 
 def patient_entries(
-    session: Session, patient_id: str, before: int | None, limit: int
+    session: Session,
+    patient_id: str,
+    before: int | None,
+    limit: int,
+    *,
+    roles: tuple[str, ...] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[AuditEntry]:
-    """Newest first, keyset-paged on the entry id (ix_audit_entries_patient_time)."""
+    """Newest first, keyset-paged on the entry id (ix_audit_entries_patient_time);
+    optionally only some actors' roles, and a period."""
     query = (
         select(AuditEntry)
         .where(AuditEntry.patient_id == patient_id)
@@ -29,6 +37,12 @@ def patient_entries(
     )
     if before is not None:
         query = query.where(AuditEntry.id < before)
+    if roles:
+        query = query.where(AuditEntry.actor_role.in_(roles))
+    if since is not None:
+        query = query.where(AuditEntry.occurred_at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.occurred_at < until)
     return list(session.scalars(query))
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     false,
+    func,
     not_,
     or_,
     select,
@@ -419,6 +420,76 @@ def candidates(
         if with_current and row[10] is not None:
             current = SealedVersion(document_id, row[10], row[11], row[12], row[13], row[14])
         found.append(Candidate(document_id, created_at, current_version, facts, current))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Dated:
+    """A candidate with the moment a list by date sorts it on: its date, else its upload."""
+
+    candidate: Candidate
+    sort_at: datetime
+
+
+def dated_candidates(
+    session: Session,
+    criteria: SearchCriteria,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Dated]:
+    """Newest first by the document's date (its upload for an undated one), keyset-paged
+    on (that moment, id), each with its current version: the patient's space lists a
+    record as people think of it, by when things happened."""
+    document = _DOCUMENTS.c
+    version = _VERSIONS.c
+    sort_at = func.coalesce(document.date, document.created_at)
+    query = (
+        select(
+            document.id,
+            document.created_at,
+            document.current_version,
+            *_FACT_COLUMNS,
+            version.version,
+            version.patient_id,
+            version.resource_ciphertext,
+            version.resource_dek,
+            version.kek_id,
+            sort_at.label("sort_at"),
+        )
+        .select_from(
+            _DOCUMENTS.outerjoin(
+                _VERSIONS,
+                and_(
+                    version.document_id == document.id,
+                    version.version == document.current_version,
+                ),
+            )
+        )
+        .where(
+            document.patient_id == criteria.patient_id,
+            document.deleted_at.is_(None),
+            *_filters(criteria),
+        )
+    )
+    if after is not None:
+        moment, document_id = after
+        query = query.where(
+            or_(sort_at < moment, and_(sort_at == moment, document.id < document_id))
+        )
+    query = query.order_by(sort_at.desc(), document.id.desc()).limit(limit)
+    found = []
+    for row in session.connection().execute(query):
+        document_id, created_at, current_version = row[:3]
+        current = None
+        if row[10] is not None:
+            current = SealedVersion(document_id, row[10], row[11], row[12], row[13], row[14])
+        sort_value = row[15]
+        if isinstance(sort_value, str):  # SQLite returns coalesce() as text
+            sort_value = datetime.fromisoformat(sort_value)
+        if sort_value.tzinfo is None:
+            sort_value = sort_value.replace(tzinfo=created_at.tzinfo)
+        candidate = Candidate(document_id, created_at, current_version, _facts_of(row[3:]), current)
+        found.append(Dated(candidate, sort_value))
     return found
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from vault.access import filters
 from vault.access.permissions import Permission
-from vault.access.policy import Actor
+from vault.access.policy import Actor, DocumentFacts
 from vault.access.service import AccessDenied, AccessService
 from vault.documents import repository
 from vault.documents.repository import SearchCriteria
@@ -29,6 +29,21 @@ from vault.documents.service import DocumentService
 from vault.errors import BadRequest
 
 SCAN_BATCH = 100
+
+
+@dataclass(frozen=True)
+class ListedDocument:
+    id: str
+    created_at: datetime
+    sort_at: datetime
+    facts: DocumentFacts
+    resource: dict[str, Any]
+
+
+@dataclass
+class DatedPage:
+    documents: list[ListedDocument]
+    next_cursor: str | None
 
 
 @dataclass
@@ -153,3 +168,49 @@ class DocumentSearch:
                 session, criteria, after, limit, with_current=False, visible=visible
             )
         return SearchPage(found, None)
+
+    def by_date(
+        self,
+        session: Session,
+        actor: Actor,
+        criteria: SearchCriteria,
+        count: int,
+        cursor: str | None,
+    ) -> DatedPage:
+        """The documents the actor may see, newest first by their date: one search,
+        decided and recorded as ``search`` is, each result decided as a single read."""
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DOCUMENT_SEARCH,
+            criteria.patient_id,
+            resource_type="DocumentReference",
+            not_found_as="Patient",
+        )
+        after = decode_cursor(cursor) if cursor else None
+        found: list[ListedDocument] = []
+        limit = count + 1
+        while True:
+            batch = repository.dated_candidates(session, criteria, after, limit)
+            for dated in batch:
+                candidate = dated.candidate
+                after = (dated.sort_at, candidate.id)
+                if candidate.current is None or not self.access.check(
+                    actor, Permission.DOCUMENT_READ, candidate.facts.patient_id, candidate.facts
+                ):
+                    continue
+                if len(found) == count:
+                    last = found[-1]
+                    return DatedPage(found, encode_cursor(last.sort_at, last.id))
+                found.append(
+                    ListedDocument(
+                        candidate.id,
+                        candidate.created_at,
+                        dated.sort_at,
+                        candidate.facts,
+                        self.documents.decrypt_version(session, candidate.current),
+                    )
+                )
+            if len(batch) < limit:
+                return DatedPage(found, None)
+            limit = max(limit, SCAN_BATCH)

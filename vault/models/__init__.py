@@ -14,6 +14,7 @@ from vault.models.document import Binary, Document, DocumentVersion, StoredBlobC
 from vault.models.oauth import OAuthClient, UsedClientAssertion
 from vault.models.patient import Patient, PatientKey
 from vault.models.submission import SubmissionSet, SubmissionSetMember
+from vault.models.web import WebSession, WebVisitor
 
 __all__ = [
     "AccessPolicy",
@@ -36,4 +37,6 @@ __all__ = [
     "SubmissionSet",
     "SubmissionSetMember",
     "UsedClientAssertion",
+    "WebSession",
+    "WebVisitor",
 ]

@@ -15,13 +15,38 @@ server.listen(0, '127.0.0.1', () => {
   const provider = new Provider(issuer, {
     jwks: config.jwks,
     clients: config.clients,
-    scopes: ['openid', ...config.resourceScope.split(' ')],
+    scopes: ['openid', ...(config.extraScopes ?? []), ...config.resourceScope.split(' ')],
+    // People who sign in interactively (the patient's space's tests): any password, the
+    // account's claims from the configuration, no consent screen for the configured clients.
+    ...(config.accounts
+      ? {
+          findAccount: (_ctx, id) =>
+            config.accounts[id]
+              ? { accountId: id, claims: () => ({ sub: id, ...config.accounts[id] }) }
+              : undefined,
+          claims: { openid: ['sub'], vault: Object.keys(Object.values(config.accounts)[0] ?? {}) },
+          conformIdTokenClaims: false,
+          loadExistingGrant: async (ctx) => {
+            const grant = new ctx.oidc.provider.Grant({
+              clientId: ctx.oidc.client.clientId,
+              accountId: ctx.oidc.session.accountId,
+            });
+            grant.addOIDCScope('openid vault');
+            grant.addOIDCClaims(['sub', ...Object.keys(Object.values(config.accounts)[0] ?? {})]);
+            await grant.save();
+            return grant;
+          },
+        }
+      : {}),
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: Boolean(config.accounts) },
       clientCredentials: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => config.resource,
+        // Only machine clients get the vault's JWT access tokens; people signing in
+        // interactively get an ID token (the vault keeps it; the browser never sees it).
+        defaultResource: (_ctx, client) =>
+          client?.grantTypes?.includes('client_credentials') ? config.resource : undefined,
         useGrantedResource: () => true,
         getResourceServerInfo: () => ({
           scope: config.resourceScope,

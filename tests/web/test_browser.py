@@ -1,0 +1,493 @@
+"""The patient's space in a real browser (Chromium), signing in at a real OpenID provider
+(authorization code + PKCE): a patient lists, opens, adds, deletes, masks, blocks, lets a
+caregiver in; the caregiver signs in and reads; the patient revokes and the caregiver is
+refused; the history shows each step. axe-core checks every screen, signed in or not, at
+desktop and phone width, and no screen scrolls sideways at 390 px."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+from pydantic import SecretStr
+
+from tests.conftest import truncate_all
+from tests.factories import ins
+from tests.web.browser import (
+    AXE,
+    DESKTOP,
+    DOCS_IMAGES,
+    FAILURES,
+    PHONE,
+    WEB_CLIENT,
+    WEB_SECRET,
+    Account,
+    Served,
+    axe_violations,
+    free_port,
+    horizontal_overflow,
+    install_axe,
+    launch,
+    start_provider,
+)
+from vault.api.app import create_app
+from vault.services import build_services
+from vault.web import demo
+
+pytestmark = pytest.mark.slow
+
+PATIENT_INS = ins(88)
+CAREGIVER = "aidant-lucas"
+PATIENT = Account(
+    "camille",
+    {
+        "vault_role": "patient",
+        "vault_id": PATIENT_INS,
+        "given_name": "Camille",
+        "family_name": "Dupont",
+    },
+)
+HELPER = Account(
+    "lucas",
+    {
+        "vault_role": "caregiver",
+        "vault_id": CAREGIVER,
+        "given_name": "Lucas",
+        "family_name": "Dupont",
+    },
+)
+# The screens docs/patients.md shows (taken with VAULT_DOCS_SCREENSHOTS=1).
+DOC_SCREENS = {
+    ("connexion", "desktop"),
+    ("documents", "desktop"),
+    ("documents", "phone"),
+    ("document-pdf", "desktop"),
+    ("ajouter-erreurs", "desktop"),
+    ("acces", "desktop"),
+    ("aidants", "desktop"),
+    ("invitation", "desktop"),
+    ("aidant-accueil", "desktop"),
+    ("historique", "desktop"),
+}
+CLASS = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
+    """The vault on the test database: PostgreSQL, and SQLite in scripts/test's second pass."""
+    install_axe()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = tmp_path_factory.mktemp("web-provider")
+    for provider in start_provider(workdir, url, [PATIENT, HELPER]):
+        configured = settings.model_copy(
+            update={
+                "base_url": url,
+                "oidc_issuers": json.dumps(
+                    [
+                        {
+                            "issuer": provider.issuer,
+                            "jwks_uri": provider.jwks_uri,
+                            "audience": "urn:vault:test",
+                            "role_claim": "vault_role",
+                            "subject_claim": "vault_id",
+                        }
+                    ]
+                ),
+                "web_oidc_issuer": provider.issuer,
+                "web_oidc_client_id": WEB_CLIENT,
+                "web_oidc_client_secret": SecretStr(WEB_SECRET),
+                "web_oidc_scope": "openid vault",
+            }
+        )
+        built = build_services(configured)
+        try:
+            with Served(create_app(configured, built), port) as served:
+                yield served, built
+        finally:
+            truncate_all(built)
+            built.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+class Screens:
+    """Each screen of the scenario: axe at desktop and phone width, no sideways scroll;
+    a screenshot for docs/patients.md when VAULT_DOCS_SCREENSHOTS is set."""
+
+    def __init__(self) -> None:
+        self.checked: list[str] = []
+
+    def check(self, page: Page, name: str) -> None:
+        page.wait_for_load_state("load")
+        for size, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
+            page.set_viewport_size(size)
+            violations = axe_violations(page)
+            assert violations == [], f"{name} ({label}): {violations}"
+            if label == "phone":
+                assert horizontal_overflow(page) <= 0, f"{name} scrolls sideways at 390 px"
+            if os.environ.get("VAULT_DOCS_SCREENSHOTS") and (name, label) in DOC_SCREENS:
+                DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(DOCS_IMAGES / f"patients-{name}-{label}.png"))
+        page.set_viewport_size(DESKTOP)
+        self.checked.append(name)
+
+
+def context_for(chromium, request, name: str):
+    context = chromium.new_context(viewport=DESKTOP, locale="fr-FR")
+    # Before every page's own scripts, outside its CSP (which would refuse an injected
+    # script tag -- as it should).
+    context.add_init_script(path=str(AXE))
+    page = context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return context, page, refused
+
+
+def keep_failure(request, page: Page, name: str) -> None:
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        FAILURES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(FAILURES / f"{request.node.name}-{name}.png"), full_page=True)
+
+
+def tab_to(page: Page, testid: str, limit: int = 60) -> None:
+    """Press Tab until the element with this test id has the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement?.dataset?.testid") == testid:
+            return
+    raise AssertionError(f"Tab never reached {testid}")
+
+
+def sign_in(page: Page, base: str, account: Account) -> None:
+    page.goto(base + "/")
+    page.get_by_role("link", name="Se connecter").click()
+    page.locator("input[name=login]").fill(account.login)
+    page.locator("input[name=password]").fill("un mot de passe")
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(re.escape(base) + r"/.*"))
+
+
+def publish(
+    base: str,
+    services,
+    patient_id: str,
+    title: str,
+    content: bytes,
+    content_type: str,
+    type_code: str,
+    days_ago: int,
+) -> None:
+    token = services.issuer.mint("professional", demo.DOCTOR.idnps, profession="10")
+    resource = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "masterIdentifier": {
+            "system": "urn:ietf:rfc:3986",
+            "value": f"urn:uuid:{os.urandom(16).hex()[:8]}-0000-4000-8000-{os.urandom(6).hex()}",
+        },
+        "type": {"coding": [{"system": "http://loinc.org", "code": type_code}]},
+        "category": [{"coding": [{"system": CLASS, "code": "10"}]}],
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "date": (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(),
+        "author": [
+            {
+                "identifier": {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": demo.DOCTOR.idnps},
+                "display": demo.DOCTOR.name,
+            }
+        ],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": content_type,
+                    "title": title,
+                    "data": base64.b64encode(content).decode(),
+                }
+            }
+        ],
+    }
+    response = httpx.post(
+        f"{base}/fhir/DocumentReference",
+        json=resource,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_a_patient_and_a_caregiver_use_the_space_in_chromium(stack, chromium, request, tmp_path):
+    served, services = stack
+    base = served.url
+    screens = Screens()
+    context, page, refused = context_for(chromium, request, "patient")
+    helper_context, helper, helper_refused = context_for(chromium, request, "caregiver")
+    try:
+        # Signed out: the sign-in page.
+        page.goto(base + "/")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Connexion à votre espace santé")
+        screens.check(page, "connexion")
+
+        # Sign in at the provider (authorization code + PKCE); a first visit.
+        sign_in(page, base, PATIENT)
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Bienvenue dans votre espace santé"
+        )
+        screens.check(page, "bienvenue")
+        page.get_by_role("button", name="Ouvrir mon espace").click()
+        expect(page.get_by_role("status")).to_have_text("Votre espace est ouvert.")
+        patient_id = page.url.split("/dossiers/")[1].split("/")[0]
+
+        publish(
+            base,
+            services,
+            patient_id,
+            "Bilan sanguin",
+            demo.pdf("Bilan sanguin", ["Hémoglobine : 13,2 g/dL"]),
+            "application/pdf",
+            "11502-2",
+            20,
+        )
+        publish(
+            base,
+            services,
+            patient_id,
+            "Compte rendu de consultation",
+            b"Tension normale.",
+            "text/plain",
+            "11488-4",
+            40,
+        )
+
+        # List.
+        page.goto(f"{base}/dossiers/{patient_id}/documents")
+        expect(page.get_by_test_id("document-row")).to_have_count(2)
+        screens.check(page, "documents")
+
+        # Open the PDF: the viewer shows it.
+        with page.expect_response(re.compile(r"/contenu$")) as shown:
+            page.get_by_role("link", name=re.compile(r"^Ouvrir Bilan sanguin du ")).click()
+        assert shown.value.status == 200
+        assert shown.value.headers["content-type"] == "application/pdf"
+        viewer = page.get_by_test_id("document-viewer")
+        expect(viewer).to_be_visible()
+        frame = viewer.locator("iframe")
+        expect(frame).to_be_visible()
+        assert frame.bounding_box()["height"] > 300
+        # Chromium's PDF viewer took the document in the frame.
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not any(f.url.startswith("chrome-extension://") for f in page.frames):
+            assert datetime.now(UTC) < deadline, [f.url for f in page.frames]
+            page.wait_for_timeout(200)
+        screens.check(page, "document-pdf")
+
+        # Add a document of one's own.
+        page.get_by_role("link", name="Ajouter un document").click()
+        screens.check(page, "ajouter")
+        page.get_by_role("button", name="Ajouter").click()
+        expect(page.locator("#title-error")).to_have_text("Donnez un titre au document.")
+        screens.check(page, "ajouter-erreurs")
+        page.get_by_label("Titre").fill("Carnet de vaccination")
+        page.get_by_label("Type de document").select_option(label="Historique des vaccinations")
+        page.get_by_label("Fichier").set_input_files(
+            files=[
+                {
+                    "name": "carnet.txt",
+                    "mimeType": "text/plain",
+                    "buffer": "Tétanos : 2020".encode(),
+                }
+            ]
+        )
+        page.get_by_role("button", name="Ajouter").click()
+        expect(page.get_by_role("status")).to_have_text("Le document a été ajouté.")
+        expect(page.get_by_test_id("document-viewer")).to_contain_text("Tétanos : 2020")
+        screens.check(page, "document-texte")
+
+        # Delete it.
+        page.get_by_role("link", name="Supprimer ce document").click()
+        screens.check(page, "supprimer")
+        page.get_by_role("button", name="Supprimer définitivement").click()
+        expect(page.get_by_role("status")).to_have_text("Le document a été supprimé.")
+        expect(page.get_by_test_id("document-row")).to_have_count(2)
+
+        # Mask the professional's report.
+        page.get_by_role(
+            "link", name=re.compile(r"^Ouvrir Compte rendu de consultation du ")
+        ).click()
+        expect(page.get_by_text("vous pouvez le masquer")).to_be_visible()
+        page.get_by_role("button", name="Masquer ce document").click()
+        expect(page.get_by_role("status")).to_have_text(
+            "Le document est masqué aux professionnels."
+        )
+
+        # Block a professional.
+        page.get_by_role("link", name="Qui peut voir mon dossier").click()
+        blocked = page.locator(
+            "section", has=page.get_by_role("heading", name="Professionnels bloqués")
+        )
+        blocked.get_by_label("Numéro RPPS (11 chiffres)").fill("10005678912")
+        blocked.get_by_role("button", name="Bloquer ce professionnel").click()
+        expect(page.get_by_role("status")).to_have_text("Vos règles d'accès ont été mises à jour.")
+        expect(blocked).to_contain_text("Professionnel RPPS 10005678912")
+        screens.check(page, "acces")
+
+        # Invite a caregiver: the page shows a one-time code.
+        page.get_by_role("link", name="Aidants", exact=True).click()
+        page.get_by_label("Lire et ajouter des documents").check()
+        until = (datetime.now(UTC) + timedelta(days=90)).date().isoformat()
+        page.get_by_label("Jusqu'au").fill(until)
+        page.get_by_role("button", name="Créer l'invitation").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Invitation créée")
+        code = page.get_by_test_id("invitation-code").inner_text()
+        assert len(code) >= 40
+        screens.check(page, "invitation")
+
+        # The caregiver signs in with their own identity and accepts.
+        sign_in(helper, base, HELPER)
+        expect(helper.get_by_text("Personne ne vous a encore donné accès")).to_be_visible()
+        helper.get_by_role("link", name="J'ai reçu une invitation").click()
+        screens.check(helper, "accepter")
+        helper.get_by_label("Code d'invitation").fill("pas-le-bon-code")
+        helper.get_by_role("button", name="Accepter").click()
+        expect(helper.locator("#code-error")).to_have_text(
+            "Ce code est inconnu, déjà utilisé ou expiré."
+        )
+        helper.get_by_label("Code d'invitation").fill(code)
+        helper.get_by_role("button", name="Accepter").click()
+        expect(helper.get_by_role("status")).to_have_text(
+            "Invitation acceptée : vous pouvez maintenant aider cette personne."
+        )
+        expect(helper.get_by_text("Vous agissez pour le compte de Camille Dupont")).to_be_visible()
+        camille = helper.url
+        # It reads; the masked report is not theirs to see.
+        expect(helper.get_by_test_id("document-row")).to_have_count(1)
+        helper.get_by_test_id("open-document").first.click()
+        expect(helper.get_by_test_id("document-viewer")).to_be_visible()
+        screens.check(helper, "aidant-document")
+        helper.goto(base + "/")
+        expect(helper.get_by_test_id("delegation-row")).to_contain_text("Camille Dupont")
+        screens.check(helper, "aidant-accueil")
+
+        # The delegation is bound to who accepted it, under the name their issuer gave.
+        page.get_by_role("link", name="Aidants", exact=True).click()
+        expect(page.get_by_test_id("delegation-row")).to_have_count(1)
+        expect(page.get_by_test_id("delegation-row")).to_contain_text("Lucas Dupont")
+        screens.check(page, "aidants")
+
+        # The patient revokes; the caregiver is refused at once.
+        page.get_by_role("button", name="Retirer l'accès de Lucas Dupont").click()
+        expect(page.get_by_role("status")).to_have_text("L'accès de l'aidant a été retiré.")
+        helper.goto(camille)
+        expect(helper.get_by_role("heading", level=1)).to_have_text("Un problème est survenu")
+        screens.check(helper, "aidant-refuse")
+
+        # The history shows each step.
+        page.get_by_role("link", name="Qui a consulté mon dossier").click()
+        screens.check(page, "historique")
+        texts = page.get_by_test_id("history-row").all_inner_texts()
+        while page.get_by_role("link", name="Accès plus anciens").count():
+            page.get_by_role("link", name="Accès plus anciens").click()
+            texts += page.get_by_test_id("history-row").all_inner_texts()
+        text = " ".join(texts)
+        for step in (
+            "A ouvert un document",
+            "A ajouté un document",
+            "A supprimé un document",
+            "A modifié un document",
+            "A modifié les règles d'accès",
+            "A donné accès à un aidant",
+            "A accepté une invitation d'aidant",
+            "A retiré l'accès d'un aidant",
+        ):
+            assert step in text, step
+        assert "Aidant" in text
+        page.get_by_role("link", name="Notifications").click()
+        screens.check(page, "notifications")
+
+        # Sign out: here and at the provider.
+        page.get_by_role("button", name="Se déconnecter").click()
+        if not page.url.startswith(base):
+            page.locator("button[type=submit]").first.click()
+        page.wait_for_url(re.compile(re.escape(base) + r"/$"))
+        expect(page.get_by_role("link", name="Se connecter")).to_be_visible()
+        page.goto(f"{base}/dossiers/{patient_id}/documents")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Connexion à votre espace santé")
+
+        assert refused == []
+        assert helper_refused == []
+        assert len(screens.checked) >= 14
+    finally:
+        keep_failure(request, page, "patient")
+        keep_failure(request, helper, "caregiver")
+        context.close()
+        helper_context.close()
+
+
+def test_the_demo_accounts_sign_in_in_one_click(stack, chromium, request):
+    served, services = stack
+    demo.seed(services)
+    base = served.url
+    screens = Screens()
+    context, page, refused = context_for(chromium, request, "demo")
+    try:
+        page.goto(base + "/")
+        expect(page.get_by_text("Démonstration.")).to_be_visible()
+        # With the keyboard alone: to the demo button, then to a document, and open it.
+        tab_to(page, "demo-sign-in-patient")
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("document-row")).to_have_count(4)
+        tab_to(page, "open-document")
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("document-viewer")).to_be_visible()
+        expect(page.get_by_text("Démonstration.")).to_be_visible()
+        # Each kind of document opens in the page.
+        for title in (
+            "Synthèse médicale",
+            "Mes directives anticipées",
+            "Radiographie du genou droit",
+        ):
+            page.get_by_role("link", name="Documents", exact=True).click()
+            page.get_by_role("link", name=re.compile(rf"^Ouvrir {title} du ")).click()
+            expect(page.get_by_test_id("document-viewer")).to_be_visible()
+        image = page.get_by_test_id("document-viewer").locator("img")
+        expect(image).to_be_visible()
+        assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) > 0
+        screens.check(page, "demo-image")
+        page.get_by_role("button", name="Se déconnecter").click()
+        page.get_by_test_id("demo-sign-in-caregiver").click()
+        expect(page.get_by_test_id("delegation-row")).to_contain_text("Camille Martin")
+        assert refused == []
+    finally:
+        keep_failure(request, page, "demo")
+        context.close()
+
+
+def test_every_signed_out_screen_passes_axe(stack, chromium, request):
+    served, _services = stack
+    screens = Screens()
+    context, page, _refused = context_for(chromium, request, "anonymous")
+    try:
+        for path in ("/", "/logout", "/dossiers/x/documents"):
+            page.goto(served.url + path)
+            screens.check(page, "anonyme")
+    finally:
+        keep_failure(request, page, "anonymous")
+        context.close()

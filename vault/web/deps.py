@@ -1,0 +1,121 @@
+"""Request dependencies of the patient's space: the session, the signed-in person, CSRF,
+and the same one-transaction-per-request (with refusals recorded) as the API's."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from anyio import CancelScope
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from vault.access.policy import Actor
+from vault.access.principal import Principal
+from vault.access.service import AccessDenied
+from vault.api.deps import ServicesDep, _commit, _roll_back_and_record
+from vault.audit.records import AuditRecord, Outcome
+from vault.errors import VaultError
+from vault.web.sessions import SessionData, csrf_valid
+from vault.web.signin import session_principal
+
+
+class SignInRequired(Exception):
+    """No live session: the person is sent to the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A state-changing form without this session's CSRF token."""
+
+
+async def web_session(request: Request) -> SessionData:
+    data = request.scope.get("session")
+    if not isinstance(data, SessionData):
+        # The space's middleware gives every one of its paths a session.
+        raise SignInRequired
+    return data
+
+
+WebSessionDep = Annotated[SessionData, Depends(web_session)]
+
+
+async def signed_in(request: Request, data: WebSessionDep) -> Principal:
+    """The person this session signed in, checked again on every request; the space's
+    guard, as ``authenticate`` is the API's."""
+    principal = session_principal(data)
+    if principal is None:
+        raise SignInRequired
+    source_ip = request.client.host if request.client else None
+    principal = dataclasses.replace(principal, source_ip=source_ip)
+    request.state.principal = principal
+    return principal
+
+
+SignedInDep = Annotated[Principal, Depends(signed_in)]
+
+
+async def csrf_checked(request: Request, data: WebSessionDep, found: ServicesDep) -> None:
+    """Every state-changing form carries the session's token (and, where the browser
+    says where it comes from, comes from the vault's own pages)."""
+    origin = request.headers.get("origin")
+    # "null" is what Chromium sends under Referrer-Policy: no-referrer; the token decides.
+    expected = {
+        "null",
+        f"{request.url.scheme}://{request.url.netloc}",
+        found.settings.base_url.rstrip("/"),
+    }
+    if origin and origin not in expected:
+        raise CsrfRefused
+    form = await request.form()
+    sent = form.get("csrf_token")
+    if not csrf_valid(data, sent if isinstance(sent, str) else None):
+        raise CsrfRefused
+
+
+CsrfDep = Depends(csrf_checked)
+
+WRITES = {"POST"}
+
+
+async def web_transaction(
+    request: Request, found: ServicesDep, principal: SignedInDep
+) -> AsyncIterator[Session]:
+    """As vault/api/deps.py's ``transaction``: commit on success, roll back on any error,
+    then record a refusal or a failed change on its own."""
+    session = found.session_factory()
+    try:
+        yield session
+        await run_in_threadpool(_commit, session)
+    except AccessDenied as denied:
+        await run_in_threadpool(_roll_back_and_record, found, session, denied.audit_record)
+        raise
+    except VaultError as error:
+        record = None
+        if request.method in WRITES:
+            record = AuditRecord(
+                action="C",
+                outcome=Outcome.FAILED,
+                purpose="PATRQT",
+                principal=principal,
+                detail={"error": type(error).__name__, "status": str(error.status_code)},
+            )
+        await run_in_threadpool(_roll_back_and_record, found, session, record)
+        raise
+    except BaseException:
+        with CancelScope(shield=True):
+            await run_in_threadpool(_roll_back_and_record, found, session, None)
+        raise
+
+
+WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]
+
+
+async def web_actor(
+    found: ServicesDep, principal: SignedInDep, session: WebTransactionDep
+) -> Actor:
+    return await run_in_threadpool(found.access.actor, session, principal)
+
+
+WebActorDep = Annotated[Actor, Depends(web_actor)]
