@@ -13,9 +13,11 @@ from sqlalchemy import event, func, insert, select, text
 
 from tests.audit.test_atomicity import audit_writes_fail
 from tests.factories import create_patient, publish
+from vault.access.permissions import Permission
 from vault.access.principal import Principal, Role
+from vault.access.scopes import parse_scopes
 from vault.audit.chain import GENESIS
-from vault.audit.group import AuditUnavailable, GroupCommit, Pending
+from vault.audit.group import WRITTEN, AuditUnavailable, Deferred, GroupCommit, Pending
 from vault.audit.records import AuditRecord, Outcome
 from vault.db import make_engine, make_session_factory
 from vault.models import AuditChainHead, AuditEntry
@@ -167,3 +169,28 @@ def test_concurrent_downloads_while_the_log_refuses_entries_return_no_byte(
         assert response.status_code == 503
         assert response.json()["resourceType"] == "OperationOutcome"
         assert b"secret groupe" not in response.content
+
+
+def test_a_read_in_a_transaction_that_already_wrote_to_the_log_is_recorded_there(
+    services: Services, client, tokens
+) -> None:
+    """A page that records a document's read and then sends its content (the patient's
+    space) holds the chain's head when it asks for the content's entry: handing that entry
+    to the committer, which needs the same head, would leave both waiting."""
+    assert services.access.group is not None, "group commit is on for PostgreSQL"
+    patient_id, ins_value = create_patient(client, tokens)
+    principal = Principal(role=Role.PATIENT, subject=ins_value, scopes=parse_scopes("patient/*.rs"))
+    with services.session_factory() as session, session.begin():
+        actor = services.access.actor(session, principal)
+        services.audit.append(session, _read(patient_id, 1))
+        recorded = services.access.authorize_read(
+            session, actor, Permission.PATIENT_READ, patient_id, resource_type="Patient"
+        )
+        assert recorded is WRITTEN
+    with services.session_factory() as session, session.begin():
+        recorded = services.access.authorize_read(
+            session, actor, Permission.PATIENT_READ, patient_id, resource_type="Patient"
+        )
+        assert isinstance(recorded, Deferred)
+        recorded.wait()
+    assert _entries(services) >= 3

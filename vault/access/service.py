@@ -34,7 +34,7 @@ from vault.access.repository import PolicySnapshots, load_policy, own_record
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
 from vault.audit.group import WRITTEN, Deferred, GroupCommit, Pending
 from vault.audit.records import AuditRecord, Outcome, WrittenEntry
-from vault.audit.service import AuditService
+from vault.audit.service import AuditService, holds_chain
 from vault.errors import NotFound
 from vault.models.base import utcnow
 from vault.observability import metrics
@@ -321,7 +321,10 @@ class AccessService:
             detail=detail,
             not_found_as=not_found_as,
         )
-        if self.group is None:
+        if self.group is None or holds_chain(session):
+            # A request that already wrote to the log (a document read before its content,
+            # say) holds chain heads: its read is recorded in its own transaction, never
+            # left waiting for a committer that may need those heads.
             self.audit.append(session, record)
             return WRITTEN
         return Deferred(self.group, record)

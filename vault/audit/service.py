@@ -29,6 +29,8 @@ from vault.models.base import utcnow
 from vault.observability import metrics
 
 _HEADS = cast(Table, AuditChainHead.__table__)
+# The transaction in which this session last claimed a chain head (see ``holds_chain``).
+_CHAIN_CLAIMED_IN = "vault.audit.chain_claimed_in"
 _ENTRIES = cast(Table, AuditEntry.__table__)
 # The entry's columns, as bound parameters; a checkpoint sets leaf_index later.
 _ENTRY_VALUES: dict[str, BindParameter[Any]] = {
@@ -92,6 +94,7 @@ class AuditService:
         dialect = session.get_bind().dialect.name
         built = _statements(dialect)
         claimed = session.execute(built.claim, {"chain_key": chain_key}).one()
+        session.info[_CHAIN_CLAIMED_IN] = session.get_transaction()
         seq, prev_hash = int(claimed[0]), bytes(claimed[1])
         principal = record.principal
         fields: dict[str, Any] = {
@@ -148,6 +151,14 @@ class AuditService:
         attempt must still be on record."""
         with factory() as session, session.begin():
             self.append(session, record)
+
+
+def holds_chain(session: Session) -> bool:
+    """Whether this session's open transaction holds a chain head it claimed (row-locked
+    until it ends). Such a transaction must not wait for the read committer
+    (``vault.audit.group``): the committer may need that very head, and would wait for it."""
+    held = session.info.get(_CHAIN_CLAIMED_IN)
+    return held is not None and held is session.get_transaction()
 
 
 def _entry_params(entry: WrittenEntry) -> dict[str, Any]:
