@@ -2,30 +2,76 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# libpq parameters the vault sets unless the URL's query names them (docs/operations.md).
+# A server that does not answer must cost a request a few seconds, not a hang: a connection
+# attempt gives up after connect_timeout and moves on to the next host of a multi-host URL;
+# TCP keepalives and tcp_user_timeout find a connection whose server vanished without a
+# word (a machine powered off, a partition) instead of waiting for the kernel's minutes.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "3",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "20000",
+}
 
-def make_engine(url: str) -> Engine:
+
+def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
+    """An engine for ``url``. ``prepared_statements=False`` is for a pooler in transaction
+    mode that does not track them (PgBouncer before 1.21): psycopg would otherwise prepare
+    a statement on one server connection and run it on another."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
-    return create_engine(
-        url,
+    parsed = make_url(url)
+    parsed = parsed.update_query_dict(
+        {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in parsed.query}
+    )
+    connect_args: dict[str, Any] = {}
+    if not prepared_statements:
+        connect_args["prepare_threshold"] = None
+    engine = create_engine(
+        parsed,
         pool_size=10,
         max_overflow=10,
+        # A connection from before a failover or a restart is tested before use, and one
+        # found dead empties the pool of its elders (SQLAlchemy's default on a disconnect):
+        # the next request connects afresh, to whichever server now takes writes.
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args=connect_args,
     )
+    event.listen(engine, "handle_error", _read_only_server_is_gone)
+    return engine
+
+
+# read_only_sql_transaction: the server this connection reached no longer takes writes (a
+# primary demoted under it). Its connections are of no more use than broken ones.
+_NO_LONGER_PRIMARY = "25006"
+
+
+def _read_only_server_is_gone(context: ExceptionContext) -> None:
+    """Treat a write refused by a read-only server as a lost connection: SQLAlchemy then
+    drops it and the pool's older ones (the request answers 503 like any outage), and the
+    next connection goes, through target_session_attrs=read-write, to the new primary."""
+    if getattr(context.original_exception, "sqlstate", None) == _NO_LONGER_PRIMARY:
+        context.is_disconnect = True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -33,7 +79,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    # Codes and security labels are case-sensitive, as PostgreSQL's LIKE is: the access
+    # filter of a search (vault.access.policy.readable) must admit exactly what the
+    # decision function does.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+
+
+def _refuse_nul(
+    _connection: Any,
+    _cursor: Any,
+    _statement: str,
+    parameters: Any,
+    _context: Any,
+    executemany: bool,
+) -> None:
+    """Refuse a NUL character in a text parameter, as PostgreSQL does.
+
+    SQLite would store it, and a LIKE pattern holding one is cut short there and matches
+    everything: the same input must get the same answer (a DataError, 400) on both backends.
+    """
+    for row in parameters if executemany else (parameters,):
+        values = row.values() if isinstance(row, dict) else row
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            raise sqlite3.DataError("A text value holds a NUL character")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

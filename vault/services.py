@@ -74,7 +74,10 @@ def external_issuers(settings: Settings) -> list[TrustedIssuer]:
 
 
 def build_services(settings: Settings) -> Services:
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(
+        settings.effective_database_url,
+        prepared_statements=settings.database_prepared_statements,
+    )
     session_factory = make_session_factory(engine)
     pin = settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None
     key_provider = instrument_key_provider(

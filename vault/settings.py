@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".vault-data")
     # Empty means the embedded SQLite database under data_dir.
     database_url: str = ""
+    # Off behind a pooler in transaction mode that does not track prepared statements
+    # (PgBouncer before 1.21, docs/operations.md).
+    database_prepared_statements: bool = True
     base_url: str = "http://127.0.0.1:8000"
     # "db:" keeps ciphertext in the database; "file:///path" or "s3://bucket" otherwise.
     blob_store: str = "db:"

@@ -29,7 +29,11 @@ def _fail(message: str) -> None:
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    engine = make_engine(get_settings().effective_database_url)
+    settings = get_settings()
+    engine = make_engine(
+        settings.effective_database_url,
+        prepared_statements=settings.database_prepared_statements,
+    )
     try:
         with make_session_factory(engine)() as session, session.begin():
             yield session

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from vault.access.filters import Filter
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
 from vault.access.policy import (
@@ -21,6 +22,7 @@ from vault.access.policy import (
     DocumentFacts,
     decide,
     needs_policy,
+    readable,
 )
 from vault.access.principal import INS_SYSTEMS, Principal, Role
 from vault.access.repository import PolicySnapshots, load_policy, own_record
@@ -191,6 +193,16 @@ class AccessService:
             change=change,
             matrix=self.matrix,
         )
+
+    def readable(self, actor: Actor, patient_id: str) -> Filter:
+        """What ``check`` would let the actor read of this record, as a filter for the
+        search's query (the same policy snapshot, the same matrix)."""
+        policy = (
+            actor.policies.get(patient_id)
+            if actor.policies is not None and needs_policy(actor, patient_id)
+            else None
+        )
+        return readable(actor, patient_id, policy=policy, matrix=self.matrix)
 
     def authorize(
         self,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.orm import Session
 
 from vault.audit.scan import ChainTally, KeyRange, check_chains, check_tree
@@ -82,9 +83,8 @@ def scan_log(
     ranges, entries = _key_ranges(connection, workers)
     row = connection.execute("SELECT pg_export_snapshot()").fetchone()
     assert row is not None
-    url = bound.engine.url.set(drivername="postgresql")
     job = {
-        "dsn": url.render_as_string(hide_password=False),
+        "dsn": _same_server(connection),
         "snapshot": row[0],
         "batch": batch,
     }
@@ -196,3 +196,10 @@ def _finish(worker: _Worker, connection: psycopg.Connection[Any], batch: int) ->
             "audit verification worker failed (%s), checking its range here: %s", error, detail
         )
         return check_chains(connection, worker.keys, batch)
+
+
+def _same_server(connection: psycopg.Connection[Any]) -> str:
+    """A connection string to the very server ``connection`` is on: the snapshot exists
+    only there, and a multi-host URL could lead a worker elsewhere."""
+    info = connection.info
+    return make_conninfo(info.dsn, port=str(info.port), password=info.password or None)

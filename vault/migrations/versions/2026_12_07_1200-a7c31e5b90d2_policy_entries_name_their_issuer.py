@@ -14,7 +14,7 @@ the patient's policy and history, and is granted again by the patient (or accept
 through an invitation).
 
 Revision ID: a7c31e5b90d2
-Revises: 3ffc31e7d521
+Revises: 5c1a7e2f9b34
 Create Date: 2026-12-07 12:00:00
 """
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a7c31e5b90d2"
-down_revision: str | None = "3ffc31e7d521"
+down_revision: str | None = "5c1a7e2f9b34"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
