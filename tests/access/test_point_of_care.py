@@ -123,3 +123,17 @@ def test_a_refusal_of_emergency_access_also_refuses_and_suspends_point_of_care_d
     )
     assert added.status_code == 201
     assert sees(client, tokens.professional("810000000032"), document_id)
+
+
+def test_blocking_by_a_malformed_professional_identifier_is_refused_and_changes_nothing(
+    client, tokens
+):
+    patient_id, patient_ins = create_patient(client, tokens)
+    own = tokens.patient(patient_ins)
+    # Found by the OpenAPI fuzzer: a control character in the path once answered 500.
+    response = client.post(
+        policy_url(patient_id, "/point-of-care/%60%C2%85%C3%ADH%F2%91%B7%B0/block"), headers=own
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert client.get(policy_url(patient_id), headers=own).json()["version"] == 0

@@ -47,6 +47,9 @@ PatientId = Annotated[
         description="The patient's record id, or 'me' for the caller's own record",
     ),
 ]
+# What an IDNPS (or RPPS) looks like: "8" + RPPS, "0" + ADELI, "3" + FINESS "/" local id.
+# A route that names a professional to write into the policy takes nothing else.
+PROFESSIONAL_ID = r"^[0-9A-Za-z][0-9A-Za-z/._-]{0,63}$"
 RECORD = "/patients/{patient_id}"
 POLICY = RECORD + "/policy"
 
@@ -245,7 +248,7 @@ def withdraw_point_of_care(
 )
 def block_point_of_care_declarer(
     patient_id: PatientId,
-    idnps: Annotated[str, Path(max_length=64)],
+    idnps: Annotated[str, Path(max_length=64, pattern=PROFESSIONAL_ID)],
     actor: ActorDep,
     found: ServicesDep,
     session: SessionDep,
