@@ -3,7 +3,9 @@ drives one workload against it, and records each worker with py-spy (GIL-holding
 only, so waits on PostgreSQL do not show). Needs py-spy (``pip install py-spy``) and an
 existing bench store (run ``vault bench --quick`` once first).
 
-    VAULT_DATABASE_URL=... python benchmarks/profile_server.py ingest|reads [seconds]
+    VAULT_DATABASE_URL=... python benchmarks/profile_server.py ingest|reads|binary [seconds]
+
+``binary`` is 8 clients downloading 100 KB documents, as ``vault bench`` times them.
 
 Writes one speedscope file per worker to /tmp/vault-profile-<pid>.json and prints the
 functions that hold the most samples.
@@ -20,6 +22,7 @@ import threading
 from pathlib import Path
 
 from vault.access.tokens import EmbeddedIssuer
+from vault.bench import load as bench_load
 from vault.bench.ingest import ITI105, Ingest, iti65
 from vault.bench.reads import Probe, run_reads
 from vault.bench.runner import TOKEN_TTL
@@ -53,6 +56,28 @@ def main() -> None:
                     f"{result.documents_per_s:.1f} documents/s, "
                     f"{result.server_cpu_ms_per_document:.2f} ms server CPU per document"
                 )
+        elif workload == "binary":
+            binaries = loader.probe_binaries()
+            readers = [
+                bench_load.Reader(
+                    patient_id,
+                    issuer.mint("patient", ins_for(n), ttl=TOKEN_TTL),
+                    0,
+                    tuple(binaries[patient_id]),
+                    loader.probe_sha1,
+                )
+                for n, patient_id in loader.probe_patients().items()
+            ]
+
+            def load() -> None:
+                result = bench_load.run_load(
+                    server.base_url,
+                    [bench_load.Client((("binary", bench_load.download(readers)),))] * 8,
+                    seconds=seconds + 2,
+                    warmup=10,
+                    server_cpu=server.cpu_seconds,
+                )
+                print(bench_load.describe(result, "binary", "binary"))
         else:
             binaries = loader.probe_binaries()
             probes = [

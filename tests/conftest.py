@@ -1,5 +1,10 @@
 """Test fixtures: a real PostgreSQL database built by the migrations, one per test run
-(and per xdist worker), emptied between tests."""
+(and per xdist worker), emptied between tests.
+
+``VAULT_TEST_DATABASE=sqlite`` builds a fresh SQLite file by the same migrations instead: the
+second pass of ``scripts/test`` runs the HTTP-facing tests on it, which is what the README's
+embedded default (``scripts/serve``) runs on. Tests that need PostgreSQL itself carry the
+``postgres_only`` marker and are deselected there."""
 
 from __future__ import annotations
 
@@ -24,6 +29,10 @@ from vault.services import Services, build_services
 from vault.settings import Settings
 
 ADMIN_URL = os.environ.get("VAULT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+BACKEND = os.environ.get("VAULT_TEST_DATABASE", "postgresql")
+if BACKEND not in {"postgresql", "sqlite"}:
+    raise RuntimeError(f"VAULT_TEST_DATABASE must be postgresql or sqlite, not {BACKEND!r}")
+ON_SQLITE = BACKEND == "sqlite"
 # Set by tests/hardening/test_pgbouncer.py, which runs a slice of the suite again with the
 # services connected through PgBouncer in transaction mode at this host:port.
 POOLER = os.environ.get("VAULT_TEST_POOLER", "")
@@ -69,8 +78,24 @@ def _drop_database(name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not ON_SQLITE:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("postgres_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if ON_SQLITE:
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'vault.db'}"
+        upgrade(url)
+        yield url
+        return
     name = _create_database()
     base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     url = f"{base}/{name}"
@@ -99,7 +124,13 @@ def settings(database_url: str, data_dir: Path) -> Settings:
             blob_store="db:",
         )
     return Settings(
-        database_url=database_url, data_dir=data_dir, base_url="http://testserver", blob_store="db:"
+        database_url=database_url,
+        data_dir=data_dir,
+        base_url="http://testserver",
+        blob_store="db:",
+        # Many tests probe what they may not see on purpose, more than an actor's refusal
+        # allowance; the refusal throttle has tests of its own, at the shipped default.
+        refusal_limit=1_000_000,
     )
 
 
@@ -113,6 +144,18 @@ def session_services(settings: Settings) -> Iterator[Services]:
 
 
 def truncate_all(found: Services) -> None:
+    if found.engine.dialect.name == "sqlite":
+        # SQLite has no TRUNCATE: delete children before parents, and forget AUTOINCREMENT
+        # counters so identities restart as they do on PostgreSQL.
+        with found.engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+            has_sequences = connection.execute(
+                text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+            ).first()
+            if has_sequences:
+                connection.execute(text("DELETE FROM sqlite_sequence"))
+        return
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     with found.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

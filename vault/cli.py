@@ -62,7 +62,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        # Forwarded headers are believed only from VAULT_TRUSTED_PROXIES, by the app itself:
+        # uvicorn's own default believes any process on loopback.
+        proxy_headers=False,
         access_log=False,
         log_config=None,
         http="httptools",

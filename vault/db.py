@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,9 @@ CONNECTION_DEFAULTS = {
 }
 
 
-def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
+def make_engine(
+    url: str, *, prepared_statements: bool = True, pool_size: int = 10, max_overflow: int = 10
+) -> Engine:
     """An engine for ``url``. ``prepared_statements=False`` is for a pooler in transaction
     mode that does not track them (PgBouncer before 1.21): psycopg would otherwise prepare
     a statement on one server connection and run it on another."""
@@ -36,6 +39,7 @@ def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
     parsed = make_url(url)
     parsed = parsed.update_query_dict(
@@ -46,8 +50,8 @@ def make_engine(url: str, *, prepared_statements: bool = True) -> Engine:
         connect_args["prepare_threshold"] = None
     engine = create_engine(
         parsed,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         # A connection from before a failover or a restart is tested before use, and one
         # found dead empties the pool of its elders (SQLAlchemy's default on a disconnect):
         # the next request connects afresh, to whichever server now takes writes.
@@ -77,7 +81,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    # Codes and security labels are case-sensitive, as PostgreSQL's LIKE is: the access
+    # filter of a search (vault.access.policy.readable) must admit exactly what the
+    # decision function does.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+
+
+def _refuse_nul(
+    _connection: Any,
+    _cursor: Any,
+    _statement: str,
+    parameters: Any,
+    _context: Any,
+    executemany: bool,
+) -> None:
+    """Refuse a NUL character in a text parameter, as PostgreSQL does.
+
+    SQLite would store it, and a LIKE pattern holding one is cut short there and matches
+    everything: the same input must get the same answer (a DataError, 400) on both backends.
+    """
+    for row in parameters if executemany else (parameters,):
+        values = row.values() if isinstance(row, dict) else row
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            raise sqlite3.DataError("A text value holds a NUL character")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

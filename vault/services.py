@@ -14,6 +14,7 @@ from vault.access.matrix import load_matrix
 from vault.access.oauth import TokenEndpoint
 from vault.access.service import AccessService
 from vault.access.tokens import EmbeddedIssuer, TokenValidator, TrustedIssuer
+from vault.audit.group import GroupCommit
 from vault.audit.service import AuditService
 from vault.audit.wiring import AuditLog, build_audit_log
 from vault.db import make_engine, make_session_factory
@@ -60,6 +61,8 @@ class Services:
     oauth: TokenEndpoint | None
 
     def close(self) -> None:
+        if self.access.group is not None:
+            self.access.group.close()
         self.engine.dispose()
 
 
@@ -71,6 +74,17 @@ def external_issuers(settings: Settings) -> list[TrustedIssuer]:
         cache_seconds=settings.jwks_cache_seconds,
         min_refresh_seconds=settings.jwks_min_refresh_seconds,
     )
+
+
+def _group_commit(settings: Settings, audit: AuditService) -> GroupCommit | None:
+    """Reads' entries committed together, on a connection of their own (one transaction at
+    a time needs one; the second stands by while the first is re-established). SQLite,
+    one writer at a time, commits each read's entry in its request's transaction."""
+    url = settings.effective_database_url
+    if not settings.audit_group_commit or not url.startswith("postgresql"):
+        return None
+    engine = make_engine(url, pool_size=2, max_overflow=0)
+    return GroupCommit(audit, make_session_factory(engine), engine)
 
 
 def build_services(settings: Settings) -> Services:
@@ -86,18 +100,16 @@ def build_services(settings: Settings) -> Services:
     keys = KeyService(key_provider, cache_seconds=settings.key_cache_seconds)
     blobs = blob_store_from_url(settings.blob_store, session_factory)
     audit = AuditService()
-    access = AccessService(audit, key_provider, load_matrix(settings.access_matrix_file))
+    access = AccessService(
+        audit,
+        key_provider,
+        load_matrix(settings.access_matrix_file),
+        group=_group_commit(settings, audit),
+    )
     envelope = Envelope(keys)
     patients = PatientService(access, envelope, key_provider, check_ins_key=settings.check_ins_key)
     documents = DocumentService(access, envelope, blobs, key_provider)
     search = DocumentSearch(access, documents)
-    policies = PolicyService(
-        access,
-        documents,
-        envelope,
-        emergency_minutes=settings.emergency_access_minutes,
-        point_of_care_days=settings.point_of_care_days,
-    )
     submission_sets = SubmissionSetService(access, envelope)
     subjects = SubjectResolver(patients, settings.base_url, check_ins_key=settings.check_ins_key)
     ingestion = Ingestion(documents, patients, subjects, submission_sets)
@@ -111,6 +123,15 @@ def build_services(settings: Settings) -> Services:
         if any(item.issuer == issuer.issuer for item in trusted):
             raise VaultError("VAULT_OIDC_ISSUERS names the embedded issuer (VAULT_BASE_URL)")
         trusted.append(issuer.trusted())
+    policies = PolicyService(
+        access,
+        documents,
+        envelope,
+        emergency_minutes=settings.emergency_access_minutes,
+        point_of_care_days=settings.point_of_care_days,
+        trusted_issuers=frozenset(item.issuer for item in trusted),
+        default_caregiver_issuer=issuer.issuer if issuer is not None else None,
+    )
     clients = ClientRegistry(settings.jwks_cache_seconds, settings.jwks_min_refresh_seconds)
     oauth = (
         TokenEndpoint(

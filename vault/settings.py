@@ -19,13 +19,22 @@ class Settings(BaseSettings):
     # (PgBouncer before 1.21, docs/operations.md).
     database_prepared_statements: bool = True
     base_url: str = "http://127.0.0.1:8000"
+    # Host names requests may name besides the base URL's and loopback (comma separated;
+    # "*" for any): others get 400 (docs/operations.md).
+    allowed_hosts: str = ""
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses
+    # or networks, comma separated. None by default: the peer's address is the client's.
+    trusted_proxies: str = ""
     # "db:" keeps ciphertext in the database; "file:///path" or "s3://bucket" otherwise.
     blob_store: str = "db:"
     # Empty means "local:<data_dir>/keyring.json".
     key_provider: str = ""
     pkcs11_pin: SecretStr | None = None
 
+    # Request bodies (docs/operations.md): FHIR routes up to max_body_bytes, every other
+    # route (JSON APIs, /oauth/token, web forms) up to max_api_body_bytes.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     check_ins_key: bool = False
 
     embedded_issuer: bool = True
@@ -45,6 +54,9 @@ class Settings(BaseSettings):
     # and per address, and failed authentications per address (and client), per window.
     token_rate_limit: int = Field(default=30, ge=1)
     auth_failure_limit: int = Field(default=20, ge=1)
+    # Access refusals per actor (a 404 for what they may not see or what does not exist, a
+    # refused search or change) before their requests are turned away with 429.
+    refusal_limit: int = Field(default=30, ge=1)
     throttle_window_seconds: int = Field(default=60, ge=1)
 
     # Access policy (docs/access.md): the profession x document type matrix (empty means
@@ -63,6 +75,10 @@ class Settings(BaseSettings):
     audit_log_origin: str = ""
     # How often each `vault serve` process signs a checkpoint (0: never, use the CLI).
     audit_checkpoint_seconds: float = Field(default=60.0, ge=0)
+    # On PostgreSQL, reads' audit entries are committed together, each read's response
+    # going out once its own entry is committed (docs/audit.md); off, each read commits
+    # its entry in its own transaction. Either way no read goes out unrecorded.
+    audit_group_commit: bool = True
     # Patient notifications: a webhook (empty: the development log sender), its HMAC
     # secret, how often each process looks for due ones (0: never, use the CLI), retries.
     notify_webhook_url: str = ""

@@ -4,12 +4,12 @@ would make them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from tests.factories import CLASS_SYSTEM, document_reference
+from tests.factories import CLASS_SYSTEM, Tokens, document_reference, ins, patient_resource
 from vault.access.principal import IDNPS_SYSTEM
 from vault.models import AuditEntry
 from vault.services import Services
@@ -48,6 +48,20 @@ def publish_document(
     assert response.status_code == 201, response.text
     stored = response.json()
     return stored["id"], stored["content"][0]["attachment"]["url"].rpartition("/")[2]
+
+
+def create_patient_born(client: Any, tokens: Tokens, seed: int, born: date) -> tuple[str, str]:
+    """A patient born on this day opens their own record; returns (record id, INS)."""
+    ins_value = ins(seed)
+    resource = {**patient_resource(ins_value), "birthDate": born.isoformat()}
+    response = client.post("/fhir/Patient", json=resource, headers=tokens.patient(ins_value))
+    assert response.status_code == 201, response.text
+    return response.headers["Location"].split("/Patient/")[1].split("/")[0], ins_value
+
+
+def years_ago(years: int) -> date:
+    today = datetime.now(UTC).date()
+    return today.replace(year=today.year - years, day=min(today.day, 28))
 
 
 def policy_url(patient_id: str, rest: str = "") -> str:

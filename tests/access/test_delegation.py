@@ -4,7 +4,7 @@ re-delegation, and every caregiver action on the patient's record for them to se
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -190,3 +190,28 @@ def test_a_caregiver_lists_the_records_delegated_to_them(client, tokens, record)
     assert mine.status_code == 200
     assert mine.json() == [{"patient": patient_id, "relationship": delegation}]
     assert client.get("/api/me/relationships", headers=tokens.caregiver("nobody")).json() == []
+
+
+def test_a_delegation_expiring_in_another_time_zone_ends_at_that_instant(client, tokens, record):
+    """An expiry sent as +02:00 is the same instant on every backend: SQLite once stored the
+    wall-clock digits without the offset, two hours late."""
+    patient_id, own = record["patient_id"], record["own"]
+    paris_summer = timezone(timedelta(hours=2))
+    expires = (datetime.now(UTC) + timedelta(days=30)).astimezone(paris_summer)
+    created = client.post(
+        policy_url(patient_id, "/delegations"),
+        json={
+            "caregiver": CAREGIVER,
+            "scope": "read",
+            "categories": ["*"],
+            "expires": expires.isoformat(),
+        },
+        headers=own,
+    )
+    assert created.status_code == 201, created.text
+
+    shown = client.get(policy_url(patient_id), headers=own).json()["delegations"]
+    kept = datetime.fromisoformat(shown[0]["expires"])
+    assert kept == expires
+    assert kept.utcoffset() == timedelta(0)
+    assert sees(client, tokens.caregiver(CAREGIVER), record["report"])

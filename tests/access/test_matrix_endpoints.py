@@ -21,17 +21,18 @@ from tests.access.policy_support import (
     MASKED,
     VISIBILITY,
     add_professional,
+    create_patient_born,
     declare_emergency,
     grant,
     policy_url,
     professional,
     publish_document,
+    years_ago,
 )
 from tests.factories import (
     DOCTOR,
     OTHER_DOCTOR,
     Tokens,
-    create_patient,
     document_reference,
     ins,
     patient_resource,
@@ -123,7 +124,9 @@ PROFESSIONAL = {
     "expired-delegation": STRANGER,
     "revoked": STRANGER,
     "emergency": CARING,
-    "opted-out": {**STRANGER, "emergency": HIDDEN},
+    # Refusing emergency access refuses every access the patient did not grant themselves,
+    # point-of-care declarations included (docs/access.md).
+    "opted-out": {**STRANGER, "emergency": HIDDEN, "point-of-care": HIDDEN},
 }
 DELEGATE = {
     **NOTHING,
@@ -202,7 +205,8 @@ class Scene:
 
 
 def _build(client: TestClient, services: Services, tokens: Tokens, state: str) -> Scene:
-    patient_id, patient_ins = create_patient(client, tokens, seed=901)
+    # A minor, so that a parent is their legal representative.
+    patient_id, patient_ins = create_patient_born(client, tokens, 901, years_ago(12))
     # The other patient has a record of their own.
     other = ins(902)
     response = client.post(
@@ -277,6 +281,8 @@ def _expired_delegation(
         services.policies.envelope,
         emergency_minutes=60,
         point_of_care_days=30,
+        trusted_issuers=services.policies.trusted_issuers,
+        default_caregiver_issuer=services.policies.default_caregiver_issuer,
         clock=lambda: past,
     )
     principal = Principal(

@@ -383,7 +383,8 @@ def test_oversized_token_request_is_refused(https):
 
 def test_token_endpoint_refuses_plain_http_from_afar(app, services, ec_key, token_url):
     register(services, keys=[ec_key])
-    with TestClient(app, base_url="http://vault.example.org") as plain:
+    # Plain http, from a client that is not on loopback (TestClient's "testclient").
+    with TestClient(app, base_url="http://testserver") as plain:
         response = ask(plain, assertion(ec_key, token_url))
     assert response.status_code == 400
     assert response.json()["error"] == "insecure_transport"

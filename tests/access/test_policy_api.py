@@ -13,6 +13,7 @@ from tests.access.policy_support import (
     VISIBILITY,
     add_professional,
     audit_entries,
+    create_patient_born,
     declare_emergency,
     grant,
     policy_url,
@@ -20,6 +21,7 @@ from tests.access.policy_support import (
     publish_document,
     sees,
     set_mask,
+    years_ago,
 )
 from tests.factories import (
     DOCTOR,
@@ -330,7 +332,7 @@ def test_point_of_care_consent_opens_the_record_shows_on_the_policy_and_can_be_w
 def test_a_legal_representative_manages_a_minors_record_without_what_is_hidden_from_them(
     client, tokens
 ):
-    child_id, child_ins = create_patient(client, tokens, seed=11)
+    child_id, child_ins = create_patient_born(client, tokens, 11, years_ago(12))
     author = tokens.professional(OTHER_DOCTOR)
     shared, _ = publish_document(client, author, child_id)
     secret, _ = publish_document(

@@ -186,6 +186,21 @@ RECORD_ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/api/patients/{patient_id}/emergency-access"): _plain(
         "/api/patients/{patient_id}/emergency-access", {"reason": "curiosity"}, JSON
     ),
+    ("GET", "/api/patients/{patient_id}/policy/delegations"): _plain(
+        "/api/patients/{patient_id}/policy/delegations"
+    ),
+    ("POST", "/api/patients/{patient_id}/policy/invitations"): _plain(
+        "/api/patients/{patient_id}/policy/invitations",
+        {
+            "mayAdd": True,
+            "categories": ["*"],
+            "until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        },
+        JSON,
+    ),
+    ("POST", "/api/patients/{patient_id}/policy/point-of-care/{idnps}/block"): _plain(
+        "/api/patients/{patient_id}/policy/point-of-care/{idnps}/block"
+    ),
     ("POST", "/api/patients/{patient_id}/point-of-care-consent"): _plain(
         "/api/patients/{patient_id}/point-of-care-consent",
         {"patientInformed": True, "patientAgreed": True},
@@ -196,6 +211,8 @@ RECORD_ROUTES: dict[tuple[str, str], Call] = {
 # Routes that touch no patient's record, and why.
 OTHER_ROUTES = {
     ("GET", "/api/me/relationships"): "lists only relationships naming the caller",
+    ("POST", "/api/invitations/accept"): "names a one-time code, not a record; the code is the "
+    "patient's grant, and an unknown one is refused alike",
     ("GET", "/audit/public-key"): "the audit log's public verification material",
     ("GET", "/audit/checkpoints"): "signed tree heads: sizes and hashes only",
     ("GET", "/audit/checkpoints/latest"): "signed tree heads: sizes and hashes only",
@@ -240,9 +257,13 @@ def record(client, tokens) -> Record:
     operator = Tokens._headers(tokens.issuer.mint("operator", "ops", scope="system/Consent.u"))
     representation = client.post(
         policy_url(patient_id, "/representatives"),
-        json={"representative": {"system": "urn:vault:caregiver", "value": "parent-1"}},
+        json={
+            "representative": {"system": "urn:vault:caregiver", "value": "parent-1"},
+            "measure": {"type": "tutelle", "reference": "TJ 26/001"},
+        },
         headers=operator,
     )
+    assert representation.status_code == 201, representation.text
     assert add_professional(client, own, patient_id, "/blocks", DOCTOR).status_code == 201
     return Record(
         patient_id,

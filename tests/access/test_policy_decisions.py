@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from vault.access.matrix import default_matrix, load_matrix, parse_matrix
 from vault.access.permissions import Permission
-from vault.access.policy import Actor, DocumentFacts, decide, needs_policy
+from vault.access.policy import Actor, Decision, DocumentFacts, decide, needs_policy
 from vault.access.principal import Principal, Role
 from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import (
@@ -25,6 +25,8 @@ from vault.access.state import (
     MetadataChange,
     PatientPolicy,
     PolicyChange,
+    ProtectionMeasure,
+    RepresentationGrounds,
     Verb,
 )
 from vault.errors import VaultError
@@ -175,11 +177,37 @@ def test_operators_only_register_legal_representatives():
     operator = Actor(principal(Role.OPERATOR, "ops", scope="system/*.cruds"))
     for permission in Permission:
         for kind in EntryKind:
-            what = PolicyChange(kind, Verb.ADD, "x")
+            # Grounds established (a minor's record), as the service establishes them.
+            what = PolicyChange(kind, Verb.ADD, "x", grounds=RepresentationGrounds(minor=True))
             allowed = decide(operator, permission, PATIENT, change=what).allowed
             assert allowed == (
                 permission is Permission.POLICY_MANAGE and kind is EntryKind.REPRESENTATIVE
             ), (permission, kind)
+
+
+def test_a_representation_needs_grounds_and_never_names_who_registers_it():
+    operator = Actor(principal(Role.OPERATOR, "ops", scope="system/*.cruds"))
+
+    def registers(grounds: RepresentationGrounds | None) -> Decision:
+        change = PolicyChange(EntryKind.REPRESENTATIVE, Verb.ADD, "x", grounds=grounds)
+        return decide(operator, Permission.POLICY_MANAGE, PATIENT, change=change)
+
+    assert not registers(None)
+    adult = registers(RepresentationGrounds(minor=False))
+    assert not adult
+    assert adult.unprocessable
+    assert registers(RepresentationGrounds(minor=False, measure=ProtectionMeasure.TUTELLE))
+    assert not registers(RepresentationGrounds(minor=True, names_requester=True))
+    # The patient themself is held to the same grounds.
+    own = decide(
+        patient(),
+        Permission.POLICY_MANAGE,
+        PATIENT,
+        change=PolicyChange(
+            EntryKind.REPRESENTATIVE, Verb.ADD, "x", grounds=RepresentationGrounds(minor=False)
+        ),
+    )
+    assert not own
 
 
 def test_an_emergency_is_recorded_as_one():

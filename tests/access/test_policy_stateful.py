@@ -75,12 +75,17 @@ class Model:
         )
 
 
+# As the embedded issuer's tokens name it: a delegation names the caregiver's issuer too.
+ISSUER = "http://testserver"
+
+
 def _principal(role: Role, subject: str) -> Principal:
     return Principal(
         role=role,
         subject=subject,
         scopes=parse_scopes(DEFAULT_SCOPES[role.value]),
         profession="10" if role is Role.PROFESSIONAL else None,
+        issuer=ISSUER,
     )
 
 

@@ -104,7 +104,11 @@ def open_vault(settings: Settings) -> Iterator[Vault]:
     services = build_services(settings)
     try:
         assert services.issuer is not None
-        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(settings, services),
+            base_url=settings.base_url,
+            raise_server_exceptions=False,
+        ) as client:
             yield Vault(settings, services, client, Tokens(services.issuer))
     finally:
         services.close()

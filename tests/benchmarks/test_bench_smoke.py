@@ -30,6 +30,16 @@ REQUIRED = (
     "audit_verify_entries_per_s",
     "documents_in_store",
     "rss_mb_peak",
+    # Reads at the shapes patients have (issue 15).
+    "search_big_patient_p50_ms",
+    "search_p99_ms_8_clients",
+    "binary_per_s_8_clients",
+    "binary_p99_ms_8_clients",
+    "mixed_read_p99_ms",
+    "mixed_ingest_docs_per_s",
+    "search_server_cpu_ms_per_op_8_clients",
+    "binary_server_cpu_ms_per_op_8_clients",
+    "binary_client_cpu_ms_per_op_8_clients",
 )
 
 TINY = runner.Plan(
@@ -40,7 +50,11 @@ TINY = runner.Plan(
     raw_seconds=1,
     read_requests=6,
     clients=2,
-    read_clients=1,
+    read_clients=8,
+    read_seconds=1,
+    single_client_searches=5,
+    long_record=40,
+    mixed_writers=2,
     workers=1,
     batch_documents=2,
     large_document=300_000,
@@ -97,6 +111,11 @@ def test_a_tiny_run_reports_every_key_with_a_positive_value(
         reported["ingest_client_cpu_ms_per_doc"], reported["ingest_server_cpu_ms_per_doc"]
     )
     assert "whole machine's CPU per document" in runner.table(results)
+    # The long record's searches returned full pages, as the small records' did.
+    assert reported["long_record_documents"] == 40
+    assert reported["search_small_patient_p50_ms"] > 0
+    assert reported["mixed_read_per_s"] > 0
+    assert "search, long record, 1 client, p50" in runner.table(results)
 
 
 def test_a_second_run_grows_nothing_it_already_has(empty_database: str, tmp_path: Path) -> None:

@@ -78,7 +78,11 @@ def own_vault(database_url: str, data_dir: Path, **overrides: Any) -> Iterator[V
     services = build_services(settings)
     try:
         assert services.issuer is not None
-        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(settings, services),
+            base_url=settings.base_url,
+            raise_server_exceptions=False,
+        ) as client:
             yield Vault(settings, services, client, Tokens(services.issuer))
     finally:
         services.close()

@@ -8,36 +8,51 @@ every version.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vault.access import repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
+from vault.access.principal import INS_SYSTEMS
 from vault.access.service import AccessService, caregiver_key
 from vault.access.state import (
     ALL_CATEGORIES,
     MASKED,
+    MINOR,
     VISIBILITY_SYSTEM,
     DelegationScope,
     EmergencyMode,
     EntryKind,
     PolicyChange,
+    ProtectionMeasure,
+    RepresentationGrounds,
     Verb,
 )
+from vault.audit import notifications
 from vault.documents import repository as documents
 from vault.documents.patch import Operation
 from vault.documents.service import DocumentService
 from vault.errors import InvalidResource, NotFound
-from vault.models import AccessPolicyEntry, Patient
+from vault.models import AccessPolicyEntry, CaregiverInvitation, Patient
 from vault.models.base import new_id, utcnow
+from vault.patients.service import patient_context
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
 
 MAX_CATEGORIES = 50
+# An invitation code: 32 random bytes, URL-safe; accepted for a week.
+CODE_BYTES = 32
+MAX_CODE_LENGTH = 128
+INVITATION_DAYS = 7
+INVITATION_UNKNOWN = "Invitation not found, already used or expired"
+MAJORITY = 18
 MASK_LABEL = {
     "coding": [
         {
@@ -82,6 +97,21 @@ class PolicyView:
 
 
 @dataclass(frozen=True)
+class HeldDelegation:
+    entry: AccessPolicyEntry
+    # The caregiver's name as their issuer gave it on accepting an invitation, if any.
+    display_name: str | None
+    in_force: bool
+
+
+@dataclass(frozen=True)
+class DelegationsView:
+    delegations: list[HeldDelegation]
+    # Offered and not yet accepted, code still valid.
+    invitations: list[CaregiverInvitation]
+
+
+@dataclass(frozen=True)
 class PolicyEvent:
     version: int
     at: datetime
@@ -98,9 +128,15 @@ class PolicyService:
         *,
         emergency_minutes: int,
         point_of_care_days: int,
+        trusted_issuers: frozenset[str] = frozenset(),
+        default_caregiver_issuer: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.access = access
+        # A caregiver account is an account at one issuer: naming one means naming the
+        # issuer too; without it, the vault's own (embedded) issuer, when it is on.
+        self.trusted_issuers = trusted_issuers
+        self.default_caregiver_issuer = default_caregiver_issuer
         self.documents = documents
         self.envelope = envelope
         self.emergency_duration = timedelta(minutes=emergency_minutes)
@@ -163,7 +199,10 @@ class PolicyService:
             return []
         found = []
         kinds = (EntryKind.DELEGATION, EntryKind.REPRESENTATIVE)
-        for row in repository.entries_naming(session, actor.proxy_key, kinds, self.clock()):
+        rows = repository.entries_naming(
+            session, actor.proxy_key, actor.proxy_issuer, kinds, self.clock()
+        )
+        for row in rows:
             decision = self.access.check(
                 actor,
                 Permission.POLICY_READ,
@@ -225,6 +264,38 @@ class PolicyService:
         self._end_rows(session, actor, rows, repository.next_version(session, patient_id, now), now)
         self.access.forget(actor, patient_id)
 
+    def block_declarer(
+        self, session: Session, actor: Actor, patient_id: str, idnps: str
+    ) -> AccessPolicyEntry:
+        """The patient's one step against a point-of-care declaration they do not
+        recognise: the professional is blocked and their consent ended, in one policy
+        version. Returns the block."""
+        self._require_patient(session, patient_id)
+        now = self.clock()
+        declared = repository.open_entries(session, patient_id, EntryKind.POINT_OF_CARE, idnps)
+        blocks = repository.open_entries(session, patient_id, EntryKind.BLOCK, idnps, now)
+        block_id = blocks[0].id if blocks else new_id()
+        ending = declared[0].id if declared else None
+        self._authorize(
+            session, actor, patient_id, PolicyChange(EntryKind.POINT_OF_CARE, Verb.END, ending)
+        )
+        self._authorize(
+            session, actor, patient_id, PolicyChange(EntryKind.BLOCK, Verb.ADD, block_id)
+        )
+        if not declared and blocks:
+            return blocks[0]
+        version = repository.next_version(session, patient_id, now)
+        self._end_rows(session, actor, declared, version, now)
+        block = (
+            blocks[0]
+            if blocks
+            else self._insert(
+                session, actor, patient_id, block_id, EntryKind.BLOCK, idnps, version, now
+            )
+        )
+        self.access.forget(actor, patient_id)
+        return block
+
     # -- emergency opt-out ------------------------------------------------------------------
 
     def set_emergency_refusal(
@@ -258,22 +329,18 @@ class PolicyService:
         patient_id: str,
         *,
         caregiver: str,
+        issuer: str | None = None,
         scope: DelegationScope,
         categories: Sequence[str],
         expires_at: datetime,
     ) -> AccessPolicyEntry:
         now = self.clock()
         _check_categories(categories)
-        if expires_at <= now:
-            raise InvalidResource("A delegation must expire in the future", expression="expires")
-        if expires_at > one_year_after(now):
-            raise InvalidResource(
-                "A delegation lasts at most one year; grant it again when it ends",
-                expression="expires",
-            )
+        _check_expiry(expires_at, now, "expires")
         self._require_patient(session, patient_id)
         entry_id = new_id()
         key = caregiver_key(caregiver)
+        vouching = self.caregiver_issuer(issuer)
         self.access.authorize(
             session,
             actor,
@@ -298,6 +365,7 @@ class PolicyService:
             scope=scope.value,
             categories=sorted(set(categories)),
             expires_at=expires_at,
+            issuer=vouching,
         )
         self.access.forget(actor, patient_id)
         return row
@@ -328,6 +396,139 @@ class PolicyService:
         )
         self.access.forget(actor, patient_id)
 
+    # -- invitations -------------------------------------------------------------------------
+
+    def invite_caregiver(
+        self,
+        session: Session,
+        actor: Actor,
+        patient_id: str,
+        *,
+        may_add: bool,
+        categories: Sequence[str],
+        until: datetime,
+    ) -> tuple[CaregiverInvitation, str]:
+        """The patient (or a minor's representative) offers a delegation: reading, or
+        reading and adding, some categories, until a day at most a year ahead. Returns the
+        invitation and its one-time code, shown now and never again (only its hash is
+        kept); the code is accepted for ``INVITATION_DAYS`` days."""
+        now = self.clock()
+        _check_categories(categories)
+        _check_expiry(until, now, "until")
+        self._require_patient(session, patient_id)
+        invitation_id = new_id()
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DELEGATION_GRANT,
+            patient_id,
+            change=PolicyChange(EntryKind.DELEGATION, Verb.ADD, invitation_id),
+            resource_type="Consent",
+            resource_id=invitation_id,
+            detail={"policy": EntryKind.DELEGATION.value, "change": "invite"},
+            not_found_as="Patient",
+        )
+        code = secrets.token_urlsafe(CODE_BYTES)
+        role, by = author_of(actor)
+        scope = DelegationScope.READ_UPLOAD if may_add else DelegationScope.READ
+        row = CaregiverInvitation(
+            id=invitation_id,
+            patient_id=patient_id,
+            code_hash=code_hash(code),
+            scope=scope.value,
+            categories=sorted(set(categories)),
+            delegation_expires_at=until,
+            code_expires_at=now + timedelta(days=INVITATION_DAYS),
+            created_at=now,
+            created_by_role=role,
+            created_by=by,
+        )
+        session.add(row)
+        session.flush()
+        return row, code
+
+    def accept_invitation(self, session: Session, actor: Actor, code: str) -> AccessPolicyEntry:
+        """A caregiver, signed in with their own identity, takes up the delegation: it names
+        that identity (issuer and subject) and the code is used up. An unknown, used or
+        expired code gets one and the same answer."""
+        now = self.clock()
+        row = (
+            repository.invitation_by_code_hash(session, code_hash(code))
+            if 0 < len(code) <= MAX_CODE_LENGTH
+            else None
+        )
+        if (
+            row is None
+            or row.accepted_at is not None
+            or row.code_expires_at <= now
+            or row.delegation_expires_at <= now
+            or actor.proxy_key is None
+        ):
+            raise NotFound(INVITATION_UNKNOWN)
+        entry_id = new_id()
+        self.access.authorize(
+            session,
+            actor,
+            Permission.INVITATION_ACCEPT,
+            row.patient_id,
+            change=PolicyChange(EntryKind.DELEGATION, Verb.ADD, entry_id, invited=True),
+            resource_type="Consent",
+            resource_id=entry_id,
+            detail={"policy": EntryKind.DELEGATION.value, "change": "accept", "invitation": row.id},
+            not_found_as="Invitation",
+        )
+        version = repository.next_version(session, row.patient_id, now)
+        entry = self._insert(
+            session,
+            actor,
+            row.patient_id,
+            entry_id,
+            EntryKind.DELEGATION,
+            actor.proxy_key,
+            version,
+            now,
+            scope=row.scope,
+            categories=list(row.categories),
+            expires_at=row.delegation_expires_at,
+            issuer=actor.proxy_issuer,
+        )
+        if actor.principal.name:
+            self._seal_note(session, entry, {"display_name": actor.principal.name})
+        row.accepted_at = now
+        row.delegation_id = entry_id
+        session.flush()
+        self.access.forget(actor, row.patient_id)
+        return entry
+
+    def delegations(self, session: Session, actor: Actor, patient_id: str) -> DelegationsView:
+        """Every delegation, in force or past, with the identity that holds it and the
+        name its issuer gave, and the invitations still waiting to be accepted."""
+        self._require_patient(session, patient_id)
+        self.access.authorize(
+            session,
+            actor,
+            Permission.POLICY_READ,
+            patient_id,
+            resource_type="Consent",
+            detail={"interaction": "delegations"},
+            not_found_as="Patient",
+        )
+        now = self.clock()
+        held = [
+            HeldDelegation(
+                row,
+                self._note(session, row).get("display_name"),
+                row.ended_at is None and (row.expires_at is None or row.expires_at > now),
+            )
+            for row in repository.delegations_of(session, patient_id)
+        ]
+        waiting = [
+            row
+            for row in repository.invitations_of(session, patient_id)
+            if row.accepted_at is None and row.code_expires_at > now
+        ]
+        return DelegationsView(held, waiting)
+
     # -- legal representatives ---------------------------------------------------------------
 
     def add_representative(
@@ -339,24 +540,90 @@ class PolicyService:
         system: str,
         value: str,
         until: datetime | None,
+        issuer: str | None = None,
+        measure: ProtectionMeasure | None = None,
+        measure_reference: str | None = None,
     ) -> Change:
+        """Register a legal representative: of a minor (the record's birth date says so),
+        or of an adult under the protection measure the request names (its type and
+        reference, kept with the entry, the reference sealed). Nobody registers
+        themselves. The patient, when an adult, and every representative already
+        registered are notified."""
         now = self.clock()
         if until is not None and until <= now:
             raise InvalidResource("until must be in the future", expression="until")
-        self._require_patient(session, patient_id)
-        key = self.access.grantee_key(system, value)
+        if (measure is None) != (measure_reference is None):
+            raise InvalidResource(
+                "A protection measure is named by its type and its reference together",
+                expression="measure",
+            )
+        patient = self._require_patient(session, patient_id)
+        vouching = None if system in INS_SYSTEMS else self.caregiver_issuer(issuer)
+        key, vouching = self.access.grantee_key(system, value, vouching)
         kind = EntryKind.REPRESENTATIVE
-        existing = repository.open_entries(session, patient_id, kind, key, now)
+        minor = self._is_minor(session, patient, now)
+        grounds = RepresentationGrounds(
+            minor=minor,
+            measure=measure,
+            names_requester=_names(actor, key, vouching, system, value),
+        )
+        existing = repository.open_entries(session, patient_id, kind, key, now, vouching)
         entry_id = existing[0].id if existing else new_id()
-        self._authorize(session, actor, patient_id, PolicyChange(kind, Verb.ADD, entry_id))
+        others = [
+            row.id
+            for row in repository.open_entries(session, patient_id, kind, at=now)
+            if row.id != entry_id
+        ]
+        ground = measure.value if measure is not None else MINOR
+        _decision, written = self.access.authorize_recorded(
+            session,
+            actor,
+            Permission.POLICY_MANAGE,
+            patient_id,
+            change=PolicyChange(kind, Verb.ADD, entry_id, grounds=grounds),
+            resource_type="Consent",
+            resource_id=entry_id,
+            detail={"policy": kind.value, "change": Verb.ADD.value, "ground": ground},
+            not_found_as="Patient",
+        )
         if existing:
             return Change(existing[0], created=False)
         version = repository.next_version(session, patient_id, now)
         row = self._insert(
-            session, actor, patient_id, entry_id, kind, key, version, now, expires_at=until
+            session,
+            actor,
+            patient_id,
+            entry_id,
+            kind,
+            key,
+            version,
+            now,
+            scope=ground,
+            expires_at=until,
+            issuer=vouching,
         )
+        if measure_reference is not None:
+            self._seal_note(session, row, {"measure_reference": measure_reference})
+        rows = notifications.addressed_rows(
+            written, notifications.NotificationKind.REPRESENTATIVE_REGISTERED, others
+        )
+        if rows:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            session.execute(notifications.outbox_insert(insert), rows)
         self.access.forget(actor, patient_id)
         return Change(row, created=True)
+
+    def _is_minor(self, session: Session, patient: Patient, now: datetime) -> bool:
+        resource = self.envelope.open_json(
+            session,
+            patient.id,
+            patient.resource_ciphertext,
+            patient.resource_dek,
+            patient.kek_id,
+            patient_context(patient.id, patient.version),
+        )
+        return is_minor(resource.get("birthDate"), now.date())
 
     def end_representative(
         self, session: Session, actor: Actor, patient_id: str, entry_id: str
@@ -453,13 +720,7 @@ class PolicyService:
             scope=mode.value,
             expires_at=now + self.emergency_duration,
         )
-        sealed = self.envelope.seal_json(
-            session, patient_id, {"reason": reason}, note_context(entry_id, patient_id)
-        )
-        row.note_ciphertext = sealed.ciphertext
-        row.note_dek = sealed.wrapped_dek
-        row.note_kek_id = sealed.kek_id
-        session.flush()
+        self._seal_note(session, row, {"reason": reason})
         self.access.forget(actor, patient_id)
         return row
 
@@ -503,10 +764,34 @@ class PolicyService:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def caregiver_issuer(self, issuer: str | None) -> str:
+        """The issuer a caregiver account named in a request belongs to: one the vault
+        trusts, or by default its own embedded issuer."""
+        chosen = issuer or self.default_caregiver_issuer
+        if chosen is None:
+            raise InvalidResource(
+                "Name the issuer of the caregiver's account (the embedded issuer is off)",
+                expression="issuer",
+            )
+        if chosen not in self.trusted_issuers:
+            raise InvalidResource("The vault does not trust this issuer", expression="issuer")
+        return chosen
+
     @staticmethod
-    def _require_patient(session: Session, patient_id: str) -> None:
-        if session.get(Patient, patient_id) is None:
+    def _require_patient(session: Session, patient_id: str) -> Patient:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
             raise NotFound("Patient not found")
+        return patient
+
+    def _seal_note(self, session: Session, row: AccessPolicyEntry, note: dict[str, str]) -> None:
+        sealed = self.envelope.seal_json(
+            session, row.patient_id, note, note_context(row.id, row.patient_id)
+        )
+        row.note_ciphertext = sealed.ciphertext
+        row.note_dek = sealed.wrapped_dek
+        row.note_kek_id = sealed.kek_id
+        session.flush()
 
     def _authorize(
         self,
@@ -543,6 +828,7 @@ class PolicyService:
         scope: str | None = None,
         categories: list[str] | None = None,
         expires_at: datetime | None = None,
+        issuer: str | None = None,
     ) -> AccessPolicyEntry:
         role, by = author_of(actor)
         row = AccessPolicyEntry(
@@ -550,6 +836,7 @@ class PolicyService:
             patient_id=patient_id,
             kind=kind.value,
             subject=subject,
+            issuer=issuer,
             scope=scope,
             categories=categories or [],
             starts_at=now,
@@ -579,8 +866,11 @@ class PolicyService:
         session.flush()
 
     def _reason(self, session: Session, row: AccessPolicyEntry) -> str:
+        return str(self._note(session, row).get("reason", ""))
+
+    def _note(self, session: Session, row: AccessPolicyEntry) -> dict[str, str]:
         if row.note_ciphertext is None or row.note_dek is None or row.note_kek_id is None:
-            return ""
+            return {}
         note = self.envelope.open_json(
             session,
             row.patient_id,
@@ -589,7 +879,56 @@ class PolicyService:
             row.note_kek_id,
             note_context(row.id, row.patient_id),
         )
-        return str(note.get("reason", ""))
+        return {str(key): str(value) for key, value in note.items()}
+
+
+def is_minor(birth_date: object, today: date) -> bool:
+    """Whether a FHIR ``birthDate`` (YYYY, YYYY-MM or YYYY-MM-DD) makes its holder a minor
+    today for certain: a partial date is read at its earliest, so that nobody is taken for
+    a minor who may be an adult. No birth date: not known to be a minor."""
+    if not isinstance(birth_date, str):
+        return False
+    parts = birth_date.split("-")
+    try:
+        year = int(parts[0])
+        month = int(parts[1]) if len(parts) > 1 else 1
+        day = int(parts[2][:2]) if len(parts) > 2 else 1
+        born = date(year, month, day)
+    except (ValueError, IndexError):
+        return False
+    try:
+        majority = born.replace(year=born.year + MAJORITY)
+    except ValueError:  # born on 29 February
+        majority = date(born.year + MAJORITY, 3, 1)
+    return today < majority
+
+
+def _names(actor: Actor, key: str, issuer: str | None, system: str, value: str) -> bool:
+    """Whether the person a representation would name is the one asking: by the key a
+    policy names them by, or, for anyone else (an operator), by the same account at the
+    same issuer."""
+    if actor.proxy_key == key and actor.proxy_issuer == issuer:
+        return True
+    principal = actor.principal
+    return (
+        system not in INS_SYSTEMS and value == principal.subject and issuer == principal.issuer
+    ) or (system in INS_SYSTEMS and value == principal.subject)
+
+
+def _check_expiry(expires_at: datetime, now: datetime, expression: str) -> None:
+    if expires_at <= now:
+        raise InvalidResource("A delegation must expire in the future", expression=expression)
+    if expires_at > one_year_after(now):
+        raise InvalidResource(
+            "A delegation lasts at most one year; grant it again when it ends",
+            expression=expression,
+        )
+
+
+def code_hash(code: str) -> bytes:
+    """What the vault keeps of an invitation code: 256 random bits need no slow hash to
+    resist guessing, only to stay unreadable to whoever reads the database."""
+    return hashlib.sha256(code.encode()).digest()
 
 
 def _check_categories(categories: Sequence[str]) -> None:

@@ -5,6 +5,11 @@ with a client secret for development. Built on authlib's OAuth 2 authorization s
 JWT checks are joserfc's, restricted to RS256/ES256, with the vault's clock skew, a short
 assertion lifetime and a database-backed ``jti`` replay guard. No web framework in here:
 the router hands over a ``TokenRequest`` and renders the ``TokenResponse``.
+
+A client id that is not registered is answered as a registered client whose credentials
+are wrong, at the same cost: it is authenticated against a stand-in whose secret and key no
+one holds (the scrypt verification and the signature check run all the same), so the
+endpoint tells no one which software is registered (docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,11 +37,18 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.access.clients import ClientRegistry, RegisteredClient, assertion_expiry
+from vault.access.clients import (
+    ClientRegistry,
+    RegisteredClient,
+    assertion_expiry,
+    hash_secret,
+    verify_secret,
+)
+from vault.access.jwks import KeySource, StaticKeys
 from vault.access.principal import Role
 from vault.access.scopes import format_scope, grant, parse_scopes, scopes_for_role
 from vault.access.throttle import Throttle
@@ -66,6 +79,30 @@ class TokenResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class StandIn:
+    """Credentials no one holds: a secret drawn and forgotten, a public key whose private
+    half is discarded. What an unknown client, or a client without the credentials it
+    presents, is checked against, so that it fails exactly as a wrong guess does."""
+
+    def __init__(self) -> None:
+        self.secret_hash = hash_secret(secrets.token_urlsafe(32))
+        private = ECKey.generate_key("P-256", private=True, auto_kid=True)
+        self.keys: KeySource = StaticKeys(
+            KeySet([ECKey.import_key(private.as_dict(private=False))])
+        )
+
+    def client(self, client_id: str) -> RegisteredClient:
+        return RegisteredClient(
+            client_id=client_id,
+            name=None,
+            jwks=None,
+            jwks_url=None,
+            secret_hash=self.secret_hash,
+            scopes=(),
+            on_behalf_of="",
+        )
+
+
 class TokenEndpoint:
     def __init__(
         self,
@@ -83,6 +120,7 @@ class TokenEndpoint:
         self.token_url = token_url
         self.token_ttl = token_ttl
         self.clock_skew = clock_skew
+        self.stand_in = StandIn()
 
     def issue(self, request: TokenRequest, throttle: Throttle) -> TokenResponse:
         keys = [f"ip:{request.client_ip or 'unknown'}"]
@@ -162,9 +200,13 @@ def _error(error: OAuth2Error) -> TokenResponse:
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
-    def __init__(self, registered: RegisteredClient, registry: ClientRegistry) -> None:
+    def __init__(
+        self, registered: RegisteredClient, stand_in: StandIn, *, known: bool = True
+    ) -> None:
         self.registered = registered
-        self.registry = registry
+        self.stand_in = stand_in
+        # False: no client has this id, and nothing this one presents ever authenticates.
+        self.known = known
         self.client_id = registered.client_id
 
     def get_client_id(self) -> str:
@@ -186,10 +228,19 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
+        if not self.known or self.registered.secret_hash is None:
+            # The same scrypt work as a real check, and the same refusal.
+            verify_secret(self.stand_in.secret_hash, client_secret)
+            return False
         return self.registered.check_secret(client_secret)
 
+    def public_keys(self, registry: ClientRegistry) -> KeySource:
+        if not self.known or not self.registered.has_keys:
+            return self.stand_in.keys
+        return registry.keys(self.registered)
+
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if endpoint != "token":
+        if endpoint != "token" or not self.known:
             return False
         if method == "private_key_jwt":
             return self.registered.has_keys
@@ -251,7 +302,7 @@ class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         return [self._endpoint.token_url]
 
     def resolve_client_public_key(self, client: _Client) -> Callable[[Any], KeySet]:
-        source = self._endpoint.clients.keys(client.registered)
+        source = client.public_keys(self._endpoint.clients)
 
         def resolve(token: Any) -> KeySet:
             kid = token.headers().get("kid")
@@ -320,8 +371,12 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> _Client | None:
         if not isinstance(client_id, str):
             return None
+        stand_in = self._endpoint.stand_in
         registered = self._endpoint.clients.get(self._session, client_id)
-        return _Client(registered, self._endpoint.clients) if registered else None
+        if registered is None:
+            # Not "does not exist": checked, and refused, as a wrong credential is.
+            return _Client(stand_in.client(client_id), stand_in, known=False)
+        return _Client(registered, stand_in)
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         """Issued tokens are self-contained JWTs that expire within minutes: none is stored."""
@@ -350,6 +405,9 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         include_refresh_token: bool = False,
     ) -> dict[str, Any]:
         endpoint = self._endpoint
+        if not client.known:
+            # Unreachable (a stand-in never authenticates); kept as the last word.
+            raise InvalidClientError(description="Unknown client")
         granted = client.get_allowed_scope(scope)
         token = endpoint.issuer.mint(
             Role.SOFTWARE.value,

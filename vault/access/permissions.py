@@ -20,6 +20,8 @@ class Permission(StrEnum):
     POLICY_MANAGE = "policy:manage"
     DELEGATION_GRANT = "delegation:grant"
     DELEGATION_REVOKE = "delegation:revoke"
+    # A caregiver taking up the delegation an invitation offers them.
+    INVITATION_ACCEPT = "invitation:accept"
     # Professionals' declarations: emergency access, and consent given at the point of care.
     EMERGENCY_DECLARE = "emergency:declare"
     CONSENT_DECLARE = "consent:declare"
@@ -41,6 +43,7 @@ SCOPE_NEEDED: dict[Permission, tuple[str, Interaction]] = {
     Permission.POLICY_MANAGE: ("Consent", Interaction.UPDATE),
     Permission.DELEGATION_GRANT: ("Consent", Interaction.CREATE),
     Permission.DELEGATION_REVOKE: ("Consent", Interaction.UPDATE),
+    Permission.INVITATION_ACCEPT: ("Consent", Interaction.CREATE),
     Permission.EMERGENCY_DECLARE: ("Consent", Interaction.CREATE),
     Permission.CONSENT_DECLARE: ("Consent", Interaction.CREATE),
 }
@@ -61,6 +64,7 @@ AUDIT_ACTION: dict[Permission, str] = {
     Permission.POLICY_MANAGE: "U",
     Permission.DELEGATION_GRANT: "C",
     Permission.DELEGATION_REVOKE: "D",
+    Permission.INVITATION_ACCEPT: "C",
     Permission.EMERGENCY_DECLARE: "C",
     Permission.CONSENT_DECLARE: "C",
 }

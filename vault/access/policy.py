@@ -9,11 +9,22 @@ reasons behind them are in docs/access.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from vault.access.filters import (
+    EVERYTHING,
+    NOTHING,
+    Authored,
+    Filter,
+    Labelled,
+    all_of,
+    any_of,
+    matches,
+    not_,
+)
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import SCOPE_NEEDED, Permission
 from vault.access.principal import Principal, Role
@@ -32,6 +43,9 @@ from vault.access.state import (
     Verb,
 )
 
+# The audit role of someone acting under a legal representation, on behalf of the patient.
+REPRESENTATIVE_ROLE = "legal-representative"
+
 __all__ = [
     "INVISIBLE_PATIENT",
     "INVISIBLE_REPRESENTATIVES",
@@ -43,6 +57,8 @@ __all__ = [
     "Purpose",
     "author_of",
     "decide",
+    "known_to_patient",
+    "readable",
 ]
 
 DOCTOR = "10"
@@ -98,13 +114,15 @@ class PolicySource(Protocol):
 @dataclass(frozen=True)
 class Actor:
     """A principal plus what the vault knows about them: their own record, if any, the key
-    that delegations and representations name them by, and where this request finds
-    patients' policies."""
+    that delegations and representations name them by (with the issuer that vouches for
+    it: None for an INS, a national namespace), and where this request finds patients'
+    policies."""
 
     principal: Principal
     own_patient_id: str | None = None
     proxy_key: str | None = None
     policies: PolicySource | None = field(default=None, compare=False, repr=False)
+    proxy_issuer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,9 @@ class Decision:
     basis: Basis | None = None
     # Audit detail the decision adds (the delegation used, the emergency flag...).
     detail: tuple[tuple[str, str], ...] = ()
+    # Refused for what the request asks, not for who asks: the caller may make such a
+    # request, so saying why hides nothing (answered 422, not 404).
+    unprocessable: bool = False
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -139,6 +160,28 @@ def _allow(
     reason: str, purpose: Purpose, basis: Basis, detail: tuple[tuple[str, str], ...] = ()
 ) -> Decision:
     return Decision(True, reason, purpose, basis, detail)
+
+
+def _unprocessable(reason: str, purpose: Purpose) -> Decision:
+    return Decision(False, reason, purpose, unprocessable=True)
+
+
+def _representation_refused(change: PolicyChange | None, purpose: Purpose) -> Decision | None:
+    """Registering a legal representative rests on the patient being a minor (from the
+    record's birth date) or on a legal protection measure the request names; and nobody
+    registers themselves. None when the registration may go ahead."""
+    if change is None or change.kind is not EntryKind.REPRESENTATIVE or change.verb is not Verb.ADD:
+        return None
+    grounds = change.grounds
+    if grounds is None:
+        return _deny("no grounds established for a legal representation", purpose)
+    if grounds.names_requester:
+        return _unprocessable("no one registers themselves as a legal representative", purpose)
+    if not grounds.minor and grounds.measure is None:
+        return _unprocessable(
+            "an adult has a legal representative only under a protection measure", purpose
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -222,6 +265,17 @@ def _no_policy(patient_id: str) -> PatientPolicy:
 # -- the patient ------------------------------------------------------------------------
 
 
+def known_to_patient(document: DocumentFacts) -> Decision:
+    """Whether the patient may learn that this document exists at all: in their record,
+    their access history or a notification. A result a professional marked "not yet"
+    (INVISIBLE_PATIENT) does not exist for them until its author lifts the mark; every
+    trace of it (its reads, its SubmissionSet, its content, its versions) is held back."""
+    purpose = Purpose.PATIENT_REQUEST
+    if INVISIBLE_PATIENT in document.security_labels:
+        return _deny("invisible to the patient until announced", purpose)
+    return _allow("the patient's own record", purpose, Basis.SELF)
+
+
 def _decide_self(request: _Request) -> Decision:
     purpose = Purpose.PATIENT_REQUEST
 
@@ -229,6 +283,12 @@ def _decide_self(request: _Request) -> Decision:
         return _allow(reason, purpose, Basis.SELF)
 
     permission = request.permission
+    if permission is Permission.DOCUMENT_CREATE:
+        # The patient masks from professionals and keeps from representatives; only a
+        # professional author hides a result from the patient until it is announced.
+        refused = _labels_refused(request, PATIENT_SETS, "the patient", purpose)
+        if refused is not None:
+            return refused
     if permission in RECORD_WIDE or permission is Permission.PATIENT_CREATE:
         return _record_wide(request, allow, purpose)
     if permission is Permission.DOCUMENT_SEARCH and request.document is None:
@@ -265,7 +325,32 @@ def _record_wide(
         and change.verb is not Verb.END
     ):
         return _deny("declared by professionals, not by the patient", purpose)
+    if request.permission is Permission.POLICY_MANAGE:
+        refused = _representation_refused(change, purpose)
+        if refused is not None:
+            return refused
     return allow("own record")
+
+
+# The visibility labels each may set on a document they upload (a professional author: all).
+PATIENT_SETS = frozenset({MASKED, INVISIBLE_REPRESENTATIVES})
+REPRESENTATIVE_SETS = frozenset({MASKED})
+
+
+def _labels_refused(
+    request: _Request, may_set: frozenset[str], who: str, purpose: Purpose
+) -> Decision | None:
+    """An upload carrying visibility labels its uploader may not set: refused, saying so
+    (the uploader may upload, so nothing is hidden by the reason)."""
+    forbidden = (request.labels & VISIBILITY_LABELS) - may_set
+    if not forbidden:
+        return None
+    return _unprocessable(
+        f"{who} may not set {', '.join(sorted(forbidden))}: only a professional author hides "
+        "a document from the patient, and only the patient masks one from professionals "
+        "or keeps one from legal representatives",
+        purpose,
+    )
 
 
 class _Allow(Protocol):
@@ -294,16 +379,41 @@ def _decide_proxy(request: _Request) -> Decision:
     key = request.actor.proxy_key
     if key is None:
         return _deny("not the patient's own record", Purpose.PATIENT_REQUEST)
-    representation = request.policy.first(EntryKind.REPRESENTATIVE, key)
+    if request.permission is Permission.INVITATION_ACCEPT:
+        return _accept_invitation(request)
+    issuer = request.actor.proxy_issuer
+    representation = request.policy.first(EntryKind.REPRESENTATIVE, key, issuer)
     if representation is not None:
         return _decide_representative(request, representation)
-    delegations = request.policy.in_force(EntryKind.DELEGATION, key)
+    delegations = request.policy.in_force(EntryKind.DELEGATION, key, issuer)
     if delegations and request.actor.principal.role is Role.CAREGIVER:
         return _decide_delegate(request, delegations)
     return _deny("no delegation or representation in force", Purpose.PATIENT_REQUEST)
 
 
+def _accept_invitation(request: _Request) -> Decision:
+    """A caregiver signed in with their own identity takes up the delegation the patient
+    offered by a one-time code; it will name that identity (issuer and subject). The code
+    is the patient's grant: without a valid one there is nothing to accept."""
+    purpose = Purpose.SUPPORT_NETWORK
+    change = request.policy_change
+    if request.actor.principal.role is not Role.CAREGIVER:
+        return _deny("invitations are accepted by caregivers", purpose)
+    if change is None or change.kind is not EntryKind.DELEGATION or not change.invited:
+        return _deny("no valid invitation", purpose)
+    return _allow("invitation accepted", purpose, Basis.DELEGATION)
+
+
 def _decide_representative(request: _Request, representation: Entry) -> Decision:
+    """As the patient would, less what is hidden from representatives. Refusals too name
+    the representation, so the log records them in the representative's own name."""
+    decided = _as_representative(request, representation)
+    if decided.allowed or decided.detail:
+        return decided
+    return replace(decided, detail=(("representation", representation.id),))
+
+
+def _as_representative(request: _Request, representation: Entry) -> Decision:
     purpose = Purpose.POWER_OF_ATTORNEY
     detail = (("representation", representation.id),)
 
@@ -311,6 +421,10 @@ def _decide_representative(request: _Request, representation: Entry) -> Decision
         return _allow(reason, purpose, Basis.REPRESENTATIVE, detail)
 
     permission = request.permission
+    if permission is Permission.DOCUMENT_CREATE:
+        refused = _labels_refused(request, REPRESENTATIVE_SETS, "a legal representative", purpose)
+        if refused is not None:
+            return refused
     if permission in RECORD_WIDE or permission is Permission.PATIENT_CREATE:
         return _record_wide(request, allow, purpose, representative=True)
     if permission is Permission.DOCUMENT_SEARCH and request.document is None:
@@ -354,9 +468,12 @@ def _decide_delegate(request: _Request, delegations: tuple[Entry, ...]) -> Decis
             for entry in uploaders
             if document is not None and entry.covers_category(document.category_code)
         ]
-        if covering:
-            return allow("delegated upload", covering[0])
-        return _deny("the delegation does not cover uploading this document", purpose)
+        if not covering:
+            return _deny("the delegation does not cover uploading this document", purpose)
+        refused = _labels_refused(request, frozenset(), "a caregiver", purpose)
+        if refused is not None:
+            return refused
+        return allow("delegated upload", covering[0])
     if document is None:
         return _deny("not within a delegation's scope", purpose)
     if request.labels & VISIBILITY_LABELS and not request.is_author:
@@ -394,6 +511,11 @@ def _decide_professional(request: _Request) -> Decision:
         # Feeding a record is open to every authenticated professional (CONTRACT.md).
         return _allow("feeding the record", Purpose.TREATMENT, Basis.FEEDING)
     if permission is Permission.CONSENT_DECLARE:
+        if policy.emergency_refused:
+            # The patient refused access they did not grant themselves: a professional's
+            # word that they agreed is no more than that; the patient adds them to the
+            # care team themselves (docs/access.md, "Consent at the point of care").
+            return _deny("the patient refused access they do not grant themselves")
         return _allow("patient informed and agreed", Purpose.TREATMENT, Basis.POINT_OF_CARE)
     if permission is Permission.EMERGENCY_DECLARE:
         return _emergency_declaration(request)
@@ -448,11 +570,15 @@ def _emergency_declaration(request: _Request) -> Decision:
 
 
 def _care_relation(policy: PatientPolicy, professional: str) -> tuple[Basis, Entry] | None:
-    for kind, basis in (
+    relations = [
         (EntryKind.TREATING_DOCTOR, Basis.TREATING_DOCTOR),
         (EntryKind.CARE_TEAM, Basis.CARE_TEAM),
-        (EntryKind.POINT_OF_CARE, Basis.POINT_OF_CARE),
-    ):
+    ]
+    if not policy.emergency_refused:
+        # Declared by the professional, not granted by the patient: a refusal of access
+        # the patient did not grant themselves covers it, and ends it while in force.
+        relations.append((EntryKind.POINT_OF_CARE, Basis.POINT_OF_CARE))
+    for kind, basis in relations:
         entry = policy.first(kind, professional)
         if entry is not None:
             return basis, entry
@@ -478,16 +604,23 @@ def _relation_detail(basis: Basis, entry: Entry) -> tuple[tuple[str, str], ...]:
 
 
 def _decide_operator(request: _Request) -> Decision:
+    """Operators never read a record, its documents or its policy. The one thing they do
+    on a record is register (or end) a legal representation once its authority is checked,
+    never for themselves, and only on the grounds the rules admit: each such registration
+    is announced to the patient and to the existing representatives."""
     change = request.policy_change
+    purpose = Purpose.OPERATIONS
     if (
         request.permission is Permission.POLICY_MANAGE
         and change is not None
         and change.kind is EntryKind.REPRESENTATIVE
         and change.verb in (Verb.ADD, Verb.END)
     ):
-        # Registering a minor's legal representatives, once their authority is checked.
-        return _allow("representation registered", Purpose.OPERATIONS, Basis.OPERATIONS)
-    return _deny("operators never read records", Purpose.OPERATIONS)
+        refused = _representation_refused(change, purpose)
+        if refused is not None:
+            return refused
+        return _allow("representation registered", purpose, Basis.OPERATIONS)
+    return _deny("operators never read records", purpose)
 
 
 # -- authorship -------------------------------------------------------------------------
@@ -512,3 +645,76 @@ def author_of(actor: Actor) -> tuple[str, str]:
 
 def _is_author(actor: Actor, document: DocumentFacts) -> bool:
     return (document.author_kind, document.author_id) == author_of(actor)
+
+
+# -- what a reader may see, as a filter ---------------------------------------------------
+
+
+def readable(
+    actor: Actor,
+    patient_id: str,
+    *,
+    policy: PatientPolicy | None = None,
+    matrix: AuthorisationMatrix | None = None,
+) -> Filter:
+    """The documents of ``patient_id`` that ``decide`` lets ``actor`` read
+    (``Permission.DOCUMENT_READ``), as a filter over their facts: a search applies it in
+    its query instead of deciding candidate by candidate. The rules are those above, read
+    for a document whose facts are not yet known; a property test holds the two equal
+    on random actors, policies and documents (tests/access/test_readable_filter.py).
+    """
+    principal = actor.principal
+    resource, interaction = SCOPE_NEEDED[Permission.DOCUMENT_READ]
+    if not scopes_allow(principal.scopes, resource, interaction):
+        return NOTHING
+    if policy is not None and policy.patient_id != patient_id:
+        return NOTHING
+    policy = policy or _no_policy(patient_id)
+    own = Authored(*author_of(actor))
+    role = principal.role
+    if role is Role.PATIENT and actor.own_patient_id == patient_id:
+        return any_of(not_(Labelled(INVISIBLE_PATIENT)), own)
+    if role in (Role.PATIENT, Role.CAREGIVER):
+        return _readable_by_proxy(actor, policy, own)
+    if role in (Role.PROFESSIONAL, Role.SOFTWARE):
+        return _readable_by_professional(actor, policy, matrix or default_matrix(), own)
+    return NOTHING
+
+
+def _readable_by_proxy(actor: Actor, policy: PatientPolicy, own: Authored) -> Filter:
+    key = actor.proxy_key
+    if key is None:
+        return NOTHING
+    issuer = actor.proxy_issuer
+    if policy.first(EntryKind.REPRESENTATIVE, key, issuer) is not None:
+        hidden = any_of(Labelled(INVISIBLE_PATIENT), Labelled(INVISIBLE_REPRESENTATIVES))
+        return any_of(not_(hidden), own)
+    delegations = policy.in_force(EntryKind.DELEGATION, key, issuer)
+    if not delegations or actor.principal.role is not Role.CAREGIVER:
+        return NOTHING
+    visible = not_(any_of(*(Labelled(label) for label in sorted(VISIBILITY_LABELS))))
+    covered = matches(
+        "category_code", frozenset().union(*(entry.categories for entry in delegations))
+    )
+    return any_of(own, all_of(visible, covered))
+
+
+def _readable_by_professional(
+    actor: Actor, policy: PatientPolicy, matrix: AuthorisationMatrix, own: Authored
+) -> Filter:
+    principal = actor.principal
+    professional = principal.acting_professional
+    if professional is None or policy.blocks(professional):
+        return NOTHING
+    relation = _care_relation(policy, professional)
+    if relation is None:
+        return own
+    basis, _entry = relation
+    unmasked = EVERYTHING if basis is Basis.TREATING_DOCTOR else not_(Labelled(MASKED))
+    rule = matrix.professions.get(principal.profession or "")
+    in_matrix = (
+        NOTHING
+        if rule is None
+        else all_of(matches("type_code", rule.allow), not_(matches("type_code", rule.deny)))
+    )
+    return any_of(own, all_of(unmasked, in_matrix))

@@ -37,6 +37,9 @@ class Principal:
     specialty: str | None = None
     issuer: str | None = None
     source_ip: str | None = field(default=None, compare=False)
+    # The display name the issuer vouched for (OIDC ``name``), when its token carries one:
+    # shown to the patient beside a delegation a caregiver accepted, never logged.
+    name: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def acting_professional(self) -> str | None:

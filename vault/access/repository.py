@@ -10,9 +10,10 @@ from sqlalchemy import Table, and_, bindparam, literal_column, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from vault.access.state import Entry, EntryKind, PatientPolicy
-from vault.models import AccessPolicy, AccessPolicyEntry, Patient
+from vault.models import AccessPolicy, AccessPolicyEntry, CaregiverInvitation, Patient
 from vault.models.base import utcnow
 
 
@@ -47,6 +48,7 @@ _POLICY_NOW = select(
     _ENTRIES.c.id,
     _ENTRIES.c.kind,
     _ENTRIES.c.subject,
+    _ENTRIES.c.issuer,
     _ENTRIES.c.starts_at,
     _ENTRIES.c.expires_at,
     _ENTRIES.c.scope,
@@ -85,6 +87,7 @@ def entry_of(row: Row[*tuple[Any, ...]]) -> Entry:
         id=row.id,
         kind=EntryKind(row.kind),
         subject=row.subject,
+        issuer=row.issuer,
         starts_at=row.starts_at,
         expires_at=row.expires_at,
         scope=row.scope,
@@ -113,21 +116,28 @@ def next_version(session: Session, patient_id: str, now: datetime) -> int:
     return int(version or 0)
 
 
+def _vouched_by(issuer: str | None) -> ColumnElement[bool]:
+    column = AccessPolicyEntry.issuer
+    return column.is_(None) if issuer is None else column == issuer
+
+
 def open_entries(
     session: Session,
     patient_id: str,
     kind: EntryKind,
     subject: str | None = None,
     at: datetime | None = None,
+    issuer: str | None = None,
 ) -> Sequence[AccessPolicyEntry]:
-    """Entries not ended (and, given ``at``, not expired), oldest first."""
+    """Entries not ended (and, given ``at``, not expired), oldest first; given a subject,
+    those naming it as vouched for by ``issuer`` (None: a national identifier)."""
     query = select(AccessPolicyEntry).where(
         AccessPolicyEntry.patient_id == patient_id,
         AccessPolicyEntry.kind == kind.value,
         AccessPolicyEntry.ended_at.is_(None),
     )
     if subject is not None:
-        query = query.where(AccessPolicyEntry.subject == subject)
+        query = query.where(AccessPolicyEntry.subject == subject, _vouched_by(issuer))
     if at is not None:
         query = query.where(
             or_(AccessPolicyEntry.expires_at.is_(None), AccessPolicyEntry.expires_at > at)
@@ -151,16 +161,51 @@ def all_entries(session: Session, patient_id: str) -> Sequence[AccessPolicyEntry
 
 
 def entries_naming(
-    session: Session, subject: str, kinds: Iterable[EntryKind], at: datetime
+    session: Session,
+    subject: str,
+    issuer: str | None,
+    kinds: Iterable[EntryKind],
+    at: datetime,
 ) -> Sequence[AccessPolicyEntry]:
-    """Relationships in force that name this grantee, across patients."""
+    """Relationships in force that name this grantee (as vouched for by this issuer),
+    across patients."""
     return session.scalars(
         select(AccessPolicyEntry)
         .where(
             AccessPolicyEntry.subject == subject,
+            _vouched_by(issuer),
             AccessPolicyEntry.kind.in_([kind.value for kind in kinds]),
             AccessPolicyEntry.ended_at.is_(None),
             or_(AccessPolicyEntry.expires_at.is_(None), AccessPolicyEntry.expires_at > at),
         )
         .order_by(AccessPolicyEntry.starts_at)
+    ).all()
+
+
+def invitation_by_code_hash(session: Session, code_hash: bytes) -> CaregiverInvitation | None:
+    """Locked, so that two acceptances of one code queue and the second finds it used."""
+    return session.scalar(
+        select(CaregiverInvitation)
+        .where(CaregiverInvitation.code_hash == code_hash)
+        .with_for_update()
+    )
+
+
+def invitations_of(session: Session, patient_id: str) -> Sequence[CaregiverInvitation]:
+    return session.scalars(
+        select(CaregiverInvitation)
+        .where(CaregiverInvitation.patient_id == patient_id)
+        .order_by(CaregiverInvitation.created_at.desc(), CaregiverInvitation.id)
+    ).all()
+
+
+def delegations_of(session: Session, patient_id: str) -> Sequence[AccessPolicyEntry]:
+    """Every delegation ever granted, ended and expired ones included, newest first."""
+    return session.scalars(
+        select(AccessPolicyEntry)
+        .where(
+            AccessPolicyEntry.patient_id == patient_id,
+            AccessPolicyEntry.kind == EntryKind.DELEGATION.value,
+        )
+        .order_by(AccessPolicyEntry.version_added.desc(), AccessPolicyEntry.id)
     ).all()

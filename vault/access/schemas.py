@@ -8,9 +8,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from vault.access.consent import grantee_identifier, professional_identifier
-from vault.access.management import PolicyEvent, PolicyView
-from vault.access.state import DelegationScope, EmergencyMode, EntryKind, Verb
-from vault.models import AccessPolicyEntry
+from vault.access.management import DelegationsView, PolicyEvent, PolicyView
+from vault.access.state import (
+    DelegationScope,
+    EmergencyMode,
+    EntryKind,
+    ProtectionMeasure,
+    Verb,
+)
+from vault.models import AccessPolicyEntry, CaregiverInvitation
 
 
 class Body(BaseModel):
@@ -37,6 +43,13 @@ class DelegationRequest(Body):
         pattern=r"^\S+$",
         description="The caregiver's account identifier (the subject of their caregiver token)",
     )
+    issuer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="The issuer of that account (a trusted issuer's URL); default: the "
+        "vault's own issuer. A token with the same subject from another issuer does not match",
+    )
     scope: DelegationScope
     categories: list[str] = Field(
         description="Document category codes (TRE_A03 class codes, or system|code) the "
@@ -45,9 +58,29 @@ class DelegationRequest(Body):
     expires: AwareDatetime = Field(description="Mandatory, at most one year ahead")
 
 
+class MeasureIn(Body):
+    type: ProtectionMeasure = Field(description="The legal protection measure")
+    reference: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The court decision or notarial deed establishing it (kept sealed)",
+    )
+
+
 class RepresentativeRequest(Body):
     representative: Identifier = Field(
         description="A caregiver account (urn:vault:caregiver) or a person's INS"
+    )
+    issuer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="For a caregiver account, its issuer; default: the vault's own issuer",
+    )
+    measure: MeasureIn | None = Field(
+        default=None,
+        description="Required for an adult: the protection measure the representation rests "
+        "on. A minor's record (from its birth date) needs none",
     )
     until: AwareDatetime | None = Field(
         default=None, description="When the representation ends (the child's majority)"
@@ -79,6 +112,8 @@ class EntryOut(Body):
     kind: EntryKind
     professional: Identifier | None = None
     grantee: Identifier | None = None
+    # The issuer vouching for a caregiver account named as grantee.
+    grantee_issuer: str | None = None
     scope: str | None = None
     categories: list[str] | None = None
     since: datetime
@@ -99,6 +134,7 @@ class EntryOut(Body):
             kind=kind,
             professional=professional,
             grantee=grantee,
+            grantee_issuer=row.issuer,
             scope=row.scope,
             categories=list(row.categories) if kind is EntryKind.DELEGATION else None,
             since=row.starts_at,
@@ -125,7 +161,7 @@ class PolicyOut(Body):
     def of(cls, view: PolicyView) -> PolicyOut:
         def of_kind(kind: EntryKind) -> list[EntryOut]:
             return [
-                EntryOut.of(row, view.reasons.get(row.id))
+                EntryOut.of(row, view.reasons.get(row.id) or None)
                 for row in view.entries
                 if row.kind == kind.value
             ]
@@ -177,3 +213,73 @@ class MaskOut(Body):
     document: str
     masked: bool
     version: int
+
+
+class InvitationRequest(Body):
+    may_add: bool = Field(description="Reading and adding documents (true) or reading only")
+    categories: list[str] = Field(
+        description="Document category codes the caregiver may see; ['*'] for all"
+    )
+    until: AwareDatetime = Field(description="When the delegation ends: at most a year ahead")
+
+
+class InvitationOut(Body):
+    id: str
+    code: str = Field(description="The one-time code: shown once, never kept by the vault")
+    code_expires: datetime
+    scope: DelegationScope
+    categories: list[str]
+    until: datetime
+
+
+class PendingInvitationOut(Body):
+    id: str
+    code_expires: datetime
+    scope: DelegationScope
+    categories: list[str]
+    until: datetime
+    since: datetime
+
+    @classmethod
+    def of(cls, row: CaregiverInvitation) -> PendingInvitationOut:
+        return cls(
+            id=row.id,
+            code_expires=row.code_expires_at,
+            scope=DelegationScope(row.scope),
+            categories=list(row.categories),
+            until=row.delegation_expires_at,
+            since=row.created_at,
+        )
+
+
+class AcceptRequest(Body):
+    code: str = Field(min_length=1, max_length=128, pattern=r"^\S+$")
+
+
+class HeldDelegationOut(Body):
+    delegation: EntryOut
+    display_name: str | None = Field(
+        default=None, description="The caregiver's name as their identity provider gave it"
+    )
+    in_force: bool
+    ended: datetime | None = None
+
+
+class DelegationsOut(Body):
+    delegations: list[HeldDelegationOut]
+    invitations: list[PendingInvitationOut]
+
+    @classmethod
+    def of(cls, view: DelegationsView) -> DelegationsOut:
+        return cls(
+            delegations=[
+                HeldDelegationOut(
+                    delegation=EntryOut.of(held.entry),
+                    display_name=held.display_name,
+                    in_force=held.in_force,
+                    ended=held.entry.ended_at,
+                )
+                for held in view.delegations
+            ],
+            invitations=[PendingInvitationOut.of(row) for row in view.invitations],
+        )

@@ -4,20 +4,36 @@ Every read, search, write, change, content download and policy change goes throu
 ``authorize``: it loads the patient's policy (once per request, and only when the decision
 reads it), asks the pure decision function, writes the audit entry in the caller's
 transaction when the access goes ahead, and raises ``AccessDenied`` -- carrying its own
-audit record, written after the rollback -- when it does not.
+audit record, written after the rollback -- when it does not. Reads, which change nothing
+but the log, go through ``authorize_read``: the same decision and the same record, whose
+entry is committed with those of the reads arriving together, before the read's response
+goes out (``vault.audit.group``).
 """
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.orm import Session
 
+from vault.access.filters import Filter
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
-from vault.access.policy import Actor, Decision, DocumentFacts, decide, needs_policy
+from vault.access.policy import (
+    REPRESENTATIVE_ROLE,
+    Actor,
+    Basis,
+    Decision,
+    DocumentFacts,
+    decide,
+    needs_policy,
+    readable,
+)
 from vault.access.principal import INS_SYSTEMS, Principal, Role
 from vault.access.repository import PolicySnapshots, load_policy, own_record
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
-from vault.audit.records import AuditRecord, Outcome
+from vault.audit.group import WRITTEN, Deferred, GroupCommit, Pending
+from vault.audit.records import AuditRecord, Outcome, WrittenEntry
 from vault.audit.service import AuditService
 from vault.errors import NotFound
 from vault.models.base import utcnow
@@ -48,10 +64,68 @@ class ChangeRefused(AccessDenied):
         self.args = (self.message,)
 
 
+class RequestRefused(AccessDenied):
+    """Refused for what the request asks, by a caller who may ask such things (a legal
+    representation without grounds): saying why hides nothing, so it is a 422."""
+
+    status_code = 422
+    issue_code = "business-rule"
+
+    def __init__(self, record: AuditRecord, reason: str) -> None:
+        super().__init__(record)
+        self.message = f"Refused: {reason}"
+        self.args = (self.message,)
+        if record.detail.get("permission") == "document:create":
+            self.expression = "DocumentReference.securityLabel"
+
+
+def _acting(actor: Actor, decision: Decision, patient_id: str) -> dict[str, str | None]:
+    """A legal representative acts in their own name, on behalf of the patient: the log
+    names them (their own record, or the key the representation names them by), not the
+    patient."""
+    if decision.basis is not Basis.REPRESENTATIVE and "representation" not in dict(decision.detail):
+        return {}
+    return {
+        "acting_role": REPRESENTATIVE_ROLE,
+        "acting_id": actor.own_patient_id or actor.proxy_key,
+        "acting_for": patient_id,
+    }
+
+
+def _issuer_detail(actor: Actor) -> dict[str, str]:
+    # A caregiver account means something only with its issuer: the history says which.
+    if actor.proxy_issuer is None:
+        return {}
+    return {"actor_issuer": actor.proxy_issuer}
+
+
 def ins_index(provider: KeyProvider, system: str, value: str) -> bytes:
     # Both INS namespaces name the same person space for lookups.
     namespace = "ins" if system in INS_SYSTEMS else system
     return provider.blind_index("patient-identifier", f"{namespace}|{value}".encode())
+
+
+# The record a refusal of something that does not exist is decided against: ids are
+# uuid4, whose version digit is never 0, so no record has this one.
+NO_RECORD = "00000000-0000-0000-0000-000000000000"
+# What of a probed id the log keeps: a FHIR id, or nothing (the column is 64 long, and the
+# log is no place for whatever else a caller typed into a URL).
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+# Refusals made in a session's request, for the API to throttle actors refused over and
+# over (docs/threat-model.md): counted where they are decided, whatever the answer.
+_REFUSALS = "vault.access.refusals"
+
+
+def take_refusals(session: Session) -> int:
+    """How many refusals the access service made in this session's request since last
+    asked."""
+    return int(session.info.pop(_REFUSALS, 0))
+
+
+def _note_refusal(session: Session) -> None:
+    session.info[_REFUSALS] = int(session.info.get(_REFUSALS, 0)) + 1
 
 
 def caregiver_key(account: str) -> str:
@@ -74,24 +148,36 @@ class AccessService:
         audit: AuditService,
         keys: KeyProvider,
         matrix: AuthorisationMatrix | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self.audit = audit
         self._keys = keys
         self.matrix = matrix or default_matrix()
+        # Where reads' entries are committed together; None: in the request's transaction.
+        self.group = group
 
     def actor(self, session: Session, principal: Principal) -> Actor:
         own = None
         proxy = None
+        issuer = None
         if principal.role is Role.PATIENT:
+            # An INS is a national identifier: any issuer trusted for the patient role vouches
+            # for it, so the key names no issuer.
             index = ins_index(self._keys, "ins", principal.subject)
             own = own_record(session, index)
             proxy = _key_of_index(index)
         elif principal.role is Role.CAREGIVER:
+            # A caregiver account exists only at the issuer that vouched for it.
             proxy = caregiver_key(principal.subject)
-        return Actor(principal, own, proxy, PolicySnapshots(session))
+            issuer = principal.issuer
+        return Actor(principal, own, proxy, PolicySnapshots(session), proxy_issuer=issuer)
 
-    def grantee_key(self, system: str, value: str) -> str:
-        return ins_key(self._keys, value) if system in INS_SYSTEMS else caregiver_key(value)
+    def grantee_key(self, system: str, value: str, issuer: str | None) -> tuple[str, str | None]:
+        """How a policy entry names a grantee: (key, issuer); a person named by INS needs no
+        issuer, a caregiver account is the account of one issuer."""
+        if system in INS_SYSTEMS:
+            return ins_key(self._keys, value), None
+        return caregiver_key(value), issuer
 
     def policy(self, session: Session, actor: Actor, patient_id: str) -> PatientPolicy:
         if actor.policies is not None:
@@ -140,6 +226,16 @@ class AccessService:
             matrix=self.matrix,
         )
 
+    def readable(self, actor: Actor, patient_id: str) -> Filter:
+        """What ``check`` would let the actor read of this record, as a filter for the
+        search's query (the same policy snapshot, the same matrix)."""
+        policy = (
+            actor.policies.get(patient_id)
+            if actor.policies is not None and needs_policy(actor, patient_id)
+            else None
+        )
+        return readable(actor, patient_id, policy=policy, matrix=self.matrix)
+
     def authorize(
         self,
         session: Session,
@@ -154,6 +250,97 @@ class AccessService:
         detail: dict[str, str] | None = None,
         not_found_as: str = "Resource",
     ) -> Decision:
+        return self.authorize_recorded(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=document,
+            change=change,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )[0]
+
+    def authorize_recorded(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        document: DocumentFacts | None = None,
+        change: MetadataChange | PolicyChange | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> tuple[Decision, WrittenEntry]:
+        """``authorize``, also returning the audit entry it wrote (for what must refer to
+        it, such as a notification addressed to someone other than the patient)."""
+        decision, record = self._decide(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=document,
+            change=change,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )
+        return decision, self.audit.append(session, record)
+
+    def authorize_read(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        document: DocumentFacts | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> Pending | Deferred:
+        """``authorize`` for a read, which changes nothing but the log: its entry is
+        committed with those of the reads ready at the same moment (``vault.audit.group``).
+        The caller reads, then calls ``wait()`` on what this returns, which commits the
+        entry: nothing read goes out before it returns."""
+        _decision, record = self._decide(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=document,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )
+        if self.group is None:
+            self.audit.append(session, record)
+            return WRITTEN
+        return Deferred(self.group, record)
+
+    def _decide(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        document: DocumentFacts | None,
+        change: MetadataChange | PolicyChange | None = None,
+        resource_type: str | None,
+        resource_id: str | None,
+        detail: dict[str, str] | None,
+        not_found_as: str,
+    ) -> tuple[Decision, AuditRecord]:
+        """The decision and its audit record; a refusal raises, carrying its record."""
         policy = self._deciding_policy(session, actor, patient_id)
         decision = decide(
             actor,
@@ -179,12 +366,17 @@ class AccessService:
                 "reason": decision.reason,
                 **({"basis": decision.basis.value} if decision.basis else {}),
                 **dict(decision.detail),
+                **_issuer_detail(actor),
             },
+            **_acting(actor, decision, patient_id),
         )
         metrics.access_decided(permission.value, decision.allowed)
+        if decision.unprocessable:
+            raise RequestRefused(record, decision.reason)
         if not decision.allowed:
+            _note_refusal(session)
             if permission in CHANGES and document is not None:
-                readable = decide(
+                seen = decide(
                     actor,
                     Permission.DOCUMENT_READ,
                     patient_id,
@@ -192,11 +384,47 @@ class AccessService:
                     policy=policy,
                     matrix=self.matrix,
                 )
-                if readable:
+                if seen:
                     raise ChangeRefused(record)
             raise AccessDenied(record, not_found_as)
-        self.audit.append(session, record)
-        return decision
+        return decision, record
+
+    def refuse_unknown(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        *,
+        about_document: bool = False,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> AccessDenied:
+        """The refusal of something that does not exist, made as a refusal of something
+        that may not be seen is, and at the same cost: the policy of a record that cannot
+        exist is loaded, the decision taken (on a stand-in document when the access is to
+        one), and the refusal returned to be recorded as every refusal is -- on the log's
+        chain that names no patient. Neither the answer nor the time it takes tells "does
+        not exist" from "exists but not for you" (docs/threat-model.md)."""
+        document = (
+            DocumentFacts(NO_RECORD, "", "", frozenset(), "current") if about_document else None
+        )
+        policy = self._deciding_policy(session, actor, NO_RECORD)
+        decision = decide(actor, permission, NO_RECORD, document, policy=policy, matrix=self.matrix)
+        _note_refusal(session)
+        metrics.access_decided(permission.value, allowed=False)
+        record = AuditRecord(
+            action=AUDIT_ACTION[permission],
+            outcome=Outcome.DENIED,
+            purpose=decision.purpose.value,
+            principal=actor.principal,
+            resource_type=resource_type,
+            resource_id=resource_id if resource_id and _FHIR_ID.fullmatch(resource_id) else None,
+            actor_patient_id=actor.own_patient_id,
+            detail={**(detail or {}), "permission": permission.value, "reason": "does not exist"},
+        )
+        return AccessDenied(record, not_found_as)
 
     def require_visible(
         self,
@@ -223,6 +451,7 @@ class AccessService:
         )
         if seen:
             return
+        _note_refusal(session)
         metrics.access_decided(permission.value, allowed=False)
         raise AccessDenied(
             AuditRecord(

@@ -19,6 +19,10 @@ VISIBILITY_LABELS = frozenset({INVISIBLE_PATIENT, MASKED, INVISIBLE_REPRESENTATI
 
 ALL_CATEGORIES = "*"
 CAREGIVER_SYSTEM = "urn:vault:caregiver"
+# The issuer of entries that named a caregiver account before entries named their issuer
+# (the 2026-12 migration): no token carries it, so such an entry matches nobody until the
+# patient grants it again (docs/access.md, "Who an entry names").
+UNBOUND_ISSUER = "urn:vault:unbound"
 # Grantees named by INS are stored by a keyed blind index, shown under this system.
 PATIENT_INDEX_SYSTEM = "urn:vault:patient-index"
 
@@ -44,6 +48,32 @@ class EmergencyMode(StrEnum):
     SAMU = "samu-regulation"
 
 
+class ProtectionMeasure(StrEnum):
+    """The legal protection measures under which an adult has a representative for the
+    person (Code civil art. 425 ff.): those that give a power of representation, not mere
+    assistance (a curatelle assists; its curateur is invited as a caregiver instead)."""
+
+    TUTELLE = "tutelle"
+    HABILITATION_FAMILIALE = "habilitation-familiale"
+    MANDAT_PROTECTION_FUTURE = "mandat-protection-future"
+
+
+# A representation's ``scope``: the ground it rests on, "minor" or the measure's type.
+MINOR = "minor"
+
+
+@dataclass(frozen=True)
+class RepresentationGrounds:
+    """What registering a legal representative rests on, as the service established it:
+    whether the record's birth date makes the patient a minor today, the protection
+    measure the request names (its reference is kept, sealed, with the entry), and whether
+    the person named is the one asking."""
+
+    minor: bool
+    measure: ProtectionMeasure | None = None
+    names_requester: bool = False
+
+
 class Verb(StrEnum):
     ADD = "add"
     END = "end"
@@ -59,6 +89,15 @@ class Entry:
     expires_at: datetime | None = None
     scope: str | None = None
     categories: frozenset[str] = frozenset()
+    # Who vouches for ``subject``: the issuer whose tokens it is the subject of (caregiver
+    # accounts), or None for identifiers of a national namespace (IDNPS, INS) that only the
+    # issuers trusted for that namespace can vouch for.
+    issuer: str | None = None
+
+    def names(self, subject: str, issuer: str | None) -> bool:
+        """The (issuer, subject) pair matches: the same ``sub`` vouched for by another
+        issuer is another person."""
+        return self.subject == subject and self.issuer == issuer
 
     def in_force(self, at: datetime) -> bool:
         return self.starts_at <= at and (self.expires_at is None or at < self.expires_at)
@@ -80,17 +119,23 @@ class PatientPolicy:
     version: int = 0
     entries: tuple[Entry, ...] = field(default=())
 
-    def in_force(self, kind: EntryKind, subject: str | None = None) -> tuple[Entry, ...]:
+    def in_force(
+        self, kind: EntryKind, subject: str | None = None, issuer: str | None = None
+    ) -> tuple[Entry, ...]:
+        """Entries of this kind in force; given a subject, those naming it as vouched for
+        by ``issuer`` (None: a national identifier, IDNPS or INS)."""
         return tuple(
             entry
             for entry in self.entries
             if entry.kind is kind
-            and (subject is None or entry.subject == subject)
+            and (subject is None or entry.names(subject, issuer))
             and entry.in_force(self.at)
         )
 
-    def first(self, kind: EntryKind, subject: str | None = None) -> Entry | None:
-        found = self.in_force(kind, subject)
+    def first(
+        self, kind: EntryKind, subject: str | None = None, issuer: str | None = None
+    ) -> Entry | None:
+        found = self.in_force(kind, subject, issuer)
         return found[0] if found else None
 
     def blocks(self, professional: str) -> bool:
@@ -115,6 +160,10 @@ class PolicyChange:
     verb: Verb
     entry_id: str | None = None
     mode: EmergencyMode | None = None
+    # Registering a legal representative: what it rests on.
+    grounds: RepresentationGrounds | None = None
+    # Accepting an invitation: the service found its code valid (unused, unexpired).
+    invited: bool = False
 
 
 @dataclass(frozen=True)

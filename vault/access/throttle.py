@@ -1,4 +1,5 @@
-"""Throttling of the token endpoint and of repeated failed authentications.
+"""Throttling of the token endpoint, of repeated failed authentications, and of actors
+refused access over and over (probing records that are not theirs).
 
 The counts live in this process's memory: with several replicas behind a load balancer each
 replica counts on its own, so the effective limit is the configured one times the number of
@@ -8,13 +9,16 @@ a shared limit belongs in front of the replicas (the reverse proxy) or in a shar
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
+from vault.access.principal import Principal
 from vault.errors import TooManyRequests
+from vault.observability import metrics
 from vault.settings import Settings
 
 
@@ -67,10 +71,23 @@ class SlidingWindow:
         return events
 
 
+def actor_key(principal: Principal) -> str:
+    """Who a refusal counts against: the authenticated identity (role, issuer, subject),
+    hashed so that no INS sits in this process's memory longer than its request."""
+    identity = "\x1f".join((principal.role.value, principal.issuer or "", principal.subject))
+    return "actor:" + hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+
+
 class Throttle:
-    def __init__(self, token_requests: SlidingWindow, auth_failures: SlidingWindow) -> None:
+    def __init__(
+        self,
+        token_requests: SlidingWindow,
+        auth_failures: SlidingWindow,
+        refusals: SlidingWindow | None = None,
+    ) -> None:
         self.token_requests = token_requests
         self.auth_failures = auth_failures
+        self.refusals = refusals or SlidingWindow(30, auth_failures.window)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Throttle:
@@ -78,7 +95,23 @@ class Throttle:
         return cls(
             SlidingWindow(settings.token_rate_limit, window),
             SlidingWindow(settings.auth_failure_limit, window),
+            SlidingWindow(settings.refusal_limit, window),
         )
+
+    def guard_refusals(self, principal: Principal) -> None:
+        """Turn away, before it reaches any record, an actor refused too often of late:
+        their next probe would only add a refusal to someone's history."""
+        wait = self.refusals.wait_for(actor_key(principal))
+        if wait:
+            metrics.refusal_throttled(principal.role.value)
+            raise TooManyRequests(
+                "Too many refused requests; retry later", retry_after=math.ceil(wait)
+            )
+
+    def refused(self, principal: Principal, times: int) -> None:
+        key = actor_key(principal)
+        for _ in range(times):
+            self.refusals.hit(key)
 
     def guard_authentication(self, keys: Iterable[str]) -> None:
         """Refuse outright while a caller has failed too often: its next attempt, right or

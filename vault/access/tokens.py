@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import threading
 import time
@@ -29,6 +28,7 @@ from vault.access.jwks import KeySource, StaticKeys
 from vault.access.principal import Principal, Role, normalise_professional_id
 from vault.access.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
 from vault.errors import Unauthenticated, VaultError
+from vault.keyfiles import create_private_file
 
 ALGORITHMS = ["RS256", "ES256"]
 MAX_TOKEN_BYTES = 16 * 1024
@@ -59,6 +59,10 @@ class ClaimMapping:
     default_scope: str | None = None
 
 
+class IssuerKeyError(VaultError):
+    """The embedded issuer's key file cannot be used."""
+
+
 @dataclass(frozen=True)
 class TrustedIssuer:
     issuer: str
@@ -74,14 +78,17 @@ class EmbeddedIssuer:
         self.issuer = issuer
         self.audience = audience
         path = data_dir / "issuer-key.json"
-        if path.exists():
+        if not path.exists():
+            generated = ECKey.generate_key("P-256", private=True, auto_kid=True)
+            # Of several workers starting at once, one key wins and all read it.
+            create_private_file(path, json.dumps(generated.as_dict(private=True)).encode())
+        try:
             self._key = ECKey.import_key(json.loads(path.read_text()))
-        else:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            self._key = ECKey.generate_key("P-256", private=True, auto_kid=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self._key.as_dict(private=True), handle)
+        except ValueError:
+            raise IssuerKeyError(
+                f"{path} is not a usable key (cut short by a crash in an older version?); "
+                "no token can have been signed with it: delete it and start again"
+            ) from None
         self.kid = str(self._key.kid)
 
     def jwks(self) -> dict[str, Any]:
@@ -322,4 +329,14 @@ def _principal(claims: dict[str, Any], issuer: TrustedIssuer) -> Principal:
         profession=_text(_claim(claims, mapping.profession_claim)),
         specialty=_text(_claim(claims, mapping.specialty_claim)),
         issuer=issuer.issuer,
+        name=_display_name(claims),
     )
+
+
+def _display_name(claims: Mapping[str, Any]) -> str | None:
+    name = _text(claims.get("name"))
+    if name is None:
+        parts = [_text(claims.get(key)) for key in ("given_name", "family_name")]
+        name = " ".join(part for part in parts if part) or None
+    # A name, not a document: bounded, on one line.
+    return " ".join(name.split())[:128] if name else None

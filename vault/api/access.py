@@ -16,12 +16,16 @@ from vault.access.principal import (
     normalise_professional_id,
 )
 from vault.access.schemas import (
+    AcceptRequest,
     DelegationRequest,
+    DelegationsOut,
     EmergencyRefusalRequest,
     EmergencyRequest,
     EntryOut,
     EventOut,
     Identifier,
+    InvitationOut,
+    InvitationRequest,
     MaskOut,
     MaskRequest,
     PointOfCareRequest,
@@ -30,7 +34,7 @@ from vault.access.schemas import (
     RelationshipOut,
     RepresentativeRequest,
 )
-from vault.access.state import CAREGIVER_SYSTEM, EntryKind
+from vault.access.state import CAREGIVER_SYSTEM, DelegationScope, EntryKind
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
 from vault.errors import InvalidResource, NotFound
 
@@ -232,6 +236,26 @@ def withdraw_point_of_care(
     return Response(status_code=204)
 
 
+@router.post(
+    POLICY + "/point-of-care/{idnps}/block",
+    status_code=201,
+    summary="In one step: block a professional who declared consent at the point of care, "
+    "and end that consent",
+    response_model=EntryOut,
+)
+def block_point_of_care_declarer(
+    patient_id: PatientId,
+    idnps: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> EntryOut:
+    row = found.policies.block_declarer(
+        session, actor, _patient(actor, patient_id), _path_idnps(idnps)
+    )
+    return EntryOut.of(row)
+
+
 # -- masks ---------------------------------------------------------------------------------------
 
 
@@ -289,6 +313,7 @@ def grant_delegation(
         actor,
         _patient(actor, patient_id),
         caregiver=body.caregiver,
+        issuer=body.issuer,
         scope=body.scope,
         categories=body.categories,
         expires_at=body.expires,
@@ -312,10 +337,70 @@ def revoke_delegation(
     return Response(status_code=204)
 
 
+@router.get(
+    POLICY + "/delegations",
+    summary="Every delegation, in force or past, with who holds it, and the invitations "
+    "waiting to be accepted",
+    response_model=DelegationsOut,
+)
+def list_delegations(
+    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> DelegationsOut:
+    view = found.policies.delegations(session, actor, _patient(actor, patient_id))
+    return DelegationsOut.of(view)
+
+
+@router.post(
+    POLICY + "/invitations",
+    status_code=201,
+    summary="Invite a caregiver: read, or read and add, some categories, until a day at most "
+    "a year ahead; the answer carries a one-time code valid for a week",
+    response_model=InvitationOut,
+)
+def invite_caregiver(
+    patient_id: PatientId,
+    body: InvitationRequest,
+    actor: ActorDep,
+    found: ServicesDep,
+    session: SessionDep,
+) -> InvitationOut:
+    row, code = found.policies.invite_caregiver(
+        session,
+        actor,
+        _patient(actor, patient_id),
+        may_add=body.may_add,
+        categories=body.categories,
+        until=body.until,
+    )
+    return InvitationOut(
+        id=row.id,
+        code=code,
+        code_expires=row.code_expires_at,
+        scope=DelegationScope(row.scope),
+        categories=list(row.categories),
+        until=row.delegation_expires_at,
+    )
+
+
+@router.post(
+    "/invitations/accept",
+    status_code=201,
+    summary="Caregivers: accept an invitation with its code; the delegation then names the "
+    "identity that accepted it",
+    response_model=RelationshipOut,
+)
+def accept_invitation(
+    body: AcceptRequest, actor: ActorDep, found: ServicesDep, session: SessionDep
+) -> RelationshipOut:
+    row = found.policies.accept_invitation(session, actor, body.code)
+    return RelationshipOut(patient=row.patient_id, relationship=EntryOut.of(row))
+
+
 @router.post(
     POLICY + "/representatives",
     status_code=201,
-    summary="Register a legal representative of a minor",
+    summary="Register a legal representative: of a minor, or of an adult under a named "
+    "legal protection measure; the patient (an adult) and the other representatives are told",
     response_model=EntryOut,
 )
 def add_representative(
@@ -339,6 +424,9 @@ def add_representative(
         system=identifier.system,
         value=identifier.value,
         until=body.until,
+        issuer=body.issuer,
+        measure=body.measure.type if body.measure else None,
+        measure_reference=body.measure.reference if body.measure else None,
     )
     _created(response, change.created)
     return EntryOut.of(change.entry)

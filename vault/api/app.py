@@ -12,7 +12,7 @@ from vault import __version__
 from vault.access.throttle import Throttle
 from vault.api import access as access_api
 from vault.api import audit as audit_api
-from vault.api import errors, middleware, openapi
+from vault.api import docs, errors, middleware, openapi
 from vault.api.deps import authenticate
 from vault.api.fhir import (
     audit_events,
@@ -43,7 +43,7 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
         "/docs",
         "/docs/oauth2-redirect",
-        "/redoc",
+        "/docs/assets",
         "/",
     }
 )
@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version=__version__,
         description="Patient health-document vault: FHIR R4 (IHE MHD / ANS PDSm), encrypted, patient-controlled, audited.",
         lifespan=lifespan,
+        # Served by vault.api.docs from the package's own copy of Swagger UI.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = built
     # Per process: several replicas each count on their own (docs/authentication.md).
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     middleware.install(app, settings, built)
     openapi.install(app, PUBLIC_PATHS)
 
+    docs.install(app)
     app.include_router(public_router)
     app.include_router(web_router)
     app.include_router(oauth_router)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from vault.api.deps import ServicesDep, SessionDep
+from vault.api.hosts import public_url
 from vault.audit import merkle
 from vault.audit.checkpoints import checkpoint_json
 from vault.errors import BadRequest, NotFound
@@ -58,8 +59,8 @@ def checkpoints(
     rows = found.audit_log.checkpoints.page(session, before, count)
     document: dict[str, Any] = {"checkpoints": [checkpoint_json(row) for row in rows]}
     if len(rows) == count:
-        document["next"] = str(
-            request.url.include_query_params(before=rows[-1].tree_size, _count=count)
+        document["next"] = public_url(
+            found.settings, request, before=rows[-1].tree_size, _count=count
         )
     return JSONResponse(document)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
 from vault.access.principal import Principal, Role
-from vault.access.service import AccessDenied
+from vault.access.service import AccessDenied, take_refusals
 from vault.access.throttle import Throttle
 from vault.audit.records import AuditRecord, Outcome
 from vault.errors import (
@@ -65,6 +65,7 @@ async def authenticate(
     except Unauthenticated:
         throttle.failed_authentication(keys)
         raise
+    throttle.guard_refusals(principal)
     principal = dataclasses.replace(principal, source_ip=source_ip)
     request.state.principal = principal
     return principal
@@ -82,15 +83,20 @@ async def transaction(
 
     Async so that opening the session (which touches no connection until the endpoint's
     first statement) costs no thread hop; everything that talks to the database runs in
-    the thread pool, one hop for the commit."""
+    the thread pool, one hop for the commit.
+
+    Whatever the outcome, the refusals the request met count towards its actor's throttle."""
     session = found.session_factory()
     try:
         yield session
+        _count_refusals(request, principal, session)
         await run_in_threadpool(_commit, session)
     except AccessDenied as denied:
+        _count_refusals(request, principal, session)
         await run_in_threadpool(_roll_back_and_record, found, session, denied.audit_record)
         raise
     except VaultError as error:
+        _count_refusals(request, principal, session)
         record = None
         if request.method in WRITE_ACTIONS:
             record = AuditRecord(
@@ -108,6 +114,13 @@ async def transaction(
         with CancelScope(shield=True):
             await run_in_threadpool(_roll_back_and_record, found, session, None)
         raise
+
+
+def _count_refusals(request: Request, principal: Principal, session: Session) -> None:
+    refused = take_refusals(session)
+    if refused:
+        throttle: Throttle = request.app.state.throttle
+        throttle.refused(principal, refused)
 
 
 def _commit(session: Session) -> None:

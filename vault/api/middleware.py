@@ -16,8 +16,11 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vault.api import errors
+from vault.api.body_limit import BodyLimitMiddleware
+from vault.api.hosts import AllowedHostMiddleware, allowed_hosts
 from vault.observability import metrics
 from vault.observability.logs import configure_logging, get_logger, logging_configured
 from vault.services import Services
@@ -107,4 +110,20 @@ def install(app: FastAPI, settings: Settings, services: Services) -> None:
     if not logging_configured():
         configure_logging(json_output=settings.log_json, level=settings.log_level)
     metrics.watch_pool(services.engine)
+    # Added first, so they sit inside the observability middleware: refusals are logged
+    # and counted like any other answer. The host is checked before the body is read.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        fhir_limit=settings.max_body_bytes,
+        other_limit=min(settings.max_api_body_bytes, settings.max_body_bytes),
+    )
+    app.add_middleware(
+        AllowedHostMiddleware, base_url=settings.issuer, allowed=allowed_hosts(settings)
+    )
     app.add_middleware(ObservabilityMiddleware)
+    proxies = [entry.strip() for entry in settings.trusted_proxies.split(",") if entry.strip()]
+    if proxies:
+        # Outermost: the address the throttle counts and the audit log records, and the
+        # scheme the token endpoint checks, are the client's only when a named proxy says
+        # so; anyone else's forwarded headers are ignored (docs/operations.md).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)

@@ -60,7 +60,7 @@ ERRORS = {
     409: "Conflicts with the current state or a concurrent change",
     410: "Withdrawn",
     412: "If-Match or If-None-Exist does not hold",
-    413: "The body exceeds VAULT_MAX_BODY_BYTES (also once decompressed)",
+    413: "The body exceeds VAULT_MAX_BODY_BYTES on /fhir (also once decompressed), VAULT_MAX_API_BODY_BYTES elsewhere",
     415: "Unsupported Content-Type or Content-Encoding",
     422: "Valid JSON but not an acceptable resource (FHIR, IHE MHD or ANS PDSm rules)",
     429: "Too many failed authentications; see Retry-After",

@@ -6,7 +6,8 @@ and marked delivered in the same transaction. A crash between a receiver's 2xx a
 commit can only re-send (at most the rest of its batch), never lose; the payload's ``id``
 (also the ``Idempotency-Key`` header) lets receivers drop such a repeat. A failed send is retried later with exponential backoff, and given up ("dead")
 after ``max_attempts``. A new document still hidden from the patient is held back until
-its author announces it.
+its author announces it, and so is any other notification about a document hidden from
+the patient (the access module decides which).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import httpx
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.access.state import INVISIBLE_PATIENT
+from vault.access.policy import known_to_patient
 from vault.audit import repository
 from vault.audit.checkpoints import format_time
-from vault.documents.repository import labels_of
+from vault.audit.history import document_of
+from vault.documents.repository import facts
 from vault.models import AuditNotification
 from vault.models.base import utcnow
 
@@ -61,6 +63,7 @@ class Due:
     actor_role: str
     actor_id: str | None
     attempts: int
+    recipient: str | None
 
 
 def message_of(row: Due) -> dict[str, Any]:
@@ -72,6 +75,8 @@ def message_of(row: Due) -> dict[str, Any]:
         "occurredAt": format_time(row.created_at),
         "auditEvent": str(row.audit_entry_id),
         "actor": {"role": row.actor_role, "id": row.actor_id},
+        # Absent: for the patient. Otherwise for the holder of this representation.
+        **({"to": {"representation": row.recipient}} if row.recipient else {}),
     }
 
 
@@ -187,17 +192,18 @@ _FAILED = (
 
 
 def _not_yet_announced(session: Session, rows: list[Due]) -> set[int]:
-    """The new documents the patient may not see yet (results awaiting their announcement),
-    whose notifications must not announce them either."""
-    labels = repository.labels_of_audited_documents(
-        session, [row.audit_entry_id for row in rows if row.kind == "new-document"]
-    )
-    return {
-        row.id
-        for row in rows
-        if row.kind == "new-document"
-        and INVISIBLE_PATIENT in labels_of(labels.get(row.audit_entry_id) or "")
-    }
+    """The notifications about a document the patient may not know of yet (a result
+    awaiting its announcement): the access module decides, as for the history."""
+    entries = repository.entries_by_id(session, [row.audit_entry_id for row in rows])
+    named = {entry.id: document_of(entry) for entry in entries}
+    documents = repository.documents_by_id(session, {d for d in named.values() if d})
+    held = set()
+    for row in rows:
+        document_id = named.get(row.audit_entry_id)
+        document = documents.get(document_id) if document_id else None
+        if document is not None and not known_to_patient(facts(document)):
+            held.add(row.id)
+    return held
 
 
 class DeliveryWorker:

@@ -10,6 +10,10 @@
 | purpose ETREAT (emergency)      | PrivacyDisclosure.Source              | DCM 110106 Export / disclose     |
 | refused or failed               | none (BALP profiles successes only)   | rest / the interaction           |
 
+One actor's repeated refusals on a page of the patient's history are one AuditEvent: the
+newest, with ``period`` spanning them all and the ``refusals-grouped`` extension giving
+their number (docs/audit.md).
+
 What the patient sees is who (role, professional identifier, software client, on behalf
 of whom), what (their record, the resource), when, the outcome and the purpose of use.
 The token id stays in the log (and the SIEM export): it identifies nothing for a patient.
@@ -18,10 +22,12 @@ The token id stays in the log (and the SIEM export): it identifies nothing for a
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from vault.access.principal import IDNPS_SYSTEM
+from vault.access.state import CAREGIVER_SYSTEM, PATIENT_INDEX_SYSTEM
 from vault.audit.checkpoints import format_time
 from vault.models import AuditEntry
 
@@ -54,6 +60,7 @@ ACTIONS: dict[str, tuple[str, str, Code, Code, str]] = {
     "D": ("PatientDelete", "delete", APPLICATION, CUSTODIAN, "CST"),
 }
 INTEGRITY_EXTENSION = "/fhir/StructureDefinition/audit-integrity"
+REFUSALS_EXTENSION = "/fhir/StructureDefinition/refusals-grouped"
 
 
 def _coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
@@ -71,9 +78,22 @@ def _who(entry: AuditEntry) -> dict[str, Any]:
         return {"identifier": {"system": IDNPS_SYSTEM, "value": entry.actor_id}}
     if role == "software" and entry.on_behalf_of:
         return {"identifier": {"system": IDNPS_SYSTEM, "value": entry.on_behalf_of}}
+    if role == "legal-representative" and entry.actor_id:
+        return _representative(entry.actor_id)
     if entry.actor_id:
         return {"identifier": {"value": entry.actor_id}, "display": role}
     return {"display": role}
+
+
+def _representative(actor_id: str) -> dict[str, Any]:
+    """A legal representative, in their own name (the patient is the entity acted on):
+    their own record, or the key their representation names them by."""
+    kind, colon, value = actor_id.partition(":")
+    display = "legal-representative"
+    if not colon:
+        return {"reference": f"Patient/{actor_id}", "display": display}
+    system = CAREGIVER_SYSTEM if kind == "caregiver" else PATIENT_INDEX_SYSTEM
+    return {"identifier": {"system": system, "value": value}, "display": display}
 
 
 def _agents(
@@ -159,7 +179,11 @@ def _integrity(entry: AuditEntry, base: str) -> dict[str, Any]:
     return {"url": f"{base}{INTEGRITY_EXTENSION}", "extension": parts}
 
 
-def audit_event(entry: AuditEntry, base: str) -> dict[str, Any]:
+def audit_event(
+    entry: AuditEntry, base: str, *, refusals: int = 1, earliest: datetime | None = None
+) -> dict[str, Any]:
+    """``refusals`` (with the ``earliest`` of them): how many of one actor's refusals this
+    event stands for, when it stands for more than itself."""
     profile, interaction, client_type, server_type, user_type = ACTIONS.get(
         entry.action, ("", "operation", SOURCE_ROLE, DESTINATION_ROLE, "IRCP")
     )
@@ -195,6 +219,13 @@ def audit_event(entry: AuditEntry, base: str) -> dict[str, Any]:
         event["outcomeDesc"] = (
             "access refused" if entry.outcome == "denied" else "the request failed"
         )
+    if refusals > 1:
+        event["outcomeDesc"] = f"access refused {refusals} times"
+        event["period"] = {
+            "start": format_time(earliest or entry.occurred_at),
+            "end": format_time(entry.occurred_at),
+        }
+        event["extension"].append({"url": f"{base}{REFUSALS_EXTENSION}", "valueInteger": refusals})
     if success and profile:
         event["meta"] = {"profile": [BALP + profile]}
     return event

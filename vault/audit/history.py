@@ -3,13 +3,20 @@
 Reading it is itself an access: it goes through ``AccessService.authorize`` with
 ``Permission.AUDIT_READ`` and leaves its own entry. Entries about a document the reader
 may not see (a result hidden from the patient until announced, a document hidden from
-legal representatives) are left out, so the history never reveals what the record hides.
+legal representatives), whether they name the document, its content (Binary) or the
+SubmissionSet (List) it came in, are left out: the access module decides, so the history
+never reveals what the record hides.
+
+Refusals must not drown it: one actor's refusals on one page are shown as one entry (the
+newest), with their count and the time they span, so a prober's afternoon is one line and
+the patient's own history stays in view. The log itself keeps every one of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -20,14 +27,36 @@ from vault.access.scopes import Scope
 from vault.access.service import AccessService
 from vault.audit import repository
 from vault.documents.repository import facts
-from vault.errors import BadRequest, NotFound
-from vault.models import AuditEntry, Patient
+from vault.errors import BadRequest
+from vault.models import AuditEntry
+
+# Rows read for one page at most: a page of a history that is mostly one actor's refusals
+# folds them until this many, then offers the rest on the next page.
+MAX_SCANNED = 5000
+
+
+@dataclass
+class RefusalGroup:
+    """An actor's refusals shown as one entry: ``count`` of them, the newest shown, the
+    oldest at ``earliest``."""
+
+    count: int
+    earliest: datetime
 
 
 @dataclass(frozen=True)
 class HistoryPage:
     entries: list[AuditEntry]
     next_cursor: str | None
+    # By the id of the entry shown for them, the refusals grouped under it (two or more).
+    refusals: dict[int, RefusalGroup] = field(default_factory=dict)
+
+
+def _refusing_actor(entry: AuditEntry) -> tuple[str | None, ...] | None:
+    """Whose refusal this entry is, for grouping; None when it is not a refusal."""
+    if entry.outcome != "denied":
+        return None
+    return (entry.actor_role, entry.actor_id, entry.on_behalf_of, entry.client_id)
 
 
 def parse_cursor(cursor: str | None) -> int | None:
@@ -40,11 +69,14 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 
 def document_of(entry: AuditEntry) -> str | None:
+    """The document an entry is about, whatever it names: a DocumentReference (a read,
+    a version read, a change), or a Binary or SubmissionSet List read for that document
+    (their entries carry it in ``detail``). A search names no document, only the record."""
+    document = entry.detail.get("document")
+    if document:
+        return str(document)
     if entry.resource_type == "DocumentReference":
         return entry.resource_id
-    if entry.resource_type == "Binary":
-        document = entry.detail.get("document")
-        return str(document) if document else None
     return None
 
 
@@ -55,8 +87,14 @@ class AuditHistory:
     def page(
         self, session: Session, actor: Actor, patient_id: str, count: int, cursor: str | None
     ) -> HistoryPage:
-        if session.get(Patient, patient_id) is None:
-            raise NotFound("Patient not found")
+        if not repository.patient_exists(session, patient_id):
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.AUDIT_READ,
+                resource_type="AuditEvent",
+                not_found_as="Patient",
+            )
         self.access.authorize(
             session,
             actor,
@@ -66,18 +104,45 @@ class AuditHistory:
             not_found_as="Patient",
         )
         before = parse_cursor(cursor)
-        visible: list[AuditEntry] = []
+        shown: list[AuditEntry] = []
+        groups: dict[tuple[str | None, ...], tuple[AuditEntry, RefusalGroup]] = {}
+        # The last entry this page took in, shown or folded into a group: the next page
+        # starts below it.
+        last_taken: int | None = None
+        scanned = 0
         batch = count + 1
-        while len(visible) <= count:
+        while True:
             rows = repository.patient_entries(session, patient_id, before, batch)
-            visible.extend(self._visible(session, actor, patient_id, rows))
+            scanned += len(rows)
+            for entry in self._visible(session, actor, patient_id, rows):
+                refusing = _refusing_actor(entry)
+                if refusing is not None and refusing in groups:
+                    group = groups[refusing][1]
+                    group.count += 1
+                    group.earliest = entry.occurred_at
+                elif len(shown) == count:
+                    return self._page(shown, groups, last_taken)
+                else:
+                    shown.append(entry)
+                    if refusing is not None:
+                        groups[refusing] = (entry, RefusalGroup(1, entry.occurred_at))
+                last_taken = entry.id
             if len(rows) < batch:
-                break
+                return self._page(shown, groups, None)
             before = rows[-1].id
+            if scanned >= MAX_SCANNED:
+                # Everything up to here is folded; the rest waits for the next page.
+                return self._page(shown, groups, before)
             batch = min(batch * 2, 1000)
-        shown = visible[:count]
-        more = len(visible) > count
-        return HistoryPage(shown, str(shown[-1].id) if more and shown else None)
+
+    @staticmethod
+    def _page(
+        shown: list[AuditEntry],
+        groups: dict[tuple[str | None, ...], tuple[AuditEntry, RefusalGroup]],
+        next_before: int | None,
+    ) -> HistoryPage:
+        refusals = {entry.id: group for entry, group in groups.values() if group.count > 1}
+        return HistoryPage(shown, str(next_before) if next_before else None, refusals)
 
     def _visible(
         self, session: Session, actor: Actor, patient_id: str, rows: list[AuditEntry]

@@ -11,6 +11,9 @@ exists exactly when the access it reports happened.
 | `delegation-granted` | a `delegation:*` permission created something                    | entry                         |
 | `new-document`       | a document was added to the record                               | entry                         |
 | `new-reader`         | a professional (or software for one) read or searched documents  | professional, ever            |
+| `representative-registered` | a legal representative of an adult was registered (to the patient; the existing representatives are told by the policy service, one row each, addressed to their representation) | entry |
+| `point-of-care-declared` | a professional declared the patient's consent at the point of care | entry |
+| `invitation-accepted` | a caregiver accepted the patient's invitation: the delegation now names them | entry |
 
 An emergency access is reported as such, not also as a new reader. A new document hidden
 from the patient until its result is announced is held back by the delivery worker until
@@ -67,6 +70,9 @@ class NotificationKind(StrEnum):
     DELEGATION_GRANTED = "delegation-granted"
     NEW_DOCUMENT = "new-document"
     NEW_READER = "new-reader"
+    REPRESENTATIVE_REGISTERED = "representative-registered"
+    POINT_OF_CARE_DECLARED = "point-of-care-declared"
+    INVITATION_ACCEPTED = "invitation-accepted"
 
 
 def acting_person(entry: EntryFacts) -> str | None:
@@ -84,6 +90,10 @@ def _permission(entry: EntryFacts) -> str:
     return str(entry.detail.get("permission", ""))
 
 
+def _adds(entry: EntryFacts, kind: str) -> bool:
+    return entry.detail.get("policy") == kind and entry.detail.get("change") == "add"
+
+
 Rule = tuple[Callable[[EntryFacts], bool], NotificationKind, Callable[[EntryFacts], str]]
 
 # First match wins: an emergency read is reported as an emergency, not as a new reader.
@@ -94,9 +104,25 @@ RULES: tuple[Rule, ...] = (
         lambda e: f"emergency:{acting_person(e)}:{_day(e)}",
     ),
     (
+        lambda e: _permission(e) == "invitation:accept",
+        NotificationKind.INVITATION_ACCEPTED,
+        lambda e: f"invitation-accepted:{e.id}",
+    ),
+    (
         lambda e: e.actor_role == "caregiver",
         NotificationKind.DELEGATION_USED,
         lambda e: f"delegation-used:{acting_person(e)}:{_day(e)}",
+    ),
+    (
+        # A minor is not told: their representatives are (see PolicyService).
+        lambda e: _adds(e, "legal-representative") and e.detail.get("ground") != "minor",
+        NotificationKind.REPRESENTATIVE_REGISTERED,
+        lambda e: f"representative:{e.id}",
+    ),
+    (
+        lambda e: _adds(e, "point-of-care"),
+        NotificationKind.POINT_OF_CARE_DECLARED,
+        lambda e: f"point-of-care:{e.id}",
     ),
     (
         lambda e: _permission(e).startswith("delegation:") and e.action == "C",
@@ -137,6 +163,7 @@ _OUTBOX_COLUMNS = (
     "audit_entry_id",
     "actor_role",
     "actor_id",
+    "recipient",
     "status",
     "attempts",
     "next_attempt_at",
@@ -159,14 +186,39 @@ def outbox_row(entry: EntryFacts) -> dict[str, Any] | None:
     if wanted is None or entry.patient_id is None:
         return None
     kind, dedupe_key = wanted
+    return _row(entry, entry.patient_id, kind, dedupe_key, None)
+
+
+def addressed_rows(
+    entry: EntryFacts, kind: NotificationKind, recipients: list[str]
+) -> list[dict[str, Any]]:
+    """Outbox rows about this entry addressed to others than the patient: each recipient
+    is a representation's entry id, which the receiving service maps to that
+    representative (never an identifier of theirs in the vault's messages)."""
+    if entry.patient_id is None:
+        return []
+    return [
+        _row(entry, entry.patient_id, kind, f"{kind.value}:{entry.id}:{recipient}", recipient)
+        for recipient in recipients
+    ]
+
+
+def _row(
+    entry: EntryFacts,
+    patient_id: str,
+    kind: NotificationKind,
+    dedupe_key: str,
+    recipient: str | None,
+) -> dict[str, Any]:
     values = {
         "created_at": entry.occurred_at,
-        "patient_id": entry.patient_id,
+        "patient_id": patient_id,
         "kind": kind.value,
         "dedupe_key": dedupe_key,
         "audit_entry_id": entry.id,
         "actor_role": entry.actor_role,
         "actor_id": acting_person(entry),
+        "recipient": recipient,
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": entry.occurred_at,

@@ -29,6 +29,11 @@ class AuditRecord:
     actor_patient_id: str | None = None
     # Short, PHI-free facts: the permission, the decision's reason, an error class.
     detail: dict[str, str] = field(default_factory=dict)
+    # Who acted, when it is not what the principal's role says: a legal representative
+    # acts in their own name (their role, their identity) on behalf of the patient.
+    acting_role: str | None = None
+    acting_id: str | None = None
+    acting_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

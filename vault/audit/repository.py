@@ -8,7 +8,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.models import AuditEntry, Document
+from vault.models import AuditEntry, Document, Patient
+
+
+def patient_exists(session: Session, patient_id: str) -> bool:
+    """By its id alone: the answer, not the (encrypted) record, and the same small query
+    whether or not there is one to load (docs/threat-model.md, timing)."""
+    return session.scalar(select(Patient.id).where(Patient.id == patient_id)) is not None
 
 
 def patient_entries(
@@ -46,22 +52,7 @@ def entries_since(
         session.expunge(entry)
 
 
-def labels_of_audited_document(session: Session, audit_entry_id: int) -> str | None:
-    """The current security labels of the document an audit entry names, if any."""
-    return session.scalar(
-        select(Document.security_labels)
-        .join(AuditEntry, AuditEntry.resource_id == Document.id)
-        .where(AuditEntry.id == audit_entry_id)
-    )
-
-
-def labels_of_audited_documents(session: Session, audit_entry_ids: list[int]) -> dict[int, str]:
-    """The current security labels of the documents these audit entries name, by entry."""
-    if not audit_entry_ids:
-        return {}
-    rows = session.execute(
-        select(AuditEntry.id, Document.security_labels)
-        .join(Document, AuditEntry.resource_id == Document.id)
-        .where(AuditEntry.id.in_(audit_entry_ids))
-    )
-    return {row.id: row.security_labels for row in rows}
+def entries_by_id(session: Session, ids: list[int]) -> list[AuditEntry]:
+    if not ids:
+        return []
+    return list(session.scalars(select(AuditEntry).where(AuditEntry.id.in_(ids))))

@@ -102,9 +102,10 @@ class AuditService:
             "action": record.action,
             "outcome": record.outcome.value,
             "purpose": record.purpose,
-            "actor_role": principal.role.value if principal else "anonymous",
-            "actor_id": _actor_id(record),
-            "on_behalf_of": principal.on_behalf_of if principal else None,
+            "actor_role": record.acting_role
+            or (principal.role.value if principal else "anonymous"),
+            "actor_id": record.acting_id if record.acting_role else _actor_id(record),
+            "on_behalf_of": record.acting_for or (principal.on_behalf_of if principal else None),
             "client_id": principal.client_id if principal else None,
             "token_id": principal.token_id if principal else None,
             "source_ip": principal.source_ip if principal else None,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vault.errors import VaultError
+from vault.keyfiles import create_private_file
 
 ED25519 = b"\x01"
 SIGNATURE_DASH = "\u2014"
@@ -144,24 +143,14 @@ def load_private_key(configured: str | None, data_dir: Path) -> Ed25519PrivateKe
         return _parse_private_key(configured.encode())
     path = data_dir / KEY_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        # Written aside then linked into place: several server processes may start at
-        # once, the first key wins and nobody ever reads a half-written file.
-        staging = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
-        try:
-            os.link(staging, path)
-        except FileExistsError:
-            pass
-        finally:
-            staging.unlink()
+        # Several server processes may start at once: the first key wins, and nobody ever
+        # reads a half-written file.
+        create_private_file(path, pem)
     return _parse_private_key(path.read_bytes())
 
 

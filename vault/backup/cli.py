@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vault.errors import IntegrityError, VaultError
+from vault.keyfiles import create_private_file
 from vault.settings import get_settings
 
 if TYPE_CHECKING:
@@ -142,8 +143,9 @@ def keys(
     except VaultError as error:
         _fail(error.message)
         return
-    out.write_bytes(sealed)
-    out.chmod(0o600)
+    # Whole or not at all, and 0600 from its first byte.
+    if not create_private_file(out, sealed):
+        _fail(f"{out} exists; a backup never overwrites a file")
     held = (["keyring"] if material.keyring else []) + sorted(material.files)
     typer.echo(f"key backup written to {out}: {', '.join(held)}")
 

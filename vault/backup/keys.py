@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from vault.audit.signing import KEY_FILE as AUDIT_SIGNING_KEY_FILE
 from vault.backup.archive import BackupError
+from vault.keyfiles import create_private_file
 from vault.models.base import utcnow
 from vault.settings import Settings
 
@@ -124,13 +125,10 @@ def unseal(raw: bytes, passphrase: str) -> KeyMaterial:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # O_EXCL: restoring keys never replaces a key file that exists.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    # Whole or not at all, and never over a key file that exists: a restore cut short
+    # leaves no empty key file behind that would stop the vault and the next restore.
+    if not create_private_file(path, data):
+        raise BackupError(f"Key file exists already, move it away first: {path}")
 
 
 def install(material: KeyMaterial, settings: Settings) -> list[Path]:

@@ -27,6 +27,13 @@ def bench(
     ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Server worker processes.")] = None,
     clients: Annotated[int | None, typer.Option(min=1, help="Concurrent ingest clients.")] = None,
+    read_clients: Annotated[
+        int | None, typer.Option(min=1, help="Concurrent readers (default 8).")
+    ] = None,
+    long_record: Annotated[
+        int | None,
+        typer.Option(min=1, help="Documents of the patient with a long record (default 10000)."),
+    ] = None,
     seconds: Annotated[
         float | None, typer.Option(min=1, help="How long the ingest is timed.")
     ] = None,
@@ -49,7 +56,13 @@ def bench(
             typer.echo("error: --sizes takes numbers separated by commas", err=True)
             raise typer.Exit(1) from None
     plan = with_overrides(
-        plan, stages=stages, workers=workers, clients=clients, ingest_seconds=seconds
+        plan,
+        stages=stages,
+        workers=workers,
+        clients=clients,
+        ingest_seconds=seconds,
+        read_clients=read_clients,
+        long_record=long_record,
     )
     try:
         results = run(get_settings(), plan, progress=_say)

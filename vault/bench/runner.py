@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,9 +20,16 @@ from typing import Any
 import psycopg
 
 from vault.access.tokens import EmbeddedIssuer
-from vault.bench import operations
+from vault.bench import load, operations
 from vault.bench.ingest import ITI105, Ingest, IngestResult, RawFloor, iti65
-from vault.bench.reads import Probe, ReadResult, plan_uses_index, run_reads, search_plan
+from vault.bench.reads import (
+    DEFAULT_COUNT,
+    Probe,
+    ReadResult,
+    plan_uses_index,
+    run_reads,
+    search_plan,
+)
 from vault.bench.server import Server
 from vault.bench.stats import RssSampler, postgres_cpu, postgres_cpu_since
 from vault.bench.store import Shape, StoreLoader, claim_database, psycopg_url
@@ -36,12 +44,20 @@ TOKEN_TTL = 24 * 3600
 # prepared statements and key caches fill on the first few hundred.
 READ_WARMUP = 200
 
-# Targets for this 2-core machine (issue 6); the sizing in docs/performance.md.
+# The patient with a long record: a number no other bench patient has.
+LONG_RECORD_PATIENT = 99_999_999
+
+# Targets for this 2-core machine (issues 6 and 15); the sizing in docs/performance.md.
 TARGETS: dict[str, tuple[str, float]] = {
     "ingest_docs_per_s": (">=", 400),
     "search_p99_ms": ("<=", 20),
     "binary_p99_ms": ("<=", 15),
     "audit_verify_entries_per_s": (">=", 100_000),
+    "search_big_to_small_p50_ratio": ("<=", 1.5),
+    "search_p99_ms_8_clients": ("<=", 50),
+    "binary_per_s_8_clients": (">=", 1000),
+    "binary_p99_ms_8_clients": ("<=", 20),
+    "mixed_read_p99_ms": ("<=", 50),
 }
 
 
@@ -55,7 +71,16 @@ class Plan:
     raw_seconds: float
     read_requests: int
     clients: int = 8
-    read_clients: int = 2
+    # Concurrent readers in the read phases.
+    read_clients: int = 8
+    # How long each phase of concurrent reads (and the mixed load) is timed.
+    read_seconds: float = 20
+    # Searches timed one at a time, on small records and on the long one.
+    single_client_searches: int = 500
+    # Documents of the patient with a long record.
+    long_record: int = 10_000
+    # Writers beside the readers in the mixed load.
+    mixed_writers: int = 4
     workers: int = 2
     batch_documents: int = 10
     large_document: int = 50 * MB
@@ -82,6 +107,8 @@ QUICK = Plan(
     batched_seconds=5,
     raw_seconds=5,
     read_requests=200,
+    read_seconds=5,
+    single_client_searches=100,
 )
 FULL = Plan(
     "full",
@@ -170,6 +197,7 @@ class Run:
             added = sum(load.documents_added for load in loads)
             seconds = sum(load.seconds for load in loads)
             self.results["store_load_docs_per_s"] = round(added / seconds, 1) if seconds else 0
+            self._shapes(services, loader, issuer, server)
             self._ingest(loader, issuer, server)
             large = self._large_ingest(loader, issuer, server)
         finally:
@@ -233,6 +261,109 @@ class Run:
             "plan_uses_index": plan_uses_index(plan),
             "plan_ms": round(float(plan.get("Execution Time", 0.0)), 3),
         }
+
+    def _shapes(
+        self, services: Services, loader: StoreLoader, issuer: EmbeddedIssuer, server: Server
+    ) -> None:
+        """Reads at the shapes patients have: a long record beside the small ones, many
+        readers at once, and readers while senders write."""
+        plan = self.plan
+        self.say(f"a patient with a long record: {plan.long_record} documents")
+        long_id = loader.fill_long_record(LONG_RECORD_PATIENT, plan.long_record)
+        services.audit_log.checkpoints.make(services.session_factory)
+        page = min(plan.long_record, DEFAULT_COUNT)
+        long_reader = load.Reader(
+            long_id,
+            issuer.mint("patient", ins_for(LONG_RECORD_PATIENT), ttl=TOKEN_TTL),
+            page,
+            (),
+            "",
+        )
+        expected = min(plan.probe_documents, DEFAULT_COUNT)
+        small = [
+            load.Reader(
+                probe.patient_id, probe.token, expected, probe.binary_ids, loader.probe_sha1
+            )
+            for probe in self._probes(loader, issuer)
+        ]
+        cpu = server.cpu_seconds
+        # One client: what a search costs on a small record and on the long one, taken
+        # in turn so that the machine's moods weigh on both alike.
+        self.say("searches one at a time: small records and the long one")
+        alone = load.run_load(
+            server.base_url,
+            [load.Client((("small", load.search(small)), ("long", load.search([long_reader]))))],
+            requests=2 * plan.single_client_searches,
+            warmup=20,
+        )
+        small_p50 = alone.summary("small").p50_ms
+        long_p50 = alone.summary("long").p50_ms
+        self.results["search_small_patient_p50_ms"] = small_p50
+        self.results["search_big_patient_p50_ms"] = long_p50
+        self.results["search_big_patient_p99_ms"] = alone.summary("long").p99_ms
+        self.results["search_big_to_small_p50_ratio"] = (
+            round(long_p50 / small_p50, 2) if small_p50 else 0.0
+        )
+        self.results["long_record_documents"] = plan.long_record
+        readers = plan.read_clients
+        self.say(f"searches: {readers} clients, {plan.read_seconds} s")
+        searches = load.run_load(
+            server.base_url,
+            [
+                load.Client((("search", load.search([*small, long_reader])),))
+                for _ in range(readers)
+            ],
+            seconds=plan.read_seconds,
+            warmup=10,
+            server_cpu=cpu,
+        )
+        self._describe(searches, "search", f"{readers}_clients", "search")
+        self.say(f"downloads: {readers} clients, {plan.read_seconds} s")
+        downloads = load.run_load(
+            server.base_url,
+            [load.Client((("binary", load.download(small)),)) for _ in range(readers)],
+            seconds=plan.read_seconds,
+            warmup=10,
+            server_cpu=cpu,
+        )
+        self._describe(downloads, "binary", f"{readers}_clients", "binary")
+        writers = plan.mixed_writers
+        self.say(f"mixed: {readers} readers and {writers} writers, {plan.read_seconds} s")
+        token = issuer.mint("professional", AUTHOR_IDNPS, profession="10", ttl=TOKEN_TTL)
+        ingest = Ingest(server.base_url, token, loader.filler_patients(1000), [self.content])
+
+        def iti105_body(rng: random.Random) -> tuple[str, bytes, int]:
+            path, body = ingest.body(ITI105, rng)
+            return path, body, 1
+
+        reads = (("search", load.search(small)), ("binary", load.download(small)))
+        mixed = load.run_load(
+            server.base_url,
+            [load.Client(reads) for _ in range(readers)]
+            + [load.Client((("ingest", load.post(iti105_body, token)),)) for _ in range(writers)],
+            seconds=plan.read_seconds,
+            warmup=5,
+            server_cpu=cpu,
+        )
+        read_summary = mixed.summary("search", "binary")
+        self.results.update(
+            {
+                "mixed_read_per_s": round(mixed.per_s("search", "binary"), 1),
+                "mixed_read_p50_ms": read_summary.p50_ms,
+                "mixed_read_p99_ms": read_summary.p99_ms,
+                "mixed_search_p99_ms": mixed.summary("search").p99_ms,
+                "mixed_binary_p99_ms": mixed.summary("binary").p99_ms,
+                "mixed_ingest_docs_per_s": round(mixed.items["ingest"] / mixed.seconds, 1),
+                "mixed_ingest_p99_ms": mixed.summary("ingest").p99_ms,
+                "mixed_readers": readers,
+                "mixed_writers": writers,
+            }
+        )
+
+    def _describe(self, result: load.LoadResult, what: str, suffix: str, *names: str) -> None:
+        """``what_per_s_suffix``, ``what_p50_ms_suffix``... and the CPU per operation."""
+        for key, value in load.describe(result, what, *names).items():
+            self.results[f"{key}_{suffix}"] = value
 
     def _probes(self, loader: StoreLoader, issuer: EmbeddedIssuer) -> list[Probe]:
         binaries = loader.probe_binaries()
@@ -381,6 +512,26 @@ ROWS: list[tuple[str, str, str]] = [
     ("binary_p50_ms", "download 100 KB document p50", "ms"),
     ("binary_p99_ms", "download 100 KB document p99", "ms"),
     ("search_plan_uses_index", "search plan uses (patient, created_at, id)", ""),
+    ("search_small_patient_p50_ms", "search, 10-document record, 1 client, p50", "ms"),
+    ("search_big_patient_p50_ms", "search, long record, 1 client, p50", "ms"),
+    ("search_big_to_small_p50_ratio", "long record / small record, search p50", ""),
+    ("search_per_s_8_clients", "search, 8 clients, requests/s", ""),
+    ("search_p50_ms_8_clients", "search, 8 clients, p50", "ms"),
+    ("search_p99_ms_8_clients", "search, 8 clients, p99", "ms"),
+    ("search_server_cpu_ms_per_op_8_clients", "server CPU per search", "ms"),
+    ("search_postgres_cpu_ms_per_op_8_clients", "PostgreSQL CPU per search", "ms"),
+    ("search_client_cpu_ms_per_op_8_clients", "load generator CPU per search", "ms"),
+    ("binary_per_s_8_clients", "download 100 KB, 8 clients, requests/s", ""),
+    ("binary_p50_ms_8_clients", "download 100 KB, 8 clients, p50", "ms"),
+    ("binary_p99_ms_8_clients", "download 100 KB, 8 clients, p99", "ms"),
+    ("binary_server_cpu_ms_per_op_8_clients", "server CPU per download", "ms"),
+    ("binary_postgres_cpu_ms_per_op_8_clients", "PostgreSQL CPU per download", "ms"),
+    ("binary_client_cpu_ms_per_op_8_clients", "load generator CPU per download", "ms"),
+    ("binary_machine_cpu_ms_per_op_8_clients", "whole machine's CPU per download", "ms"),
+    ("mixed_read_per_s", "mixed load: reads/s", ""),
+    ("mixed_read_p99_ms", "mixed load: read p99", "ms"),
+    ("mixed_ingest_docs_per_s", "mixed load: ingest, documents/s", ""),
+    ("mixed_ingest_p99_ms", "mixed load: ingest p99", "ms"),
     ("audit_verify_entries_per_s", "audit verification, entries/s", ""),
     ("audit_entries_verified", "audit entries verified", ""),
     ("key_rotation_patients_per_s", "key rotation, patients/s", ""),

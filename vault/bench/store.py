@@ -239,6 +239,48 @@ class StoreLoader:
             ).fetchall()
         return [row[0] for row in rows]
 
+    # -- the patient with a long record ------------------------------------------------------
+
+    def fill_long_record(self, number: int, documents: int) -> str:
+        """Patient ``number`` (outside the others' numbers) with at least ``documents``
+        documents of the filler size: a chronic illness's record. Their record id."""
+        patient_id = self.patient_id(number)
+        if patient_id is None:
+            batch = _Batch()
+            patient_id = self._patient(batch, number)
+            self._submit(batch)
+            self._drain()
+        with self.connect() as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM documents WHERE patient_id = %s", (patient_id,)
+            ).fetchone()
+        have = int(row[0]) if row else 0
+        added = have
+        while added < documents:
+            batch = _Batch()
+            self._load_keks([patient_id])
+            self._load_heads(batch, [patient_id])
+            for index in range(min(BATCH_DOCUMENTS, documents - added)):
+                self._document(
+                    batch, patient_id, self._filler_content[index % len(self._filler_content)]
+                )
+                added += 1
+            self._submit(batch)
+            self._progress(f"long record: {added}/{documents} documents")
+        self._drain()
+        if added > have:
+            with self.connect() as connection:
+                connection.execute("ANALYZE documents")
+        return patient_id
+
+    def patient_id(self, number: int) -> str | None:
+        with self.connect() as connection:
+            row = connection.execute(
+                "SELECT id FROM patients WHERE ins_index = %s",
+                (ins_index(self.provider, "ins", ins_for(number)),),
+            ).fetchone()
+        return str(row[0]) if row else None
+
     def check_keys(self) -> None:
         """A store filled under another keyring (VAULT_DATA_DIR, VAULT_KEY_PROVIDER) cannot
         be read: say so before anything else."""

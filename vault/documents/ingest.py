@@ -19,7 +19,7 @@ from vault.documents.inline import Decoded, validate_bundle_once, validate_resou
 from vault.documents.metadata import DocumentMetadata, check_content, extract
 from vault.documents.patch import Operation, parse_fhirpath_patch
 from vault.documents.rows import NewRows
-from vault.documents.service import DocumentService, NewDocument, StoredDocument
+from vault.documents.service import DocumentService, NewDocument, StoredDocument, sender_of
 from vault.documents.subject import SubjectResolver, UnknownSubject
 from vault.documents.submission import Entry, Submission
 from vault.errors import InvalidResource, NotFound, PreconditionFailed
@@ -130,7 +130,9 @@ class Ingestion:
         superseded: set[str] = set()
         # The documents' rows are inserted together, table by table, once all are sealed.
         rows = NewRows.for_documents(
-            session, [document.metadata.master_identifier for document in documents]
+            session,
+            sender_of(actor, patient_id),
+            [document.metadata.master_identifier for document in documents],
         )
         for document in documents:
             stored = self.documents.create(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vault.documents.classes import correspondence
 from vault.errors import InvalidResource
 from vault.fhir import base64binary
 from vault.fhir.wire import media_type
@@ -73,7 +74,8 @@ def _parse_date(value: Any, where: str) -> datetime | None:
 
 def extract(resource: dict[str, Any], *, where: str = "DocumentReference") -> DocumentMetadata:
     """Check the metadata rules and pull out what the vault indexes. ``where`` is the
-    resource's FHIRPath in the request, for error locations."""
+    resource's FHIRPath in the request, for error locations. A missing category is derived
+    from the type and written into ``resource``, with a warning."""
     master = resource.get("masterIdentifier")
     if not isinstance(master, dict) or not master.get("value"):
         raise InvalidResource(
@@ -88,12 +90,7 @@ def extract(resource: dict[str, Any], *, where: str = "DocumentReference") -> Do
     type_code = _token(resource.get("type"))
     if type_code is None:
         raise InvalidResource("type with a coded value is required", expression=f"{where}.type")
-    categories = resource.get("category") or []
-    category_code = _token(categories[0]) if categories else None
-    if category_code is None:
-        raise InvalidResource(
-            "category with a coded value is required", expression=f"{where}.category"
-        )
+    category_code, derived_warning = _category(resource, where)
     if not isinstance(resource.get("subject"), dict):
         raise InvalidResource("subject (the patient) is required", expression=f"{where}.subject")
     for index, author in enumerate(resource.get("author") or []):
@@ -151,7 +148,43 @@ def extract(resource: dict[str, Any], *, where: str = "DocumentReference") -> Do
         declared_hash=attachment.get("hash"),
         inline_data=data,
         attachment_url=url,
+        warnings=[derived_warning] if derived_warning else [],
     )
+
+
+def _category(resource: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """The class token, and a warning when it had to be derived from the type."""
+    categories = resource.get("category") or []
+    if not categories:
+        return _derive_category(resource, where)
+    category_code = _token(categories[0])
+    if category_code is None:
+        raise InvalidResource(
+            "category with a coded value is required", expression=f"{where}.category"
+        )
+    return category_code, None
+
+
+def _derive_category(resource: dict[str, Any], where: str) -> tuple[str, str]:
+    """The class the ANS correspondence gives the document's type, written into the
+    resource (the stored DocumentReference carries the class it is indexed under), and the
+    warning that tells the sender so."""
+    table = correspondence()
+    found = table.class_of(resource.get("type"))
+    if found is None:
+        raise InvalidResource(
+            "category is absent and no class can be derived from this type with the ANS "
+            "correspondence between document types and classes (ASS_X04); send a category",
+            expression=f"{where}.category",
+        )
+    type_system, type_code, class_code = found
+    resource["category"] = [{"coding": [{"system": table.class_system, "code": class_code}]}]
+    warning = (
+        f"category was absent; class {class_code} was derived from type "
+        f"{type_system}|{type_code} with the ANS correspondence ASS_X04 "
+        f"(version {table.version})"
+    )
+    return f"{table.class_system}|{class_code}", warning
 
 
 def _bounded(text: str, limit: int, expression: str) -> None:

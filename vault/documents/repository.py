@@ -5,11 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Select, Table, and_, bindparam, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
+from vault.access import filters
 from vault.access.policy import DocumentFacts
 from vault.models import Binary, Document, DocumentVersion
 from vault.models.base import utcnow
@@ -33,10 +48,6 @@ def facts(document: Document) -> DocumentFacts:
         type_code=document.type_code,
         category_code=document.category_code,
     )
-
-
-def by_master_identifier(session: Session, master_identifier: str) -> Document | None:
-    return session.scalar(select(Document).where(Document.master_identifier == master_identifier))
 
 
 def get_for_update(session: Session, document_id: str) -> Document | None:
@@ -231,6 +242,40 @@ def _filters(criteria: SearchCriteria) -> list[ColumnElement[bool]]:
     return filters
 
 
+def _matches(column: ColumnElement[Any], token: str) -> ColumnElement[bool]:
+    """``vault.access.state.token_matches``: ``system|code`` exactly, a bare code whatever
+    the system (or none)."""
+    if "|" in token:
+        return column == token
+    return or_(column == token, column.like(f"%|{_escape(token)}", escape="\\"))
+
+
+def _matches_clause(visible: filters.Matches) -> ColumnElement[bool]:
+    if "*" in visible.tokens:
+        return true()
+    field = _DOCUMENTS.c[visible.field]
+    # A NULL code matches no token: said outright, so that NOT of it is true, as in Python,
+    # rather than NULL.
+    return and_(field.is_not(None), or_(*(_matches(field, t) for t in sorted(visible.tokens))))
+
+
+def visible_clause(visible: filters.Filter) -> ColumnElement[bool]:
+    """``visible`` (from ``vault.access.policy.readable``) as a condition on the documents
+    table: exactly the rows ``filters.evaluate`` admits, NULL codes included."""
+    column = _DOCUMENTS.c
+    if isinstance(visible, filters.Authored):
+        return and_(column.author_kind == visible.kind, column.author_id == visible.id)
+    if isinstance(visible, filters.Labelled):
+        return column.security_labels.like(f"% {_escape(visible.label)} %", escape="\\")
+    if isinstance(visible, filters.Matches):
+        return _matches_clause(visible)
+    if isinstance(visible, filters.Not):
+        return not_(visible_clause(visible.term))
+    if isinstance(visible, filters.AllOf):
+        return and_(true(), *(visible_clause(term) for term in visible.terms))
+    return or_(false(), *(visible_clause(term) for term in visible.terms))
+
+
 def search_query(criteria: SearchCriteria) -> Select[Document]:
     return select(Document).where(
         _DOCUMENTS.c.patient_id == criteria.patient_id,
@@ -246,12 +291,7 @@ def page_after(
     as cheap on page 1000 as on page 1."""
     if after is not None:
         created, document_id = after
-        query = query.where(
-            or_(
-                Document.created_at < created,
-                and_(Document.created_at == created, Document.id < document_id),
-            )
-        )
+        query = query.where(tuple_(Document.created_at, Document.id) < tuple_(created, document_id))
     return session.scalars(
         query.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit)
     ).all()
@@ -282,13 +322,17 @@ class Candidate:
 
 
 def candidates_query(
-    criteria: SearchCriteria, *, after: bool, with_current: bool
+    criteria: SearchCriteria,
+    *,
+    after: bool,
+    with_current: bool,
+    visible: filters.Filter = filters.EVERYTHING,
 ) -> Select[*tuple[Any, ...]]:
     """``page_after``'s page as plain rows of candidates (ORM objects would cost as much as
     the query), for the parameters ``patient_id``, ``limit`` and, ``after``, the keyset
     ``after_created`` and ``after_id``; ``with_current``, each joined to its current
-    version. The documents are reached through their search index, each version by its
-    primary key."""
+    version; only those ``visible`` admits. The documents are reached through their search
+    index, each version by its primary key."""
     document = _DOCUMENTS.c
     query = select(
         document.id,
@@ -300,14 +344,17 @@ def candidates_query(
         document.deleted_at.is_(None),
         *_filters(criteria),
     )
+    if visible != filters.EVERYTHING:
+        query = query.where(visible_clause(visible))
     if after:
+        # A row-value comparison, which PostgreSQL takes as where to start in the index;
+        # spelt out with OR it is only a filter, and a page deep in a long record would
+        # scan every newer document to reach it.
         query = query.where(
-            or_(
-                document.created_at < bindparam("after_created"),
-                and_(
-                    document.created_at == bindparam("after_created"),
-                    document.id < bindparam("after_id"),
-                ),
+            tuple_(document.created_at, document.id)
+            < tuple_(
+                bindparam("after_created", type_=document.created_at.type),
+                bindparam("after_id", type_=document.id.type),
             )
         )
     if with_current:
@@ -332,14 +379,15 @@ def candidates_query(
     )
 
 
-# Most searches name the patient alone: their statements are built once.
-_PATIENT_ONLY = {
-    (after, with_current): candidates_query(
-        SearchCriteria(""), after=after, with_current=with_current
+@lru_cache(maxsize=1024)
+def _patient_only(
+    after: bool, with_current: bool, visible: filters.Filter
+) -> Select[*tuple[Any, ...]]:
+    """Most searches name the patient alone, and their readers' filters take few shapes:
+    their statements are built once (building one costs as much as running it)."""
+    return candidates_query(
+        SearchCriteria(""), after=after, with_current=with_current, visible=visible
     )
-    for after in (False, True)
-    for with_current in (False, True)
-}
 
 
 def candidates(
@@ -349,13 +397,16 @@ def candidates(
     limit: int,
     *,
     with_current: bool,
+    visible: filters.Filter = filters.EVERYTHING,
 ) -> list[Candidate]:
-    """Newest first, keyset-paged on (created_at, id), as ``page_after``."""
-    shape = (after is not None, with_current)
+    """Newest first, keyset-paged on (created_at, id), as ``page_after``; only the
+    documents ``visible`` admits."""
     statement = (
-        _PATIENT_ONLY[shape]
+        _patient_only(after is not None, with_current, visible)
         if criteria.patient_only
-        else candidates_query(criteria, after=shape[0], with_current=with_current)
+        else candidates_query(
+            criteria, after=after is not None, with_current=with_current, visible=visible
+        )
     )
     parameters: dict[str, Any] = {"patient_id": criteria.patient_id, "limit": limit}
     if after is not None:

@@ -24,12 +24,35 @@ _VERSIONS = cast(Table, DocumentVersion.__table__)
 Row = dict[str, Any]
 
 # Built once: building a statement costs as much CPU as executing it (docs/performance.md).
+# A masterIdentifier names a document among one sender's documents for one patient only
+# (docs/lifecycle.md), so every lookup names the patient and the sender.
+_SAME_SENDER = (
+    (_DOCUMENTS.c.patient_id == bindparam("patient_id"))
+    & (_DOCUMENTS.c.author_kind == bindparam("author_kind"))
+    & (_DOCUMENTS.c.author_id == bindparam("author_id"))
+)
 _BY_MASTER_IDENTIFIER = select(_DOCUMENTS.c.id).where(
-    _DOCUMENTS.c.master_identifier == bindparam("master")
+    _SAME_SENDER, _DOCUMENTS.c.master_identifier == bindparam("master")
 )
 _BY_MASTER_IDENTIFIERS = select(_DOCUMENTS.c.master_identifier, _DOCUMENTS.c.id).where(
-    _DOCUMENTS.c.master_identifier.in_(bindparam("masters", expanding=True))
+    _SAME_SENDER, _DOCUMENTS.c.master_identifier.in_(bindparam("masters", expanding=True))
 )
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Whose documents a masterIdentifier is unique among: one patient's, from one author."""
+
+    patient_id: str
+    author_kind: str
+    author_id: str
+
+    def params(self) -> dict[str, str]:
+        return {
+            "patient_id": self.patient_id,
+            "author_kind": self.author_kind,
+            "author_id": self.author_id,
+        }
 
 
 @dataclass
@@ -44,15 +67,20 @@ class NewRows:
     existing: dict[str, str] | None = None
 
     @classmethod
-    def for_documents(cls, session: Session, master_identifiers: list[str]) -> NewRows:
-        """For a submission's documents: which of them are already stored, in one query."""
-        found = session.execute(_BY_MASTER_IDENTIFIERS, {"masters": master_identifiers})
+    def for_documents(
+        cls, session: Session, sender: Sender, master_identifiers: list[str]
+    ) -> NewRows:
+        """For a submission's documents: which of them the sender already stored for the
+        patient, in one query."""
+        found = session.execute(
+            _BY_MASTER_IDENTIFIERS, {**sender.params(), "masters": master_identifiers}
+        )
         return cls(existing={str(master): str(document_id) for master, document_id in found})
 
-    def existing_id(self, session: Session, master_identifier: str) -> str | None:
+    def existing_id(self, session: Session, sender: Sender, master_identifier: str) -> str | None:
         if self.existing is not None:
             return self.existing.get(master_identifier)
-        return id_by_master_identifier(session, master_identifier)
+        return id_by_master_identifier(session, sender, master_identifier)
 
     def insert(self, session: Session) -> None:
         # Rows the ORM still holds (a new patient and its key) go first: these reference them.
@@ -125,6 +153,8 @@ def insert_version(session: Session, row: Row) -> None:
     session.execute(insert(_VERSIONS), [row])
 
 
-def id_by_master_identifier(session: Session, master_identifier: str) -> str | None:
-    found = session.execute(_BY_MASTER_IDENTIFIER, {"master": master_identifier}).scalar()
+def id_by_master_identifier(session: Session, sender: Sender, master_identifier: str) -> str | None:
+    found = session.execute(
+        _BY_MASTER_IDENTIFIER, {**sender.params(), "master": master_identifier}
+    ).scalar()
     return None if found is None else str(found)

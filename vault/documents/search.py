@@ -1,8 +1,12 @@
 """ITI-67 Find Document References.
 
-The database narrows by the patient and the search parameters; each candidate then goes
-through the same decision function as a single read, and pages are filled from a keyset
-cursor so filtering never produces short or repeated pages.
+The database narrows by the patient, the search parameters and what the reader may see
+(``AccessService.readable``: the decision function's rules as a condition of the query),
+newest first from a keyset cursor on the search index: a page reads what it returns and
+one more, however long the record. Each candidate still goes through the decision
+function itself before it is shown, so the query can only ever narrow what a single read
+would allow; and pages are filled from the cursor so that this never produces short or
+repeated pages.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vault.access import filters
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessDenied, AccessService
@@ -51,6 +56,16 @@ class DocumentSearch:
         self.access = access
         self.documents = documents
 
+    def refuse_unknown_patient(self, session: Session, actor: Actor) -> SearchPage:
+        """A search on a patient who has no record answers as a search on a record one may
+        not search does (an empty page), at the same cost: the refusal decided and
+        recorded in this transaction, as ``search`` does."""
+        denied = self.access.refuse_unknown(
+            session, actor, Permission.DOCUMENT_SEARCH, resource_type="DocumentReference"
+        )
+        self.access.record(session, denied.audit_record)
+        return SearchPage([], None)
+
     def search(
         self,
         session: Session,
@@ -59,8 +74,10 @@ class DocumentSearch:
         count: int,
         cursor: str | None,
     ) -> SearchPage:
+        # A malformed cursor is refused before anything is read or recorded.
+        after = decode_cursor(cursor) if cursor else None
         try:
-            self.access.authorize(
+            recorded = self.access.authorize_read(
                 session,
                 actor,
                 Permission.DOCUMENT_SEARCH,
@@ -73,17 +90,34 @@ class DocumentSearch:
             # is still on record, in this transaction, which writes nothing else.
             self.access.record(session, denied.audit_record)
             return SearchPage([], None)
-        after = decode_cursor(cursor) if cursor else None
+        # The page is read, then the search's entry committed; the page goes out after.
+        page = self._page(session, actor, criteria, count, after)
+        recorded.wait()
+        return page
+
+    def _page(
+        self,
+        session: Session,
+        actor: Actor,
+        criteria: SearchCriteria,
+        count: int,
+        after: tuple[datetime, str] | None,
+    ) -> SearchPage:
+        visible = self.access.readable(actor, criteria.patient_id)
+        if visible == filters.NOTHING:
+            return SearchPage([], None)
         found: list[dict[str, Any]] = []
         last_seen: tuple[datetime, str] | None = None
         # First the page and one more, each with its current version, in one statement: when
         # the caller may see them all (a patient's own record, mostly) that is the whole
         # search. Only filtering sends it on, in larger batches of documents alone.
         limit = count + 1
-        batch = repository.candidates(session, criteria, after, limit, with_current=True)
+        batch = repository.candidates(
+            session, criteria, after, limit, with_current=True, visible=visible
+        )
         while batch:
             after = (batch[-1].created_at, batch[-1].id)
-            visible = [
+            shown = [
                 candidate
                 for candidate in batch
                 if self.access.check(
@@ -95,11 +129,11 @@ class DocumentSearch:
                 session,
                 [
                     candidate.id
-                    for candidate in visible[: count - len(found)]
+                    for candidate in shown[: count - len(found)]
                     if candidate.current is None
                 ],
             )
-            for candidate in visible:
+            for candidate in shown:
                 if len(found) == count:
                     # One more visible result exists: the page is full and a next page is due.
                     return SearchPage(found, encode_cursor(*last_seen) if last_seen else None)
@@ -115,5 +149,7 @@ class DocumentSearch:
             if len(batch) < limit:
                 break
             limit = max(limit, SCAN_BATCH)
-            batch = repository.candidates(session, criteria, after, limit, with_current=False)
+            batch = repository.candidates(
+                session, criteria, after, limit, with_current=False, visible=visible
+            )
         return SearchPage(found, None)

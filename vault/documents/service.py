@@ -30,7 +30,7 @@ from vault.documents.metadata import (
 )
 from vault.documents.patch import Operation, changes_for
 from vault.documents.repository import SealedVersion
-from vault.documents.rows import NewRows
+from vault.documents.rows import NewRows, Sender
 from vault.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
 from vault.fhir.validate import validate_resource
 from vault.models import Document, DocumentVersion
@@ -88,6 +88,12 @@ class Content:
     chunks: Iterator[bytes]
 
 
+def sender_of(actor: Actor, patient_id: str) -> Sender:
+    """The scope of the masterIdentifiers this actor sends for this patient: the author
+    their documents are recorded under."""
+    return Sender(patient_id, *author_of(actor))
+
+
 class DocumentService:
     def __init__(
         self, access: AccessService, envelope: Envelope, blobs: BlobStore, keys: KeyProvider
@@ -106,10 +112,13 @@ class DocumentService:
         before this returns, or, given ``rows``, added there for the caller to insert
         (a submission inserts its documents' rows together)."""
         pending = rows if rows is not None else NewRows()
-        existing_id = pending.existing_id(session, new.metadata.master_identifier)
+        existing_id = pending.existing_id(
+            session, sender_of(actor, new.patient_id), new.metadata.master_identifier
+        )
         existing = repository.get(session, existing_id) if existing_id is not None else None
         # The entry names the document created, or the one a retry gets back. (A concurrent
-        # twin not yet committed is not seen here: its unique index refuses this insert, 409.)
+        # twin of the same sender not yet committed is not seen here: its unique index
+        # refuses this insert, 409.)
         document_id = existing.id if existing is not None else new_id()
         self.access.authorize(
             session,
@@ -203,8 +212,9 @@ class DocumentService:
         """The same submission again (a client retrying after a lost response) returns
         what was stored; anything else under the same masterIdentifier is a conflict.
 
-        Only a caller who may read the stored document gets it back: someone else sending
-        the same bytes under the same identifier learns nothing beyond the conflict.
+        ``existing`` is the sender's own document for this patient (identifiers are unique
+        per patient and sender), so the conflict tells them only of what they sent; still,
+        only a caller who may read it now gets it back.
         """
         same = (
             existing.patient_id == new.patient_id
@@ -324,7 +334,16 @@ class DocumentService:
         load = repository.get_for_update if for_update else repository.get
         document = load(session, document_id)
         if document is None:
-            raise NotFound("DocumentReference not found")
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                permission,
+                about_document=True,
+                resource_type="DocumentReference",
+                resource_id=document_id,
+                detail=detail,
+                not_found_as="DocumentReference",
+            )
         self.access.authorize(
             session,
             actor,
@@ -376,8 +395,16 @@ class DocumentService:
     def content(self, session: Session, actor: Actor, binary_id: str) -> Content:
         binary = repository.stored_content(session, binary_id)
         if binary is None:
-            raise NotFound("Binary not found")
-        self.access.authorize(
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.DOCUMENT_CONTENT,
+                about_document=True,
+                resource_type="Binary",
+                resource_id=binary_id,
+                not_found_as="Binary",
+            )
+        recorded = self.access.authorize_read(
             session,
             actor,
             Permission.DOCUMENT_CONTENT,
@@ -388,11 +415,14 @@ class DocumentService:
             detail={"document": binary.document_id},
             not_found_as="Binary",
         )
+        # The key and the first chunk are read first; the entry is committed once the read
+        # is ready, and nothing goes out before it is.
         context = binary_context(binary.id, binary.document_id, binary.patient_id)
         dek = self.envelope.content_key(
             session, binary.patient_id, binary.wrapped_dek, binary.kek_id, context
         )
         ciphertext = self.blobs.read(binary.blob_key, session)
+        recorded.wait()
         return Content(
             binary.content_type,
             binary.size,

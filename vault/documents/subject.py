@@ -164,12 +164,19 @@ class SubjectResolver:
     def _same_patient(
         self, session: Session, patient_id: str, identifier: dict[str, Any], expression: str
     ) -> None:
-        if (
-            self._by_identifier(
-                session, identifier.get("system"), identifier.get("value"), expression
+        """The reference names a record that exists, so an INS that opens no record names
+        someone else just as another patient's INS does: both get the same refusal, or the
+        answer would tell a patient whether that INS has a record here."""
+        # Called only when the identifier's system is an INS one.
+        system, value = str(identifier.get("system")), identifier.get("value")
+        if not isinstance(value, str):
+            raise InvalidResource(
+                "Patients are identified by their INS (urn:oid:1.2.250.1.213.1.4.8)",
+                expression=expression,
             )
-            != patient_id
-        ):
+        check_ins(system, value, check_key=self._check_ins_key, expression=expression)
+        found = self.patients.find(session, system, value)
+        if found is None or found.id != patient_id:
             raise InvalidResource(
                 "subject.reference and subject.identifier name different patients",
                 expression=expression,

@@ -1,6 +1,6 @@
 """All ORM models, imported together so that mappers and Alembic see the whole schema."""
 
-from vault.models.access import AccessPolicy, AccessPolicyEntry
+from vault.models.access import AccessPolicy, AccessPolicyEntry, CaregiverInvitation
 from vault.models.audit import (
     AuditChainHead,
     AuditCheckpoint,
@@ -26,6 +26,7 @@ __all__ = [
     "AuditTreeNode",
     "Base",
     "Binary",
+    "CaregiverInvitation",
     "Document",
     "DocumentVersion",
     "OAuthClient",

@@ -29,7 +29,7 @@ class AccessPolicyEntry(Base):
 
     ``subject`` is a professional's IDNPS, or for delegations and representations the
     grantee's key (``caregiver:<account id>`` or ``ins:<keyed blind index of the INS>``,
-    never an INS in clear).
+    never an INS in clear); ``issuer`` says who vouches for a caregiver account.
     """
 
     __tablename__ = "access_policy_entries"
@@ -42,6 +42,9 @@ class AccessPolicyEntry(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(160), default=None)
+    # The issuer that vouches for ``subject`` (a caregiver account's), or None for a
+    # national identifier (IDNPS, INS) or no subject: docs/access.md, "Who an entry names".
+    issuer: Mapped[str | None] = mapped_column(String(255), default=None)
     # Delegations: read | read-upload. Emergency accesses: break-glass | samu-regulation.
     scope: Mapped[str | None] = mapped_column(String(32), default=None)
     # Delegations: the document category tokens it covers ("*" for all).
@@ -60,3 +63,30 @@ class AccessPolicyEntry(Base):
     note_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     note_dek: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     note_kek_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class CaregiverInvitation(Base):
+    """A delegation offered by the patient (or a minor's representative) before anyone
+    holds it: what it allows, until when, and the hash of its one-time code. Accepting it
+    creates the delegation, bound to the identity that accepted, and uses the code up."""
+
+    __tablename__ = "caregiver_invitations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="RESTRICT"), index=True
+    )
+    # SHA-256 of the code: the code itself is shown once, to the patient, and never kept.
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # When the delegation it creates ends (at most a year after the invitation).
+    delegation_expires_at: Mapped[datetime]
+    # When the code stops being accepted.
+    code_expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_role: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(160))
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The delegation it became.
+    delegation_id: Mapped[str | None] = mapped_column(String(64), default=None)

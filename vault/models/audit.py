@@ -142,6 +142,8 @@ class AuditNotification(Base):
     audit_entry_id: Mapped[int] = mapped_column(BigInteger)
     actor_role: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # None: the patient. Otherwise the representation (entry id) whose holder is told.
+    recipient: Mapped[str | None] = mapped_column(String(64), default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

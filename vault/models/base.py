@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Dialect, MetaData
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names so Alembic migrations are deterministic on every backend.
 NAMING_CONVENTION = {
@@ -16,9 +18,42 @@ NAMING_CONVENTION = {
 }
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant, stored in UTC and read back as an aware UTC datetime on every backend.
+
+    SQLite has no time zone type: SQLAlchemy writes the wall-clock digits and drops the offset
+    (a ``+02:00`` expiry was stored two hours late) and reads back naive values that cannot be
+    compared with the aware ones the code holds. Normalising to UTC before the value reaches the
+    driver keeps SQLite's text comparisons in instant order too. A naive value is taken as UTC,
+    as ``timestamptz`` does with a session in UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            # A date alone would reach the driver unconverted: say so where the bug is.
+            raise TypeError(f"UTCDateTime takes a datetime, not {type(value).__name__}")
+        instant = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return instant.replace(tzinfo=None)
+        return instant
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        instant: datetime = value
+        if instant.tzinfo is None:
+            return instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = {datetime: UTCDateTime()}
 
 
 def new_id() -> str:

@@ -22,7 +22,18 @@ class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
         Index("ix_documents_patient_created", "patient_id", "created_at", "id"),
-        UniqueConstraint("master_identifier", name="uq_documents_master_identifier"),
+        # Unique per patient and per sender (docs/lifecycle.md): a global key would tell a
+        # caller that someone else's document exists, and let one claim a laboratory's
+        # predictable identifier first so that its push fails.
+        UniqueConstraint(
+            "patient_id",
+            "author_kind",
+            "author_id",
+            "master_identifier",
+            name="uq_documents_patient_sender_master_identifier",
+        ),
+        # A reader who sees only what they authored pages through this one.
+        Index("ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.models.base import Base, new_id, utcnow
@@ -13,13 +13,23 @@ class SubmissionSet(Base):
     for it can be read back. The List itself is encrypted like every other resource."""
 
     __tablename__ = "submission_sets"
+    __table_args__ = (
+        # Per patient and per sender, as a document's masterIdentifier (docs/lifecycle.md).
+        UniqueConstraint(
+            "patient_id",
+            "submitted_by_role",
+            "submitted_by",
+            "unique_id",
+            name="uq_submission_sets_patient_sender_unique_id",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patients.id", ondelete="RESTRICT"), index=True
     )
     # The XDS uniqueId (the identifier with use "official"), when the sender gave one.
-    unique_id: Mapped[str | None] = mapped_column(String(512), unique=True, default=None)
+    unique_id: Mapped[str | None] = mapped_column(String(512), default=None)
     resource_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     resource_dek: Mapped[bytes] = mapped_column(LargeBinary)
     kek_id: Mapped[str] = mapped_column(String(64))

@@ -101,6 +101,13 @@ KEY_PROVIDER_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
     registry=REGISTRY,
 )
+REFUSAL_THROTTLED = Counter(
+    "vault_refusal_throttled_requests",
+    "Requests turned away (429) because their actor was refused access too often of late: "
+    "someone probing records that are not theirs.",
+    ["role"],
+    registry=REGISTRY,
+)
 READINESS_FAILURES = Counter(
     "vault_readiness_failures",
     "Readiness checks that failed, by component.",
@@ -174,6 +181,10 @@ def bytes_encrypted(kind: str, size: int) -> None:
 
 def access_decided(permission: str, allowed: bool) -> None:
     _child(ACCESS_DECISIONS, permission, "allowed" if allowed else "denied").inc()
+
+
+def refusal_throttled(role: str) -> None:
+    _child(REFUSAL_THROTTLED, role).inc()
 
 
 # -- the key provider ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.principal import INS_SYSTEMS, Role
 from vault.access.service import AccessService, ins_index
-from vault.errors import BadRequest, InvalidResource, NotFound
+from vault.errors import BadRequest, InvalidResource
 from vault.fhir.ins import check_ins
 from vault.fhir.validate import validate_resource
 from vault.models import Patient
@@ -74,9 +74,15 @@ class PatientService:
             select(Patient).where(Patient.ins_index == ins_index(self._keys, system, value))
         )
 
-    def find_by_query(self, session: Session, query: str, *, expression: str) -> Patient | None:
+    def id_by_query(self, session: Session, query: str, *, expression: str) -> str | None:
+        """The record id an INS query names, if any, without loading the record: the same
+        small query whether it names one or not (docs/threat-model.md, timing)."""
         system, value = parse_identifier_query(query, expression=expression)
-        return self.find(session, system, value)
+        if system not in INS_SYSTEMS:
+            return None
+        return session.scalar(
+            select(Patient.id).where(Patient.ins_index == ins_index(self._keys, system, value))
+        )
 
     def get(self, session: Session, patient_id: str) -> Patient | None:
         return session.get(Patient, patient_id)
@@ -145,7 +151,15 @@ class PatientService:
     def read(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any]:
         patient = session.get(Patient, patient_id)
         if patient is None:
-            raise NotFound("Patient not found")
+            # Refused as another's record is, at the same cost (docs/threat-model.md).
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.PATIENT_READ,
+                resource_type="Patient",
+                resource_id=patient_id,
+                not_found_as="Patient",
+            )
         self.access.authorize(
             session,
             actor,

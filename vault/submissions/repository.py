@@ -20,8 +20,20 @@ def get(session: Session, submission_set_id: str) -> SubmissionSet | None:
     return session.get(SubmissionSet, submission_set_id)
 
 
-def by_unique_id(session: Session, unique_id: str) -> SubmissionSet | None:
-    return session.scalar(select(SubmissionSet).where(SubmissionSet.unique_id == unique_id))
+def by_unique_id(
+    session: Session, patient_id: str, submitted_by: tuple[str, str], unique_id: str
+) -> SubmissionSet | None:
+    """The sender's SubmissionSet for this patient under this uniqueId: the scope its
+    uniqueness has (docs/lifecycle.md)."""
+    role, by = submitted_by
+    return session.scalar(
+        select(SubmissionSet).where(
+            SubmissionSet.patient_id == patient_id,
+            SubmissionSet.submitted_by_role == role,
+            SubmissionSet.submitted_by == by,
+            SubmissionSet.unique_id == unique_id,
+        )
+    )
 
 
 def members(session: Session, submission_set_id: str) -> Sequence[Document]:

@@ -76,7 +76,13 @@ class SubmissionSetService:
                 f"The SubmissionSet's uniqueId is longer than {MAX_UNIQUE_ID} characters",
                 expression="List.identifier",
             )
-        if unique_id is not None and repository.by_unique_id(session, unique_id) is not None:
+        role, by = author_of(actor)
+        if (
+            unique_id is not None
+            and repository.by_unique_id(session, patient_id, (role, by), unique_id) is not None
+        ):
+            # Only the sender's own submissions for this patient can conflict: the answer
+            # tells no one of another's.
             raise Conflict("A different submission was already made under this uniqueId")
         submission_set_id = new_id()
         now = utcnow()
@@ -93,7 +99,6 @@ class SubmissionSetService:
         sealed = self.envelope.seal_json(
             session, patient_id, stored, list_context(submission_set_id, patient_id)
         )
-        role, by = author_of(actor)
         repository.insert(
             session,
             {

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
 from vault.api.fhir.bundles import searchset
+from vault.api.hosts import public_url
 from vault.api.responses import FhirResponse
 from vault.audit.events import audit_event
 from vault.errors import BadRequest
@@ -36,9 +37,15 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     base = found.settings.issuer
     next_url = None
     if page.next_cursor:
-        next_url = str(request.url.include_query_params(_cursor=page.next_cursor, _count=count))
-    events = [audit_event(entry, base) for entry in page.entries]
-    return FhirResponse(searchset(base, events, str(request.url), next_url))
+        next_url = public_url(found.settings, request, _cursor=page.next_cursor, _count=count)
+    events = []
+    for entry in page.entries:
+        group = page.refusals.get(entry.id)
+        if group is None:
+            events.append(audit_event(entry, base))
+        else:
+            events.append(audit_event(entry, base, refusals=group.count, earliest=group.earliest))
+    return FhirResponse(searchset(base, events, public_url(found.settings, request), next_url))
 
 
 def _count(text: str | None, default: int, maximum: int) -> int:

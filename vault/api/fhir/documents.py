@@ -125,10 +125,11 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     self_url = _search_url(base, request)
     if patient_id is None:
         # An unknown patient looks exactly like a patient with no visible document.
-        return FhirResponse(searchset(base, [], self_url, None))
-    page = found.search.search(
-        session, actor, SearchCriteria(**criteria), count, params.get("_cursor")
-    )
+        page = found.search.refuse_unknown_patient(session, actor)
+    else:
+        page = found.search.search(
+            session, actor, SearchCriteria(**criteria), count, params.get("_cursor")
+        )
     next_url = None
     if page.next_cursor:
         next_url = _search_url(base, request, _cursor=page.next_cursor, _count=count)
@@ -152,10 +153,7 @@ def _patient_of_search(
         patient = found.patients.get(session, patient_id)
         return patient.id if patient else None
     if identifiers:
-        patient = found.patients.find_by_query(
-            session, identifiers[0], expression="patient.identifier"
-        )
-        return patient.id if patient else None
+        return found.patients.id_by_query(session, identifiers[0], expression="patient.identifier")
     if actor.own_patient_id is not None:
         return actor.own_patient_id
     raise BadRequest("ITI-67 requires patient or patient.identifier", expression="patient")

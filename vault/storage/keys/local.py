@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault.errors import IntegrityError, VaultError
+from vault.keyfiles import create_private_file, replace_private_file
 from vault.storage.keys.provider import KeyProviderError
 
 NONCE_BYTES = 12
@@ -59,15 +59,9 @@ class LocalKeyProvider:
                 "master_keys": [first],
                 "index_key": _b64(secrets.token_bytes(32)),
             }
-            tmp = self._write_temporary(data)
-            try:
-                # link() fails if the name exists: of two first starts, one keyring wins
-                # and the other process reads it instead of overwriting it.
-                os.link(tmp, self.path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+            # Of two first starts, one keyring wins and the other process reads it instead
+            # of overwriting it.
+            create_private_file(self.path, _serialise(data))
         return self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -95,15 +89,6 @@ class LocalKeyProvider:
                 self._data = self._read()
         return self._data
 
-    def _write_temporary(self, data: dict[str, Any]) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return Path(name)
-
     @contextmanager
     def _exclusive(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write under a lock file, so concurrent rotations never lose a key."""
@@ -117,7 +102,7 @@ class LocalKeyProvider:
                 os.close(fd)
 
     def _replace(self, data: dict[str, Any]) -> None:
-        self._write_temporary(data).replace(self.path)
+        replace_private_file(self.path, _serialise(data))
         self._data = self._read()
 
     def _master_key(self, master_key_id: str) -> bytes:
@@ -178,6 +163,10 @@ class LocalKeyProvider:
 
     def check(self) -> None:
         self._current_data()
+
+
+def _serialise(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, indent=2).encode()
 
 
 def _new_master_key() -> dict[str, Any]:
