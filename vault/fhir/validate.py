@@ -50,7 +50,9 @@ def validate_resource(resource: dict[str, Any], *, expression: str = "") -> None
         raise InvalidResource(
             f"{resource_type} is not valid FHIR R4: {first['msg']}", expression=where
         ) from None
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, AttributeError) as error:
+        # AttributeError: fhir_core's url type calls str methods on a value its own string
+        # check just refused (an attachment url of false).
         raise InvalidResource(
             f"{resource_type} is not valid FHIR R4: {type(error).__name__}",
             expression=expression or str(resource_type),
