@@ -7,6 +7,10 @@ commit can only re-send (at most the rest of its batch), never lose; the payload
 (also the ``Idempotency-Key`` header) lets receivers drop such a repeat. A failed send is retried later with exponential backoff, and given up ("dead")
 after ``max_attempts``. A new document still hidden from the patient is held back until
 its author announces it.
+
+A second channel may take each notification on in the same transaction (``fan_out``): the
+e-mail outbox (``vault/notifications/outbox.py``) queues its e-mails there, whatever the
+webhook answers, so the two channels fail and retry apart.
 """
 
 from __future__ import annotations
@@ -210,8 +214,10 @@ class DeliveryWorker:
         backoff_seconds: float = 30.0,
         backoff_cap_seconds: float = 6 * 3600.0,
         batch_size: int = 50,
+        fan_out: Callable[[Session, list[tuple[int, str, str]]], object] | None = None,
     ) -> None:
         self._factory = factory
+        self._fan_out = fan_out
         self.sender = sender
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
@@ -240,6 +246,11 @@ class DeliveryWorker:
                 for row in session.execute(claim, {"now": now, "batch": batch, "tried": tried})
             ]
             held = _not_yet_announced(session, rows)
+            if self._fan_out is not None:
+                self._fan_out(
+                    session,
+                    [(row.id, row.patient_id, row.kind) for row in rows if row.id not in held],
+                )
             outcomes: list[str] = []
             delivered: list[int] = []
             failed: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ exists exactly when the access it reports happened.
 | `delegation-granted` | a `delegation:*` permission created something                    | entry                         |
 | `new-document`       | a document was added to the record                               | entry                         |
 | `new-reader`         | a professional (or software for one) read or searched documents  | professional, ever            |
+| `export-ready`       | the export worker built an export of the record                  | export                        |
 
 An emergency access is reported as such, not also as a new reader. A new document hidden
 from the patient until its result is announced is held back by the delivery worker until
@@ -67,6 +68,7 @@ class NotificationKind(StrEnum):
     DELEGATION_GRANTED = "delegation-granted"
     NEW_DOCUMENT = "new-document"
     NEW_READER = "new-reader"
+    EXPORT_READY = "export-ready"
 
 
 def acting_person(entry: EntryFacts) -> str | None:
@@ -112,6 +114,11 @@ RULES: tuple[Rule, ...] = (
         lambda e: _permission(e) in READ_PERMISSIONS and e.actor_role in PROFESSIONAL_ROLES,
         NotificationKind.NEW_READER,
         lambda e: f"reader:{acting_person(e)}",
+    ),
+    (
+        lambda e: _permission(e) == "record:export" and e.detail.get("stage") == "built",
+        NotificationKind.EXPORT_READY,
+        lambda e: f"export:{e.detail.get('export')}",
     ),
 )
 
