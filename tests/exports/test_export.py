@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -299,3 +301,68 @@ def test_an_export_is_audited_asked_built_downloaded_and_every_read_is_decided(
     with services.session_factory() as session:
         ready = session.query(AuditNotification).filter_by(kind="export-ready").one()
     assert ready.dedupe_key == f"export:{export_id}"
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+
+
+def _published() -> dict:
+    """docs/audit.md's verification code and its export check, run exactly as published."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    namespace: dict = {}
+    exec(blocks[0], namespace)
+    exec(next(block for block in blocks if "def check_export" in block), namespace)
+    return namespace
+
+
+def test_the_documented_procedure_checks_an_export_with_standard_tools(
+    client, tokens, services, record, tmp_path
+):
+    _, ins_value, _, _ = record
+    _, content = _export(client, services, tokens.patient(ins_value))
+    key = client.get("/audit/public-key", headers=tokens.patient(ins_value)).json()
+    archive = tmp_path / "dossier.zip"
+    archive.write_bytes(content)
+    check = _published()["check_export"]
+    count = check(str(archive), key["verifierKey"], "testserver/audit")
+    assert count > 0
+    lines = zipfile.ZipFile(io.BytesIO(content)).read("history/entries.jsonl")
+    assert count == len(lines.splitlines())
+    tampered = tmp_path / "tampered.zip"
+    tampered.write_bytes(
+        _rewrite(
+            content,
+            "history/entries.jsonl",
+            lambda data: data.replace(b'"purpose":"TREAT"', b'"purpose":"ETREAT"', 1),
+        )
+    )
+    with pytest.raises(ValueError, match="does not match its hash"):
+        check(str(tampered), key["verifierKey"], "testserver/audit")
+
+
+def test_vault_exports_build_builds_what_is_queued(client, tokens, settings, record, monkeypatch):
+    _, ins_value, _, _ = record
+    own = tokens.patient(ins_value)
+    path = client.post("/api/patients/me/exports", headers=own).headers["Location"]
+    for name, value in {
+        "VAULT_DATABASE_URL": settings.database_url,
+        "VAULT_DATA_DIR": str(settings.data_dir),
+        "VAULT_BASE_URL": settings.base_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    from vault.settings import get_settings  # noqa: PLC0415
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["exports", "build", "--once"])
+        refused = CliRunner().invoke(cli, ["notifications", "send", "--once"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "built 1, failed 0, expired 0"
+    assert (
+        client.get(path.removeprefix("http://testserver"), headers=own).json()["status"] == "ready"
+    )
+    # E-mail is off in this configuration: the command says so and fails.
+    assert refused.exit_code == 1
+    assert "VAULT_SMTP_HOST" in refused.stderr
