@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 from vault.api.access import PatientId, _patient
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
 from vault.models import RecordExport
+from vault.models.base import as_utc
 
 router = APIRouter(prefix="/api", tags=["Exports"])
 
@@ -40,9 +41,9 @@ class ExportOut(BaseModel):
             id=job.id,
             status=job.status,
             progress=job.progress,
-            requested_at=job.requested_at.isoformat(),
-            finished_at=job.finished_at.isoformat() if job.finished_at else None,
-            expires_at=job.expires_at.isoformat() if job.expires_at else None,
+            requested_at=as_utc(job.requested_at).isoformat(),
+            finished_at=as_utc(job.finished_at).isoformat() if job.finished_at else None,
+            expires_at=as_utc(job.expires_at).isoformat() if job.expires_at else None,
             documents=job.documents if ready else None,
             size=job.archive_size if ready else None,
             archive=f"{url}/archive" if ready else None,

@@ -39,7 +39,7 @@ from vault.documents import repository as documents_repository
 from vault.errors import Conflict, Gone, NotFound, TooManyRequests
 from vault.exports.archive import ArchiveBuilder, archive_context
 from vault.models import Patient, RecordExport
-from vault.models.base import utcnow
+from vault.models.base import as_utc, utcnow
 from vault.storage import crypto
 from vault.storage.envelope import dek_context
 from vault.storage.keys.service import KeyService
@@ -162,7 +162,7 @@ class ExportService:
         if (
             job.status != "ready"
             or job.expires_at is None
-            or job.expires_at <= utcnow()
+            or as_utc(job.expires_at) <= utcnow()
             or job.wrapped_dek is None
             or job.kek_id is None
         ):

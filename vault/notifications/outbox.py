@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vault.audit.delivery import DeliveryError
 from vault.models import NotificationContact, NotificationEmail
-from vault.models.base import utcnow
+from vault.models.base import as_utc, utcnow
 from vault.notifications import templates
 from vault.notifications.contacts import ContactKeys, events_of
 from vault.notifications.mail import Mailer
@@ -264,7 +264,9 @@ class EmailWorker:
                     row.secret_dek,
                     row.kek_id,
                 )
-                expired = contact.confirm_expires_at is None or contact.confirm_expires_at <= now
+                expired = (
+                    contact.confirm_expires_at is None or as_utc(contact.confirm_expires_at) <= now
+                )
                 if row.contact_version != contact.version or token is None or expired:
                     return None
                 rendered = templates.render_confirmation(

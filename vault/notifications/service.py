@@ -18,7 +18,7 @@ from vault.access.service import AccessService
 from vault.audit.records import AuditRecord, Outcome
 from vault.errors import InvalidResource, NotFound
 from vault.models import NotificationContact
-from vault.models.base import utcnow
+from vault.models.base import as_utc, utcnow
 from vault.notifications import templates
 from vault.notifications.contacts import (
     ContactKeys,
@@ -172,7 +172,7 @@ class NotificationPreferences:
         if (
             contact is None
             or contact.confirm_expires_at is None
-            or contact.confirm_expires_at <= moment
+            or as_utc(contact.confirm_expires_at) <= moment
             or contact.address_ciphertext is None
         ):
             raise LinkRefused("This link is unknown or has expired")
