@@ -20,6 +20,7 @@ from tests.access.policy_support import add_professional, audit_entries
 from tests.factories import (
     DOCTOR,
     OTHER_DOCTOR,
+    Tokens,
     create_patient,
     document_reference,
     provide_bundle,
@@ -366,3 +367,31 @@ def test_vault_exports_build_builds_what_is_queued(client, tokens, settings, rec
     # E-mail is off in this configuration: the command says so and fails.
     assert refused.exit_code == 1
     assert "VAULT_SMTP_HOST" in refused.stderr
+
+
+def test_a_legal_representative_exports_what_they_may_see_and_only_they_download_it(
+    client, tokens, services, record
+):
+    patient_id, ins_value, originals, _ = record
+    operator = Tokens._headers(tokens.issuer.mint("operator", "ops", scope="system/Consent.u"))
+    registered = client.post(
+        f"/api/patients/{patient_id}/policy/representatives",
+        json={"representative": {"system": "urn:vault:caregiver", "value": "parent-1"}},
+        headers=operator,
+    )
+    assert registered.status_code == 201, registered.text
+    parent = tokens.caregiver("parent-1")
+    path, content = _export(client, services, parent, patient_id)
+    names = zipfile.ZipFile(io.BytesIO(content)).namelist()
+    assert len([name for name in names if name.startswith("documents/")]) == len(originals)
+    # The patient did not ask for this one: for them it does not exist.
+    own = tokens.patient(ins_value)
+    assert client.get(path, headers=own).status_code == 404
+    assert client.get(path + "/archive", headers=own).status_code == 404
+    reads = [
+        e
+        for e in audit_entries(services, patient_id)
+        if e.detail.get("permission") == "document:content" and e.actor_role == "caregiver"
+    ]
+    assert {e.actor_id for e in reads} == {"parent-1"}
+    assert {e.purpose for e in reads} == {"PWATRNY"}

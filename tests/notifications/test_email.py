@@ -295,3 +295,20 @@ def test_removing_the_address_cancels_what_was_queued(
     with services.session_factory() as session:
         statuses = set(session.scalars(select(NotificationEmail.status)))
     assert statuses == {"sent", "skipped"}
+
+
+def test_the_patient_is_told_by_email_that_their_export_is_ready(
+    client, tokens, services, smtp, emails, outbox
+):
+    from vault.exports.wiring import export_worker  # noqa: PLC0415
+
+    patient_id, ins_value = create_patient(client, tokens, seed=52)
+    headers = tokens.patient(ins_value)
+    confirmed_address(client, headers, patient_id, emails, smtp)
+    assert client.post("/api/patients/me/exports", headers=headers).status_code == 202
+    assert export_worker(services).run_once().built == 1
+    outbox.run_once()
+    assert emails.run_once().sent == 1
+    message = smtp.mailbox.messages()[-1]
+    assert message["Subject"] == "Votre export est prêt"
+    assert "export" in message.get_content()
