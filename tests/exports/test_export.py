@@ -395,3 +395,17 @@ def test_a_legal_representative_exports_what_they_may_see_and_only_they_download
     ]
     assert {e.actor_id for e in reads} == {"parent-1"}
     assert {e.purpose for e in reads} == {"PWATRNY"}
+
+
+def test_an_archive_missing_from_disk_is_gone_not_an_error(
+    client, tokens, services, settings, record
+):
+    _, ins_value, _, _ = record
+    own = tokens.patient(ins_value)
+    path, _ = _export(client, services, own)
+    export_id = path.rsplit("/", 1)[1]
+    # As after a restore: the rows come back, the archives (never backed up) do not.
+    (settings.effective_export_dir / f"{export_id}.zip.sealed").unlink()
+    gone = client.get(path + "/archive", headers=own)
+    assert gone.status_code == 410
+    assert gone.json()["resourceType"] == "OperationOutcome"

@@ -312,3 +312,24 @@ def test_the_patient_is_told_by_email_that_their_export_is_ready(
     message = smtp.mailbox.messages()[-1]
     assert message["Subject"] == "Votre export est prêt"
     assert "export" in message.get_content()
+
+
+def test_a_record_asks_for_only_a_few_confirmations_a_day(client, tokens):
+    patient_id, ins_value = create_patient(client, tokens, seed=53)
+    headers = tokens.patient(ins_value)
+    for number in range(5):
+        response = client.put(
+            prefs_url(patient_id, "/address"),
+            json={"address": f"someone{number}@example.org"},
+            headers=headers,
+        )
+        assert response.status_code == 202
+    refused = client.put(
+        prefs_url(patient_id, "/address"), json={"address": "stranger@example.org"}, headers=headers
+    )
+    assert refused.status_code == 429
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert (
+        client.get(prefs_url(patient_id), headers=headers).json()["address"]
+        == "someone4@example.org"
+    )

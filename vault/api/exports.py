@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -50,7 +50,7 @@ class ExportOut(BaseModel):
         )
 
 
-def _job_url(request: Request, found: ServicesDep, patient_id: str, export_id: str) -> str:
+def _job_url(found: ServicesDep, patient_id: str, export_id: str) -> str:
     return f"{found.settings.issuer}/api/patients/{patient_id}/exports/{export_id}"
 
 
@@ -62,7 +62,6 @@ def _job_url(request: Request, found: ServicesDep, patient_id: str, export_id: s
 )
 def request_export(
     patient_id: PatientId,
-    request: Request,
     actor: ActorDep,
     found: ServicesDep,
     session: SessionDep,
@@ -70,7 +69,7 @@ def request_export(
 ) -> ExportOut:
     record = _patient(actor, patient_id)
     job = found.exports.request(session, actor, record)
-    url = _job_url(request, found, patient_id, job.id)
+    url = _job_url(found, patient_id, job.id)
     response.headers["Location"] = url
     return ExportOut.of(job, url)
 
@@ -81,13 +80,12 @@ def request_export(
 def export_status(
     patient_id: PatientId,
     export_id: ExportId,
-    request: Request,
     actor: ActorDep,
     found: ServicesDep,
     session: SessionDep,
 ) -> ExportOut:
     job = found.exports.status(session, actor, _patient(actor, patient_id), export_id)
-    return ExportOut.of(job, _job_url(request, found, patient_id, job.id))
+    return ExportOut.of(job, _job_url(found, patient_id, job.id))
 
 
 @router.get(

@@ -167,10 +167,13 @@ class ExportService:
             or job.kek_id is None
         ):
             raise Gone("This export has expired or failed; ask for a new one")
+        path = self.path_of(job.id)
+        if not path.is_file():
+            # Restored from a backup (archives are not in backups) or removed by hand.
+            raise Gone("This export is no longer available; ask for a new one")
         context = archive_context(job.id, job.patient_id)
         kek = self._keys.kek(session, job.patient_id, job.kek_id)
         key = self._keys.unwrap_data_key(kek, job.wrapped_dek, dek_context(context))
-        path = self.path_of(job.id)
         return Download(
             job.archive_size or 0,
             crypto.open_segments(key, _read(path), context, crypto.DEFAULT_SEGMENT_SIZE),

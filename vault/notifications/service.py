@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService
 from vault.audit.records import AuditRecord, Outcome
-from vault.errors import InvalidResource, NotFound
-from vault.models import NotificationContact
+from vault.errors import InvalidResource, NotFound, TooManyRequests
+from vault.models import NotificationContact, NotificationEmail
 from vault.models.base import as_utc, utcnow
 from vault.notifications import templates
 from vault.notifications.contacts import (
@@ -28,6 +28,8 @@ from vault.notifications.contacts import (
     token_hash,
 )
 from vault.notifications.outbox import enqueue_one
+
+CONFIRMATIONS_PER_DAY = 5
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class NotificationPreferences:
         normalised = _checked_address(address)
         self._authorize(session, actor, Permission.NOTIFICATIONS_MANAGE, patient_id, "address")
         moment = now or utcnow()
+        self._limit_confirmations(session, patient_id, moment)
         contact = session.get(NotificationContact, patient_id)
         if contact is None:
             contact = NotificationContact(
@@ -113,6 +116,24 @@ class NotificationPreferences:
         session.flush()
         self._enqueue_confirmation(session, patient_id, contact.version, token)
         return self._preferences(session, contact)
+
+    @staticmethod
+    def _limit_confirmations(session: Session, patient_id: str, now: datetime) -> None:
+        """A confirmation goes to an address nobody has vouched for yet: a few a day per
+        record, so that no one uses the vault to mail strangers."""
+        sent = session.scalar(
+            select(func.count())
+            .select_from(NotificationEmail)
+            .where(
+                NotificationEmail.patient_id == patient_id,
+                NotificationEmail.kind == templates.CONFIRMATION,
+                NotificationEmail.created_at > now - timedelta(days=1),
+            )
+        )
+        if (sent or 0) >= CONFIRMATIONS_PER_DAY:
+            raise TooManyRequests(
+                f"At most {CONFIRMATIONS_PER_DAY} addresses to confirm per day", retry_after=3600
+            )
 
     def _enqueue_confirmation(
         self, session: Session, patient_id: str, version: int, token: str
