@@ -10,8 +10,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from vault.api.access import PatientId, _patient
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.notifications import PatientId, record_of
 from vault.models import RecordExport
 from vault.models.base import as_utc
 
@@ -67,7 +67,7 @@ def request_export(
     session: SessionDep,
     response: Response,
 ) -> ExportOut:
-    record = _patient(actor, patient_id)
+    record = record_of(actor, patient_id)
     job = found.exports.request(session, actor, record)
     url = _job_url(found, patient_id, job.id)
     response.headers["Location"] = url
@@ -84,7 +84,7 @@ def export_status(
     found: ServicesDep,
     session: SessionDep,
 ) -> ExportOut:
-    job = found.exports.status(session, actor, _patient(actor, patient_id), export_id)
+    job = found.exports.status(session, actor, record_of(actor, patient_id), export_id)
     return ExportOut.of(job, _job_url(found, patient_id, job.id))
 
 
@@ -100,7 +100,7 @@ def export_archive(
     found: ServicesDep,
     session: SessionDep,
 ) -> StreamingResponse:
-    download = found.exports.download(session, actor, _patient(actor, patient_id), export_id)
+    download = found.exports.download(session, actor, record_of(actor, patient_id), export_id)
     return StreamingResponse(
         download.chunks,
         media_type="application/zip",

@@ -8,16 +8,36 @@ import html
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from starlette.responses import HTMLResponse
 
-from vault.api.access import PatientId, _patient
+from vault.access.policy import Actor
 from vault.api.deps import ActorDep, ServicesDep, SessionDep
 from vault.db import transaction
+from vault.errors import NotFound
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
 
 router = APIRouter(prefix="/api", tags=["Notifications"])
+
+PatientId = Annotated[
+    str,
+    Path(
+        max_length=64,
+        description="The patient's record id, or 'me' for the caller's own record",
+    ),
+]
+
+
+def record_of(actor: Actor, patient_id: str) -> str:
+    """The record a path names: 'me' is the caller's own (none: nothing is there)."""
+    if patient_id == "me":
+        if actor.own_patient_id is None:
+            raise NotFound("Patient not found")
+        return actor.own_patient_id
+    return patient_id
+
+
 public_router = APIRouter(prefix="/api/notifications", tags=["Notifications"])
 
 PREFERENCES = "/patients/{patient_id}/notifications"
@@ -38,7 +58,7 @@ PAGE_HEADERS = {
 def read_preferences(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> PreferencesOut:
-    return PreferencesOut.of(found.notifications.view(session, actor, _patient(actor, patient_id)))
+    return PreferencesOut.of(found.notifications.view(session, actor, record_of(actor, patient_id)))
 
 
 @router.put(
@@ -55,7 +75,7 @@ def set_address(
     session: SessionDep,
 ) -> PreferencesOut:
     return PreferencesOut.of(
-        found.notifications.set_address(session, actor, _patient(actor, patient_id), body.address)
+        found.notifications.set_address(session, actor, record_of(actor, patient_id), body.address)
     )
 
 
@@ -63,7 +83,7 @@ def set_address(
 def remove_address(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> Response:
-    found.notifications.remove_address(session, actor, _patient(actor, patient_id))
+    found.notifications.remove_address(session, actor, record_of(actor, patient_id))
     return Response(status_code=204)
 
 
@@ -80,7 +100,7 @@ def set_events(
     session: SessionDep,
 ) -> PreferencesOut:
     return PreferencesOut.of(
-        found.notifications.set_events(session, actor, _patient(actor, patient_id), body.events)
+        found.notifications.set_events(session, actor, record_of(actor, patient_id), body.events)
     )
 
 
