@@ -204,6 +204,9 @@ RECORD_ROUTES: dict[tuple[str, str], Call] = {
         "/api/patients/{patient_id}/notifications/events", {"events": []}, JSON
     ),
     ("POST", "/api/patients/{patient_id}/exports"): _plain("/api/patients/{patient_id}/exports"),
+    ("GET", "/fhir/Patient/{patient_id}/$everything"): _plain(
+        "/fhir/Patient/{patient_id}/$everything"
+    ),
     ("GET", "/api/patients/{patient_id}/exports/{export_id}"): _plain(
         "/api/patients/{patient_id}/exports/an-export"
     ),

@@ -21,6 +21,7 @@ from vault.api.fhir import (
     binary,
     consent,
     documents,
+    everything,
     lists,
     metadata,
     patients,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     protected.include_router(documents.router)
     protected.include_router(binary.router)
     protected.include_router(patients.router)
+    protected.include_router(everything.router)
     protected.include_router(lists.router)
     protected.include_router(audit_events.router)
     protected.include_router(audit_api.router)
