@@ -409,3 +409,30 @@ def test_an_archive_missing_from_disk_is_gone_not_an_error(
     gone = client.get(path + "/archive", headers=own)
     assert gone.status_code == 410
     assert gone.json()["resourceType"] == "OperationOutcome"
+
+
+def test_progress_is_visible_while_the_export_builds(client, tokens, services, record):
+    from vault.exports.service import ExportWorker  # noqa: PLC0415
+
+    _, ins_value, originals, _ = record
+    own = tokens.patient(ins_value)
+    path = client.post("/api/patients/me/exports", headers=own).headers["Location"]
+    path = path.removeprefix("http://testserver")
+    seen: list[tuple[int, str]] = []
+
+    class Watched(ExportWorker):
+        def _progress(self, job_id: str, percent: int) -> None:
+            super()._progress(job_id, percent)
+            # What the patient's app polling the job would read at this moment.
+            status = client.get(path, headers=own).json()
+            seen.append((status["progress"], status["status"]))
+
+    base = export_worker(services)
+    worker = Watched(services.session_factory, services.exports, base._builder, services.keys)
+    assert worker.run_once().built == 1
+    percents = [percent for percent, _ in seen]
+    assert len(percents) >= len(originals) - 1
+    assert percents == sorted(percents)
+    assert all(status == "building" for _, status in seen)
+    assert 0 < percents[-1] <= 99
+    assert client.get(path, headers=own).json()["progress"] == 100
