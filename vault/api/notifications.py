@@ -135,7 +135,9 @@ def confirm_page(token: Token) -> HTMLResponse:
     )
 
 
-@public_router.post(CONFIRM, summary="Confirm the address the link was sent to")
+@public_router.post(
+    CONFIRM, summary="Confirm the address the link was sent to", response_class=HTMLResponse
+)
 def confirm(token: Token, found: ServicesDep) -> HTMLResponse:
     try:
         with transaction(found.session_factory) as session:
@@ -158,6 +160,7 @@ def unsubscribe_page(record: Record, token: Token) -> HTMLResponse:
 @public_router.post(
     UNSUBSCRIBE,
     summary="One-click opt-out (RFC 8058: the body is List-Unsubscribe=One-Click)",
+    response_class=HTMLResponse,
 )
 def unsubscribe(record: Record, token: Token, found: ServicesDep) -> HTMLResponse:
     try:
