@@ -13,6 +13,8 @@ from vault.access.clients_cli import app as clients_app
 from vault.audit.cli import app as audit_app
 from vault.backup.cli import backup_app, restore_app
 from vault.bench.cli import bench as bench_command
+from vault.exports.cli import app as exports_app
+from vault.notifications.cli import app as notifications_app
 from vault.settings import Settings, get_settings
 
 app = typer.Typer(help="Patient health-document vault.", no_args_is_help=True, add_completion=False)
@@ -26,6 +28,8 @@ app.add_typer(blobs_app, name="blobs")
 app.add_typer(audit_app, name="audit")
 app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
+app.add_typer(notifications_app, name="notifications")
+app.add_typer(exports_app, name="exports")
 app.command("bench")(bench_command)
 
 

@@ -23,6 +23,9 @@ from vault.documents.search import DocumentSearch
 from vault.documents.service import DocumentService
 from vault.documents.subject import SubjectResolver
 from vault.errors import VaultError
+from vault.exports.service import ExportService
+from vault.notifications.contacts import ContactKeys
+from vault.notifications.service import NotificationPreferences
 from vault.observability.metrics import instrument_key_provider
 from vault.patients.service import PatientService
 from vault.settings import Settings
@@ -59,6 +62,10 @@ class Services:
     clients: ClientRegistry
     # /oauth/token; None when the embedded issuer, which signs its tokens, is off.
     oauth: TokenEndpoint | None
+    # Patients' e-mail preferences (docs/operations.md, vault/notifications/).
+    notifications: NotificationPreferences
+    # Exports of whole records (docs/lifecycle.md, vault/exports/).
+    exports: ExportService
 
     def close(self) -> None:
         if self.access.group is not None:
@@ -165,4 +172,16 @@ def build_services(settings: Settings) -> Services:
         tokens=TokenValidator(trusted, clock_skew=settings.clock_skew_seconds),
         clients=clients,
         oauth=oauth,
+        notifications=NotificationPreferences(
+            access,
+            ContactKeys(envelope, key_provider),
+            confirmation_hours=settings.email_confirmation_hours,
+        ),
+        exports=ExportService(
+            access,
+            keys,
+            settings.effective_export_dir,
+            ttl_hours=settings.export_ttl_hours,
+            daily_limit=settings.export_daily_limit,
+        ),
     )

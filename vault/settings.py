@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,36 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=10, ge=1)
     notify_backoff_seconds: float = Field(default=30.0, ge=0)
 
+    # E-mail to patients (docs/operations.md), off while smtp_host is empty. Security is
+    # "starttls" (submission, port 587), "tls" (implicit TLS, port 465) or "none" (a relay
+    # on loopback only; never with credentials). smtp_ca_file adds CA certificates to trust.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = ""
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The e-mail worker: how often it looks for due e-mails (0: never, use the CLI), how
+    # long a claimed e-mail stays its own (a worker that dies frees it after this), retries.
+    email_poll_seconds: float = Field(default=5.0, ge=0)
+    email_lease_seconds: float = Field(default=300.0, ge=10)
+    email_max_attempts: int = Field(default=8, ge=1)
+    email_backoff_seconds: float = Field(default=60.0, ge=0)
+    # How long the link that confirms a patient's address stays valid.
+    email_confirmation_hours: int = Field(default=48, ge=1, le=24 * 14)
+
+    # Exports of a whole record (docs/lifecycle.md): where archives wait, encrypted (empty:
+    # <data_dir>/exports; shared storage when several hosts serve), how long one stays
+    # downloadable, how many a record may ask for per day, the worker's poll interval (0:
+    # never, use the CLI) and how long a build is its worker's before another may retake it.
+    export_dir: Path | None = None
+    export_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+    export_daily_limit: int = Field(default=3, ge=1)
+    export_poll_seconds: float = Field(default=5.0, ge=0)
+    export_lease_seconds: float = Field(default=3600.0, ge=60)
+
     search_default_count: int = 20
     search_max_count: int = 200
     orphan_blob_grace_seconds: int = 3600
@@ -115,6 +146,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'vault.sqlite3').resolve()}"
+
+    @property
+    def effective_export_dir(self) -> Path:
+        return self.export_dir or self.data_dir / "exports"
 
     @property
     def effective_key_provider(self) -> str:

@@ -206,6 +206,28 @@ RECORD_ROUTES: dict[tuple[str, str], Call] = {
         {"patientInformed": True, "patientAgreed": True},
         JSON,
     ),
+    ("GET", "/api/patients/{patient_id}/notifications"): _plain(
+        "/api/patients/{patient_id}/notifications"
+    ),
+    ("PUT", "/api/patients/{patient_id}/notifications/address"): _plain(
+        "/api/patients/{patient_id}/notifications/address", {"address": "spy@example.org"}, JSON
+    ),
+    ("DELETE", "/api/patients/{patient_id}/notifications/address"): _plain(
+        "/api/patients/{patient_id}/notifications/address"
+    ),
+    ("PUT", "/api/patients/{patient_id}/notifications/events"): _plain(
+        "/api/patients/{patient_id}/notifications/events", {"events": []}, JSON
+    ),
+    ("POST", "/api/patients/{patient_id}/exports"): _plain("/api/patients/{patient_id}/exports"),
+    ("GET", "/fhir/Patient/{patient_id}/$everything"): _plain(
+        "/fhir/Patient/{patient_id}/$everything"
+    ),
+    ("GET", "/api/patients/{patient_id}/exports/{export_id}"): _plain(
+        "/api/patients/{patient_id}/exports/an-export"
+    ),
+    ("GET", "/api/patients/{patient_id}/exports/{export_id}/archive"): _plain(
+        "/api/patients/{patient_id}/exports/an-export/archive"
+    ),
 }
 
 # Routes that touch no patient's record, and why.

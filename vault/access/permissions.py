@@ -25,6 +25,11 @@ class Permission(StrEnum):
     # Professionals' declarations: emergency access, and consent given at the point of care.
     EMERGENCY_DECLARE = "emergency:declare"
     CONSENT_DECLARE = "consent:declare"
+    # The patient's own settings and rights over the record (docs/lifecycle.md): where and
+    # about what they are told by e-mail, and taking everything away (export).
+    NOTIFICATIONS_READ = "notifications:read"
+    NOTIFICATIONS_MANAGE = "notifications:manage"
+    RECORD_EXPORT = "record:export"
 
 
 # The FHIR resource and SMART interaction a permission needs from the token's scopes. The
@@ -46,6 +51,9 @@ SCOPE_NEEDED: dict[Permission, tuple[str, Interaction]] = {
     Permission.INVITATION_ACCEPT: ("Consent", Interaction.CREATE),
     Permission.EMERGENCY_DECLARE: ("Consent", Interaction.CREATE),
     Permission.CONSENT_DECLARE: ("Consent", Interaction.CREATE),
+    Permission.NOTIFICATIONS_READ: ("Patient", Interaction.READ),
+    Permission.NOTIFICATIONS_MANAGE: ("Patient", Interaction.UPDATE),
+    Permission.RECORD_EXPORT: ("Patient", Interaction.READ),
 }
 
 # Audit action codes (FHIR restful interactions, BALP): C create, R read, U update,
@@ -67,4 +75,7 @@ AUDIT_ACTION: dict[Permission, str] = {
     Permission.INVITATION_ACCEPT: "C",
     Permission.EMERGENCY_DECLARE: "C",
     Permission.CONSENT_DECLARE: "C",
+    Permission.NOTIFICATIONS_READ: "R",
+    Permission.NOTIFICATIONS_MANAGE: "U",
+    Permission.RECORD_EXPORT: "C",
 }

@@ -73,6 +73,9 @@ RECORD_WIDE = frozenset(
         Permission.POLICY_MANAGE,
         Permission.DELEGATION_GRANT,
         Permission.DELEGATION_REVOKE,
+        Permission.NOTIFICATIONS_READ,
+        Permission.NOTIFICATIONS_MANAGE,
+        Permission.RECORD_EXPORT,
     }
 )
 

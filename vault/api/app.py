@@ -13,12 +13,15 @@ from vault.access.throttle import Throttle
 from vault.api import access as access_api
 from vault.api import audit as audit_api
 from vault.api import docs, errors, middleware, openapi
+from vault.api import exports as exports_api
+from vault.api import notifications as notifications_api
 from vault.api.deps import authenticate
 from vault.api.fhir import (
     audit_events,
     binary,
     consent,
     documents,
+    everything,
     lists,
     metadata,
     patients,
@@ -45,6 +48,8 @@ PUBLIC_PATHS = frozenset(
         "/docs/oauth2-redirect",
         "/docs/assets",
     }
+    # The links in e-mails: the link is the credential (vault/api/notifications.py).
+    | notifications_api.PUBLIC_PATHS
 )
 
 
@@ -87,16 +92,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(public_router)
     app.include_router(oauth_router)
     app.include_router(metadata.router)
+    app.include_router(notifications_api.public_router)
 
     protected = APIRouter(dependencies=[Depends(authenticate)])
     protected.include_router(transaction.router)
     protected.include_router(documents.router)
     protected.include_router(binary.router)
     protected.include_router(patients.router)
+    protected.include_router(everything.router)
     protected.include_router(lists.router)
     protected.include_router(audit_events.router)
     protected.include_router(audit_api.router)
     protected.include_router(consent.router)
     protected.include_router(access_api.router)
+    protected.include_router(notifications_api.router)
+    protected.include_router(exports_api.router)
     app.include_router(protected)
     return app

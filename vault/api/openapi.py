@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from vault.api.fhir.audit_events import SEARCH_PARAMETERS as AUDIT_EVENT_PARAMETERS
 from vault.api.fhir.consent import SEARCH_PARAMETERS as CONSENT_PARAMETERS
 from vault.api.fhir.documents import SEARCH_PARAMETERS as DOCUMENT_PARAMETERS
+from vault.api.notifications import PUBLIC_PATHS as HTML_PAGES
 from vault.fhir.wire import FHIR_JSON
 
 OUTCOME = "#/components/schemas/OperationOutcome"
@@ -142,6 +143,12 @@ def _describe_operation(
         if code == 401 and not protected:
             continue
         responses[str(code)] = _outcome(ERRORS[code])
+    if path in HTML_PAGES:
+        # The links in e-mails answer pages, a refused link included.
+        responses["404"] = {
+            "description": "A link that is unknown, already used or expired",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
 
 
 def _success_content(path: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 
 from vault.audit.wiring import delivery_worker
+from vault.exports.wiring import export_worker
+from vault.notifications.wiring import email_worker
 from vault.services import Services
 
 log = logging.getLogger("vault.audit")
@@ -28,6 +30,12 @@ class AuditWorkers:
         if settings.notify_poll_seconds > 0:
             worker = delivery_worker(settings, self._services.session_factory)
             self._spawn("audit-notifications", settings.notify_poll_seconds, worker.run_once)
+        emails = email_worker(self._services)
+        if emails is not None and settings.email_poll_seconds > 0:
+            self._spawn("notification-emails", settings.email_poll_seconds, emails.run_once)
+        if settings.export_poll_seconds > 0:
+            exports = export_worker(self._services)
+            self._spawn("record-exports", settings.export_poll_seconds, exports.run_once)
 
     def stop(self) -> None:
         self._stop.set()

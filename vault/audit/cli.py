@@ -197,3 +197,31 @@ def public_key() -> None:
     first use)."""
     with _services() as services:
         typer.echo(services.audit_log.checkpoints.key.signer().verifier.verifier_key)
+
+
+@app.command("verify-export")
+def verify_export(
+    archive: Annotated[Path, typer.Argument(help="The export's zip, as downloaded.")],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="The log's verifier key as the vault publishes it (GET /audit/public-key); "
+            "without it, the key inside the archive is used."
+        ),
+    ] = None,
+) -> None:
+    """Check, with no access to the vault, that an export's access history is the one the
+    log holds: exit 0 when it is, 1 otherwise (naming the first thing that fails)."""
+    from vault.exports.verify import ExportInvalid, verify_archive  # noqa: PLC0415
+
+    try:
+        result = verify_archive(archive, key)
+    except ExportInvalid as error:
+        _fail(f"export does not verify: {error}")
+        return
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"ok: {result.entries} history entries in the checkpoint of {result.tree_size} entries, "
+        f"{result.documents} documents match their files"
+    )

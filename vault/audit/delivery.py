@@ -8,6 +8,10 @@ commit can only re-send (at most the rest of its batch), never lose; the payload
 after ``max_attempts``. A new document still hidden from the patient is held back until
 its author announces it, and so is any other notification about a document hidden from
 the patient (the access module decides which).
+
+A second channel may take each notification on in the same transaction (``fan_out``): the
+e-mail outbox (``vault/notifications/outbox.py``) queues its e-mails there, whatever the
+webhook answers, so the two channels fail and retry apart.
 """
 
 from __future__ import annotations
@@ -216,8 +220,10 @@ class DeliveryWorker:
         backoff_seconds: float = 30.0,
         backoff_cap_seconds: float = 6 * 3600.0,
         batch_size: int = 50,
+        fan_out: Callable[[Session, list[tuple[int, str, str]]], object] | None = None,
     ) -> None:
         self._factory = factory
+        self._fan_out = fan_out
         self.sender = sender
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
@@ -246,6 +252,11 @@ class DeliveryWorker:
                 for row in session.execute(claim, {"now": now, "batch": batch, "tried": tried})
             ]
             held = _not_yet_announced(session, rows)
+            if self._fan_out is not None:
+                self._fan_out(
+                    session,
+                    [(row.id, row.patient_id, row.kind) for row in rows if row.id not in held],
+                )
             outcomes: list[str] = []
             delivered: list[int] = []
             failed: list[dict[str, Any]] = []

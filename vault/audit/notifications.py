@@ -14,6 +14,7 @@ exists exactly when the access it reports happened.
 | `representative-registered` | a legal representative of an adult was registered (to the patient; the existing representatives are told by the policy service, one row each, addressed to their representation) | entry |
 | `point-of-care-declared` | a professional declared the patient's consent at the point of care | entry |
 | `invitation-accepted` | a caregiver accepted the patient's invitation: the delegation now names them | entry |
+| `export-ready`       | the export worker built an export of the record                  | export                        |
 
 An emergency access is reported as such, not also as a new reader. A new document hidden
 from the patient until its result is announced is held back by the delivery worker until
@@ -73,6 +74,7 @@ class NotificationKind(StrEnum):
     REPRESENTATIVE_REGISTERED = "representative-registered"
     POINT_OF_CARE_DECLARED = "point-of-care-declared"
     INVITATION_ACCEPTED = "invitation-accepted"
+    EXPORT_READY = "export-ready"
 
 
 def acting_person(entry: EntryFacts) -> str | None:
@@ -138,6 +140,11 @@ RULES: tuple[Rule, ...] = (
         lambda e: _permission(e) in READ_PERMISSIONS and e.actor_role in PROFESSIONAL_ROLES,
         NotificationKind.NEW_READER,
         lambda e: f"reader:{acting_person(e)}",
+    ),
+    (
+        lambda e: _permission(e) == "record:export" and e.detail.get("stage") == "built",
+        NotificationKind.EXPORT_READY,
+        lambda e: f"export:{e.detail.get('export')}",
     ),
 )
 

@@ -14,6 +14,7 @@ from vault.audit.history import AuditHistory
 from vault.audit.signing import NoteVerifier, SigningKey
 from vault.audit.tree import AuditTree
 from vault.audit.verify import AuditVerifier
+from vault.notifications.outbox import enqueue_notifications
 from vault.settings import Settings
 
 
@@ -62,4 +63,6 @@ def delivery_worker(settings: Settings, factory: sessionmaker[Session]) -> Deliv
         ),
         max_attempts=settings.notify_max_attempts,
         backoff_seconds=settings.notify_backoff_seconds,
+        # With e-mail on, each notification also queues its e-mail (if the patient wants it).
+        fan_out=enqueue_notifications if settings.smtp_host else None,
     )

@@ -509,3 +509,19 @@ def shred(session: Session, document: Document, deleted_at: datetime) -> None:
     document.category_code = None
     document.updated_at = utcnow()
     session.flush()
+
+
+def content_bytes(session: Session, patient_id: str) -> int:
+    """The content bytes of a record's current documents (what an export's progress counts)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Binary.size), 0))
+        .select_from(Document)
+        .join(
+            DocumentVersion,
+            (DocumentVersion.document_id == Document.id)
+            & (DocumentVersion.version == Document.current_version),
+        )
+        .join(Binary, Binary.id == DocumentVersion.binary_id)
+        .where(Document.patient_id == patient_id, Document.deleted_at.is_(None))
+    )
+    return int(total or 0)

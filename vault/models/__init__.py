@@ -11,6 +11,8 @@ from vault.models.audit import (
 )
 from vault.models.base import Base
 from vault.models.document import Binary, Document, DocumentVersion, StoredBlobChunk
+from vault.models.export import RecordExport
+from vault.models.notification import NotificationContact, NotificationEmail
 from vault.models.oauth import OAuthClient, UsedClientAssertion
 from vault.models.patient import Patient, PatientKey
 from vault.models.submission import SubmissionSet, SubmissionSetMember
@@ -30,9 +32,12 @@ __all__ = [
     "CaregiverInvitation",
     "Document",
     "DocumentVersion",
+    "NotificationContact",
+    "NotificationEmail",
     "OAuthClient",
     "Patient",
     "PatientKey",
+    "RecordExport",
     "StoredBlobChunk",
     "SubmissionSet",
     "SubmissionSetMember",

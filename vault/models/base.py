@@ -62,3 +62,8 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time, aware: SQLite hands back the UTC it was given without its zone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from typing import IO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -130,3 +131,50 @@ def associated_data(*parts: str | int) -> bytes:
         encoded = str(part).encode()
         out += struct.pack(">I", len(encoded)) + encoded
     return bytes(out)
+
+
+class SegmentSealer:
+    """``seal_segments`` for a stream written piece by piece: a write-only file object
+    whose output ``open_segments`` reads back. Holds at most one segment in memory; a
+    segment is sealed as the last one only on ``close``, when that is known."""
+
+    def __init__(
+        self,
+        sink: IO[bytes],
+        key: bytes,
+        associated_data: bytes,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+    ) -> None:
+        self._sink = sink
+        self._aead = AESGCM(key)
+        self._ad = associated_data
+        self._size = segment_size
+        header = stream_header()
+        self._prefix = header[1:]
+        self._buffer = bytearray()
+        self._index = 0
+        self.closed = False
+        sink.write(header)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._buffer += data
+        # Keep a full segment back: it may turn out to be the last.
+        while len(self._buffer) > self._size:
+            self._seal(bytes(self._buffer[: self._size]), last=False)
+            del self._buffer[: self._size]
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._seal(bytes(self._buffer), last=True)
+            self._buffer.clear()
+            self.closed = True
+            self._sink.flush()
+
+    def _seal(self, chunk: bytes, *, last: bool) -> None:
+        nonce = _segment_nonce(self._prefix, self._index, last)
+        self._sink.write(self._aead.encrypt(nonce, chunk, self._ad))
+        self._index += 1

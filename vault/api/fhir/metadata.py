@@ -89,6 +89,13 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "type": "Patient",
                         "conditionalCreate": True,
                         "interaction": interactions("create", "read"),
+                        "operation": [
+                            {
+                                "name": "everything",
+                                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                                "documentation": "The Patient, its Consents, DocumentReferences (content by reference to Binary) and AuditEvents, paged with _count; for the patient or a minor's legal representative",
+                            }
+                        ],
                     },
                     {
                         "type": "Consent",

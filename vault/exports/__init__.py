@@ -1,0 +1,1 @@
+"""Taking everything away: a patient's whole record as one archive (docs/lifecycle.md)."""
