@@ -128,6 +128,7 @@ class ExportService:
             requester_id=identifier,
             requester_record=actor.own_patient_id,
             requester_scopes=" ".join(format_scope(scope) for scope in principal.scopes)[:1024],
+            requester_issuer=principal.issuer,
             status="queued",
             progress=0,
             requested_at=now,
@@ -195,6 +196,7 @@ def _requester(session: Session, job: RecordExport) -> Actor:
         role=role,
         subject=job.requester_id if role is not Role.PATIENT else "",
         scopes=parse_scopes(job.requester_scopes),
+        issuer=job.requester_issuer,
     )
     proxy = None
     if job.requester_kind == "proxy":

@@ -27,6 +27,8 @@ class RecordExport(Base):
     # A representative's own record, if any (their audit entries name it, as requests do).
     requester_record: Mapped[str | None] = mapped_column(String(64), default=None)
     requester_scopes: Mapped[str] = mapped_column(String(1024), default="")
+    # The token's issuer: a caregiver account is an account of one issuer.
+    requester_issuer: Mapped[str | None] = mapped_column(String(512), default=None)
     # queued -> building -> ready -> expired; or failed.
     status: Mapped[str] = mapped_column(String(16), default="queued")
     progress: Mapped[int] = mapped_column(SmallInteger, default=0)

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("requester_id", sa.String(length=128), nullable=False),
         sa.Column("requester_record", sa.String(length=64), nullable=True),
         sa.Column("requester_scopes", sa.String(length=1024), nullable=False),
+        sa.Column("requester_issuer", sa.String(length=512), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("progress", sa.SmallInteger(), nullable=False),
         sa.Column("documents", sa.BigInteger(), nullable=False),
