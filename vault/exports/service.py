@@ -199,12 +199,15 @@ def _requester(session: Session, job: RecordExport) -> Actor:
         issuer=job.requester_issuer,
     )
     proxy = None
+    issuer = None
     if job.requester_kind == "proxy":
         proxy = job.requester_id
     elif role is Role.CAREGIVER:
+        # As AccessService.actor has it: a caregiver account is the account of one issuer.
         proxy = caregiver_key(job.requester_id)
+        issuer = job.requester_issuer
     own = job.requester_record
-    return Actor(principal, own, proxy, PolicySnapshots(session))
+    return Actor(principal, own, proxy, PolicySnapshots(session), proxy_issuer=issuer)
 
 
 @dataclass
