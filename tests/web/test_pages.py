@@ -551,3 +551,24 @@ def test_an_invitation_code_is_shown_once_and_opens_the_record_to_who_accepts_it
         again = caregiver.post("/invitation", data={"csrf_token": csrf_of(form.text), "code": code})
         assert again.status_code == 422
     assert "aidant-marc" in web.get(f"/dossiers/{seeded.patient_id}/aidants").text
+
+
+def test_a_document_larger_than_a_form_is_added_from_the_space(web, seeded, settings):
+    """The upload form carries documents: it takes what the FHIR routes take, not the 1 MiB
+    that bounds the other forms and JSON APIs."""
+    patient_home(web)
+    form = web.get(f"/dossiers/{seeded.patient_id}/ajouter")
+    scan = b"%PDF-1.7\n" + bytes(3 * settings.max_api_body_bytes)
+    added = web.post(
+        f"/dossiers/{seeded.patient_id}/ajouter",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "titre": "Compte rendu numérisé",
+            "type": "11369-6",
+            "date": "2026-10-02",
+        },
+        files={"fichier": ("scan.pdf", scan, "application/pdf")},
+    )
+    assert added.status_code == 303, added.text[:500]
+    page = follow(web, added)
+    assert "Le document a été ajouté." in page.text

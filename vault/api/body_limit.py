@@ -1,7 +1,7 @@
 """Every request body is bounded before anything parses it.
 
-FHIR routes (``/fhir`` and below) take up to ``VAULT_MAX_BODY_BYTES`` (documents travel
-there); every other route (the JSON APIs under ``/api``, ``/oauth/token``, the web pages)
+Routes that carry documents (``/fhir`` and below, and the patient's space's upload form)
+take up to ``VAULT_MAX_BODY_BYTES``; every other route (the JSON APIs under ``/api``, ``/oauth/token``, the web pages)
 takes up to ``VAULT_MAX_API_BODY_BYTES``. With a declared ``Content-Length`` past the limit
 not a byte is handed to the app; a chunked body is counted as it arrives, and the request is
 cut off at the first chunk past the limit, so no route ever holds more than the limit plus
@@ -14,6 +14,8 @@ with it (FastAPI's JSON and form parsing, a dependency's own streaming read).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
@@ -38,17 +40,25 @@ def too_large(path: str, limit: int) -> Response:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, fhir_limit: int, other_limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        fhir_limit: int,
+        other_limit: int,
+        carries_documents: Callable[[str], bool] = is_fhir_path,
+    ) -> None:
         self.app = app
         self.fhir_limit = fhir_limit
         self.other_limit = other_limit
+        self.carries_documents = carries_documents
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        limit = self.fhir_limit if is_fhir_path(path) else self.other_limit
+        limit = self.fhir_limit if self.carries_documents(path) else self.other_limit
         declared = Headers(scope=scope).get("content-length")
         # A declared length past the limit: not one byte of the body is handed over.
         cut = declared is not None and declared.isdigit() and int(declared) > limit

@@ -19,12 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vault.api import errors
-from vault.api.body_limit import BodyLimitMiddleware
+from vault.api.body_limit import BodyLimitMiddleware, is_fhir_path
 from vault.api.hosts import AllowedHostMiddleware, allowed_hosts
 from vault.observability import metrics
 from vault.observability.logs import configure_logging, get_logger, logging_configured
 from vault.services import Services
 from vault.settings import Settings
+from vault.web import uploads as web_upload
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # What proxies and tracing systems put there (nginx's $request_id, UUIDs, trace ids);
@@ -116,6 +117,7 @@ def install(app: FastAPI, settings: Settings, services: Services) -> None:
         BodyLimitMiddleware,
         fhir_limit=settings.max_body_bytes,
         other_limit=min(settings.max_api_body_bytes, settings.max_body_bytes),
+        carries_documents=lambda path: is_fhir_path(path) or web_upload.carries_documents(path),
     )
     app.add_middleware(
         AllowedHostMiddleware, base_url=settings.issuer, allowed=allowed_hosts(settings)
