@@ -9,6 +9,7 @@ from importlib import resources
 from urllib.parse import urljoin, urlsplit
 
 from vault.api.app import PUBLIC_PATHS
+from vault.web.routes import PUBLIC_PATHS as SPACE_PUBLIC_PATHS
 
 REFERENCE = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 
@@ -21,7 +22,7 @@ def _pages(client) -> dict[str, str]:
     """Every page the vault serves without a parameter in its path: the public routes that
     answer HTML."""
     pages = {}
-    for path in sorted(PUBLIC_PATHS):
+    for path in sorted(PUBLIC_PATHS | SPACE_PUBLIC_PATHS):
         response = client.get(path)
         if response.headers.get("content-type", "").startswith("text/html"):
             pages[path] = response.text

@@ -376,7 +376,11 @@ def test_a_legal_representative_exports_what_they_may_see_and_only_they_download
     operator = Tokens._headers(tokens.issuer.mint("operator", "ops", scope="system/Consent.u"))
     registered = client.post(
         f"/api/patients/{patient_id}/policy/representatives",
-        json={"representative": {"system": "urn:vault:caregiver", "value": "parent-1"}},
+        json={
+            "representative": {"system": "urn:vault:caregiver", "value": "parent-1"},
+            # The record's holder is an adult: a representative needs a named measure.
+            "measure": {"type": "tutelle", "reference": "TJ Lyon RG 26/01234"},
+        },
         headers=operator,
     )
     assert registered.status_code == 201, registered.text
@@ -391,9 +395,11 @@ def test_a_legal_representative_exports_what_they_may_see_and_only_they_download
     reads = [
         e
         for e in audit_entries(services, patient_id)
-        if e.detail.get("permission") == "document:content" and e.actor_role == "caregiver"
+        if e.detail.get("permission") == "document:content"
+        and e.actor_role == "legal-representative"
     ]
-    assert {e.actor_id for e in reads} == {"parent-1"}
+    # A representative reads in their own name (issue 12, item 1), not as a caregiver.
+    assert {e.actor_id for e in reads} == {"caregiver:parent-1"}
     assert {e.purpose for e in reads} == {"PWATRNY"}
 
 
