@@ -14,8 +14,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -79,6 +81,41 @@ def _install_provider() -> None:
             )
 
 
+@contextmanager
+def running_provider(workdir: Path, config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The independent OpenID provider (panva's oidc-provider on Node) run with ``config``
+    on loopback; yields its issuer and JWKS address, and stops it afterwards."""
+    _install_provider()
+    config_path = workdir / "provider.json"
+    config_path.write_text(json.dumps(config))
+    config_path.chmod(0o600)
+    with (workdir / "stderr.log").open("w") as stderr:
+        process = subprocess.Popen(
+            [shutil.which("node") or "node", "server.mjs", str(config_path)],
+            cwd=PROVIDER_DIR,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        started: dict[str, str] = {}
+        reader = threading.Thread(
+            target=lambda: started.update(line=process.stdout.readline()), daemon=True
+        )
+        reader.start()
+        reader.join(60)
+        if not started.get("line"):
+            pytest.fail(f"oidc-provider did not start: {(workdir / 'stderr.log').read_text()}")
+        issuer = json.loads(started["line"])["issuer"]
+        discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+        yield issuer, discovery["jwks_uri"]
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 @pytest.fixture(scope="session")
 def provider(tmp_path_factory) -> Iterator[Provider]:
     _install_provider()
@@ -110,34 +147,8 @@ def provider(tmp_path_factory) -> Iterator[Provider]:
         "audience": AUDIENCE,
         "extraClaims": claims,
     }
-    config_path = workdir / "provider.json"
-    config_path.write_text(json.dumps(config))
-    config_path.chmod(0o600)
-    with (workdir / "stderr.log").open("w") as stderr:
-        process = subprocess.Popen(
-            [shutil.which("node") or "node", "server.mjs", str(config_path)],
-            cwd=PROVIDER_DIR,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        started: dict[str, str] = {}
-        reader = threading.Thread(
-            target=lambda: started.update(line=process.stdout.readline()), daemon=True
-        )
-        reader.start()
-        reader.join(60)
-        if not started.get("line"):
-            pytest.fail(f"oidc-provider did not start: {(workdir / 'stderr.log').read_text()}")
-        issuer = json.loads(started["line"])["issuer"]
-        discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
-        yield Provider(issuer=issuer, jwks_uri=discovery["jwks_uri"], secrets=secrets)
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with running_provider(workdir, config) as (issuer, jwks_uri):
+        yield Provider(issuer=issuer, jwks_uri=jwks_uri, secrets=secrets)
 
 
 def vault_config(provider: Provider, **overrides) -> str:

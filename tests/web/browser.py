@@ -8,7 +8,6 @@ command installs as it installs SoftHSM2."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import socket
@@ -20,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from joserfc.jwk import ECKey
 
-from tests.access.test_tokens_oidc import PROVIDER_DIR, _install_provider
+from tests.access.test_tokens_oidc import running_provider
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
@@ -85,7 +83,6 @@ class WebProvider:
 
 def start_provider(workdir: Path, vault_url: str, accounts: list[Account]) -> Iterator[WebProvider]:
     """The OpenID provider with an authorization-code client for the vault's space."""
-    _install_provider()
     signing = ECKey.generate_key("P-256", private=True, auto_kid=True)
     config: dict[str, Any] = {
         "jwks": {"keys": [{**signing.as_dict(private=True), "use": "sig", "alg": "ES256"}]},
@@ -108,34 +105,8 @@ def start_provider(workdir: Path, vault_url: str, accounts: list[Account]) -> It
         "extraScopes": ["vault"],
         "accounts": {account.login: account.claims for account in accounts},
     }
-    path = workdir / "provider.json"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    with (workdir / "stderr.log").open("w") as stderr:
-        process = subprocess.Popen(
-            [shutil.which("node") or "node", "server.mjs", str(path)],
-            cwd=PROVIDER_DIR,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        started: dict[str, str] = {}
-        reader = threading.Thread(
-            target=lambda: started.update(line=process.stdout.readline()), daemon=True
-        )
-        reader.start()
-        reader.join(60)
-        if not started.get("line"):
-            pytest.fail(f"oidc-provider did not start: {(workdir / 'stderr.log').read_text()}")
-        issuer = json.loads(started["line"])["issuer"]
-        discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
-        yield WebProvider(issuer, discovery["jwks_uri"])
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with running_provider(workdir, config) as (issuer, jwks_uri):
+        yield WebProvider(issuer, jwks_uri)
 
 
 class Served:
