@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.hardening.servers import free_port
 from vault.db import make_engine
+from vault.services import build_services
+from vault.settings import Settings
 
 
 @pytest.fixture
@@ -94,3 +96,30 @@ def test_a_server_that_stopped_taking_writes_costs_one_request_not_the_pool(
     with engine.begin() as connection:
         assert connection.scalar(text("SELECT pg_backend_pid()")) != stale
         connection.execute(text("CREATE TEMPORARY TABLE t (x int)"))
+
+
+def test_the_read_committers_connections_follow_the_prepared_statements_setting(
+    database_url: str, tmp_path
+) -> None:
+    """The group commit of reads' entries has an engine of its own: behind a transaction
+    pooler it must not prepare statements either, or a commit lands on a server connection
+    that never saw them."""
+    services = build_services(
+        Settings(
+            database_url=database_url,
+            database_prepared_statements=False,
+            data_dir=tmp_path,
+            base_url="http://testserver",
+            blob_store="db:",
+        )
+    )
+    try:
+        group = services.access.group
+        assert group is not None
+        assert group._engine is not None
+        with group._engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            assert driver.prepare_threshold is None
+    finally:
+        services.close()

@@ -90,7 +90,13 @@ def _group_commit(settings: Settings, audit: AuditService) -> GroupCommit | None
     url = settings.effective_database_url
     if not settings.audit_group_commit or not url.startswith("postgresql"):
         return None
-    engine = make_engine(url, pool_size=2, max_overflow=0)
+    # Behind a transaction pooler it must not prepare statements either (docs/operations.md).
+    engine = make_engine(
+        url,
+        prepared_statements=settings.database_prepared_statements,
+        pool_size=2,
+        max_overflow=0,
+    )
     return GroupCommit(audit, make_session_factory(engine), engine)
 
 
