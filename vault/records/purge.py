@@ -80,10 +80,12 @@ class Purger:
         moment = now or utcnow()
         stats = PurgeStats()
         for patient_id in self._listed(lambda s: repository.due_for_shredding(s, moment, BATCH)):
-            documents = self._shred(patient_id, moment)
-            if documents is not None:
+            shredded = self._shred(patient_id, moment)
+            if shredded is not None:
+                documents, completed = shredded
                 stats.shredded += 1
                 stats.documents += documents
+                stats.completed += int(completed)
             if advance is not None:
                 advance(1)
         for patient_id in self._listed(lambda s: repository.awaiting_completion(s, BATCH)):
@@ -112,7 +114,9 @@ class Purger:
             if len(found) < BATCH:
                 return seen
 
-    def _shred(self, patient_id: str, now: datetime) -> int | None:
+    def _shred(self, patient_id: str, now: datetime) -> tuple[int, bool] | None:
+        """(documents shredded, whether the record is completely gone), or None when it
+        was not this run's to purge."""
         with transaction(self._factory) as session:
             row = repository.claim(session, patient_id, CLOSED)
             if row is None or row.deletion_due_at is None or as_utc(row.deletion_due_at) > now:
@@ -144,7 +148,7 @@ class Purger:
                     },
                 ),
             )
-            return documents
+            return documents, farewell is None
 
     def _keep_address(self, session: Session, patient_id: str) -> str | None:
         """A confirmed address, sealed again under a fresh key that outlives the others
