@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200, help="closed records to purge")
     parser.add_argument("--documents", type=int, default=5, help="documents per record")
     args = parser.parse_args()
+    # The tests' small builders (tokens, patients, documents) make the records.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
     from fastapi.testclient import TestClient  # noqa: PLC0415
 

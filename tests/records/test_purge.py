@@ -290,3 +290,45 @@ def test_vault_records_purge_runs_from_the_command_line(
     assert "purging records" in result.output
     assert "shredded 0 records (0 documents), completed 0" in again.output
     assert _lifecycle(services, patient_id).status == "deleted"
+
+
+def test_the_purge_walks_every_batch_and_resumes_where_it_stopped(
+    client, tokens, services, monkeypatch
+):
+    from vault.records import purge, repository  # noqa: PLC0415
+
+    records = []
+    for seed in range(90, 95):
+        patient_id, ins_value = create_patient(client, tokens, seed=seed)
+        closed = client.post(
+            "/api/patients/me/closure", json={"deleteNow": True}, headers=tokens.patient(ins_value)
+        )
+        assert closed.status_code == 201
+        records.append(patient_id)
+    monkeypatch.setattr(purge, "BATCH", 2)
+    later = utcnow() + timedelta(days=31)
+    destroy = repository.destroy_keys
+    calls = []
+
+    def failing(session, patient_id, keep=None):
+        calls.append(patient_id)
+        if len(calls) == 3:
+            raise RuntimeError("the machine went down")
+        return destroy(session, patient_id, keep)
+
+    monkeypatch.setattr(repository, "destroy_keys", failing)
+    with pytest.raises(RuntimeError):
+        purger(services).run(now=later)
+    # Two records purged whole; the third rolled back whole; the rest untouched.
+    statuses = {patient_id: _lifecycle(services, patient_id).status for patient_id in records}
+    assert sorted(statuses.values()) == ["closed", "closed", "closed", "deleted", "deleted"]
+    for patient_id, status in statuses.items():
+        keys = _count(services, PatientKey, PatientKey.patient_id == patient_id)
+        assert (keys == 0) == (status == "deleted")
+
+    monkeypatch.setattr(repository, "destroy_keys", destroy)
+    resumed = purger(services).run(now=later)
+
+    assert (resumed.shredded, resumed.completed) == (3, 3)
+    assert {_lifecycle(services, patient_id).status for patient_id in records} == {"deleted"}
+    assert purger(services).run(now=later).shredded == 0

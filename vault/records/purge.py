@@ -24,7 +24,7 @@ so a run interrupted, repeated or racing another one purges each record exactly 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -79,7 +79,9 @@ class Purger:
     ) -> PurgeStats:
         moment = now or utcnow()
         stats = PurgeStats()
-        for patient_id in self._listed(lambda s: repository.due_for_shredding(s, moment, BATCH)):
+        for patient_id in self._walk(
+            lambda session, after: repository.due_for_shredding(session, moment, after, BATCH)
+        ):
             shredded = self._shred(patient_id, moment)
             if shredded is not None:
                 documents, completed = shredded
@@ -88,7 +90,9 @@ class Purger:
                 stats.completed += int(completed)
             if advance is not None:
                 advance(1)
-        for patient_id in self._listed(lambda s: repository.awaiting_completion(s, BATCH)):
+        for patient_id in self._walk(
+            lambda session, after: repository.awaiting_completion(session, after, BATCH)
+        ):
             if self._complete(patient_id, moment):
                 stats.completed += 1
             if advance is not None:
@@ -98,21 +102,17 @@ class Purger:
             self._keys.forget()
         return stats
 
-    def _listed(self, query: Callable[[Session], Sequence[str]]) -> list[str]:
-        """Every id the query lists, batch after batch, until it lists only ids already
-        seen (those another purge holds, or that this run left waiting)."""
-        seen: list[str] = []
-        known: set[str] = set()
+    def _walk(self, query: Callable[[Session, str], Sequence[str]]) -> Iterator[str]:
+        """Every id the query lists, in order, a batch at a time (each batch listed after
+        the previous one was handled), each once."""
+        after = ""
         while True:
             with self._factory() as session:
-                found = list(query(session))
-            fresh = [item for item in found if item not in known]
-            if not fresh:
-                return seen
-            known.update(fresh)
-            seen.extend(fresh)
-            if len(found) < BATCH:
-                return seen
+                batch = list(query(session, after))
+            yield from batch
+            if len(batch) < BATCH:
+                return
+            after = batch[-1]
 
     def _shred(self, patient_id: str, now: datetime) -> tuple[int, bool] | None:
         """(documents shredded, whether the record is completely gone), or None when it

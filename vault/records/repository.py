@@ -104,20 +104,30 @@ def stop_exports(session: Session, patient_id: str) -> list[str]:
 # -- the purge ---------------------------------------------------------------------------
 
 
-def due_for_shredding(session: Session, now: datetime, limit: int) -> Sequence[str]:
+def due_for_shredding(session: Session, now: datetime, after: str, limit: int) -> Sequence[str]:
+    """Closed records whose deletion is due, by id after ``after`` (a run walks them once)."""
     return session.scalars(
         select(RecordLifecycle.patient_id)
-        .where(RecordLifecycle.status == CLOSED, RecordLifecycle.deletion_due_at <= now)
-        .order_by(RecordLifecycle.deletion_due_at, RecordLifecycle.patient_id)
+        .where(
+            RecordLifecycle.status == CLOSED,
+            RecordLifecycle.deletion_due_at <= now,
+            RecordLifecycle.patient_id > after,
+        )
+        .order_by(RecordLifecycle.patient_id)
         .limit(limit)
     ).all()
 
 
-def awaiting_completion(session: Session, limit: int) -> Sequence[str]:
+def awaiting_completion(session: Session, after: str, limit: int) -> Sequence[str]:
+    """Shredded records whose last key (kept for the notice) has yet to go."""
     return session.scalars(
         select(RecordLifecycle.patient_id)
-        .where(RecordLifecycle.status == DELETED, RecordLifecycle.deleted_at.is_(None))
-        .order_by(RecordLifecycle.shredded_at, RecordLifecycle.patient_id)
+        .where(
+            RecordLifecycle.status == DELETED,
+            RecordLifecycle.deleted_at.is_(None),
+            RecordLifecycle.patient_id > after,
+        )
+        .order_by(RecordLifecycle.patient_id)
         .limit(limit)
     ).all()
 
