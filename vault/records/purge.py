@@ -118,11 +118,16 @@ class Purger:
         """(documents shredded, whether the record is completely gone), or None when it
         was not this run's to purge."""
         with transaction(self._factory) as session:
-            row = repository.claim(session, patient_id, CLOSED)
-            if row is None or row.deletion_due_at is None or as_utc(row.deletion_due_at) > now:
-                return None
+            # The record's row first, as closing, deleting and reopening lock it: one order,
+            # no deadlock with a reopening at the same moment.
             patient = repository.lock_patient(session, patient_id)
-            if patient is None:
+            row = repository.claim(session, patient_id, CLOSED)
+            if (
+                patient is None
+                or row is None
+                or row.deletion_due_at is None
+                or as_utc(row.deletion_due_at) > now
+            ):
                 return None
             documents = repository.shred_documents(session, patient_id, now)
             farewell = self._keep_address(session, patient_id)
