@@ -18,7 +18,7 @@ PO = LOCALE / "emails.po"
 MO = LOCALE / "emails.mo"
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 SPACE = "https://vault.test/"
-UNSUBSCRIBE = "https://vault.test/api/notifications/unsubscribe?record=r&token=t"
+UNSUBSCRIBE = "https://vault.test/courriel/desinscription?record=r&token=t"
 
 
 def source() -> dict[str, str]:

@@ -19,10 +19,12 @@ from tests.notifications.conftest import email_worker, plain_settings, smtp, tok
 from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
 from vault.access.principal import Role
 from vault.api.app import create_app
+from vault.audit.delivery import DeliveryWorker, LogSender
 from vault.exports.wiring import export_worker
 from vault.models import AuditEntry, NotificationEmail
 from vault.notifications import templates
 from vault.notifications.mail import SmtpMailer
+from vault.notifications.outbox import enqueue_notifications
 from vault.web import demo
 from vault.web.signin import DEMO_PATIENT
 
@@ -232,12 +234,56 @@ def test_the_address_is_given_on_the_page_and_confirmed_by_the_link(web, service
     assert worker.run_once().sent == 1
     (message,) = smtp.mailbox.messages()
     assert message["Subject"] == templates.CONFIRMATION_TEMPLATE.subject
+    link = re.search(r"https?://\S+/courriel/confirmer\?token=\S+", message.get_content())
+    assert link is not None, message.get_content()
+    path = "/" + link.group(0).split("/", 3)[3]
     for anonymous in browser(web.app):
-        confirmed = anonymous.post(
-            f"/api/notifications/confirm?token={token_in(message.get_content())}"
-        )
+        # Opening the link (as a mail scanner would) only shows a button, no session needed.
+        opened = anonymous.get(path)
+        assert opened.status_code == 200
+        assert "Confirmez que vous souhaitez recevoir" in unescape(opened.text)
+        assert "à confirmer" in emails_page(web, pid).text
+        confirmed = anonymous.post(path)
         assert confirmed.status_code == 200
+        assert "Adresse confirmée" in confirmed.text
+        assert anonymous.post(path).status_code == 404
     assert "confirmée" in emails_page(web, pid).text
+
+
+def test_the_opt_out_link_of_an_e_mail_works_without_signing_in(
+    web, services, smtp, client, tokens
+):
+    pid = signed_in_patient(web, services)
+    post_form(web, pid, "adresse", adresse=ADDRESS)
+    worker = email_worker(services, SmtpMailer(plain_settings(smtp)))
+    worker.run_once()
+    token = token_in(smtp.mailbox.messages()[0].get_content())
+    for anonymous in browser(web.app):
+        assert anonymous.post(f"/courriel/confirmer?token={token}").status_code == 200
+    # A document arrives; its e-mail carries the one-click link, header and text.
+    publish(client, tokens.professional(demo.DOCTOR.idnps), pid)
+    DeliveryWorker(services.session_factory, LogSender(), fan_out=enqueue_notifications).run_once()
+    assert worker.run_once().sent >= 1
+    message = smtp.mailbox.messages()[-1]
+    link = message["List-Unsubscribe"].strip("<>")
+    assert "/courriel/desinscription?" in link
+    assert link in message.get_content()
+    path = "/" + link.split("/", 3)[3]
+    for anonymous in browser(web.app):
+        opened = anonymous.get(path)
+        assert opened.status_code == 200
+        assert "Ne plus recevoir d'e-mails" in unescape(opened.text)
+        assert services_events(services, pid) != []
+        # The mail client's RFC 8058 POST, with no cookie.
+        done = anonymous.post(
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert done.status_code == 200
+        assert "plus aucun e-mail ne vous sera envoyé" in unescape(done.text)
+        assert anonymous.post(path[:-4] + "0000").status_code == 404
+    assert services_events(services, pid) == []
 
 
 def test_events_are_chosen_and_all_e_mails_stopped_from_the_page(web, services):

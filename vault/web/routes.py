@@ -27,7 +27,9 @@ from vault.access.policy import Actor
 from vault.access.principal import Principal, Role
 from vault.access.state import EntryKind
 from vault.api.deps import ServicesDep
+from vault.db import transaction
 from vault.errors import Unauthenticated, VaultError
+from vault.notifications.service import LinkRefused
 from vault.observability.logs import get_logger
 from vault.services import Services
 from vault.web import csp
@@ -61,8 +63,20 @@ log = get_logger("vault.web")
 # The paths the space's session middleware serves (not its assets, which need none), and
 # those open without a session.
 PREFIXES = ("/dossiers/", "/login", "/logout", "/bienvenue", "/invitation")
+CONFIRM_LINK = "/courriel/confirmer"
+UNSUBSCRIBE_LINK = "/courriel/desinscription"
 PUBLIC_PATHS = frozenset(
-    {"/", "/login", "/login/callback", "/login/demo", "/logout", "/static/{name}"}
+    {
+        "/",
+        "/login",
+        "/login/callback",
+        "/login/demo",
+        "/logout",
+        "/static/{name}",
+        # The links in e-mails: the link is the credential.
+        CONFIRM_LINK,
+        UNSUBSCRIBE_LINK,
+    }
 )
 
 
@@ -1103,6 +1117,63 @@ def email_forget(
     record_of(session, found, actor, data, pid)
     space(found).remove_email_address(session, actor, pid)
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_removed")
+
+
+# -- the links in e-mails (no session: the link is the credential) -----------------------
+
+LinkText = Annotated[str, Query(max_length=128)]
+
+
+def _link_page(
+    request: Request, key: str, *, action: str | None = None, status: int = 200
+) -> Response:
+    return page(
+        request,
+        "link.html",
+        status,
+        title=gettext(f"link.{key}.title"),
+        text=gettext(f"link.{key}.text"),
+        button=gettext(f"link.{key}.button") if action else None,
+        action=action,
+        refused=status != 200,
+    )
+
+
+# Opening a link only shows a button: mail scanners open links, and must not confirm or
+# opt out for the person.
+@router.get(CONFIRM_LINK)
+def confirm_link(request: Request, token: LinkText = "") -> Response:
+    return _link_page(request, "confirm", action=f"{CONFIRM_LINK}?{urlencode({'token': token})}")
+
+
+@router.post(CONFIRM_LINK)
+def confirm_address(request: Request, found: ServicesDep, token: LinkText = "") -> Response:
+    try:
+        with transaction(found.session_factory) as session:
+            found.notifications.confirm(session, token)
+    except LinkRefused:
+        return _link_page(request, "refused", status=404)
+    return _link_page(request, "confirmed")
+
+
+@router.get(UNSUBSCRIBE_LINK)
+def unsubscribe_link(request: Request, record: LinkText = "", token: LinkText = "") -> Response:
+    query = urlencode({"record": record, "token": token})
+    return _link_page(request, "unsubscribe", action=f"{UNSUBSCRIBE_LINK}?{query}")
+
+
+@router.post(UNSUBSCRIBE_LINK)
+def unsubscribe(
+    request: Request, found: ServicesDep, record: LinkText = "", token: LinkText = ""
+) -> Response:
+    """The opt-out, from the page's button or the mail client's one-click POST (RFC 8058:
+    its body, ``List-Unsubscribe=One-Click``, says nothing more than the link)."""
+    try:
+        with transaction(found.session_factory) as session:
+            found.notifications.unsubscribe(session, record, token)
+    except LinkRefused:
+        return _link_page(request, "refused", status=404)
+    return _link_page(request, "unsubscribed")
 
 
 def install(app: Any, services: Services) -> None:
