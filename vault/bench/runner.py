@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 
-from vault.access.tokens import EmbeddedIssuer
 from vault.bench import load, operations
 from vault.bench.ingest import ITI105, Ingest, IngestResult, RawFloor, iti65
 from vault.bench.reads import (
@@ -36,6 +35,7 @@ from vault.bench.stats import RssSampler, postgres_cpu, postgres_cpu_since
 from vault.bench.store import Shape, StoreLoader, claim_database, psycopg_url
 from vault.bench.workload import AUTHOR_IDNPS, KB, MB, Content, ins_for, pdf_document
 from vault.errors import VaultError
+from vault.identity.tokens import EmbeddedIssuer
 from vault.migrations import upgrade
 from vault.services import Services, build_services
 from vault.settings import Settings

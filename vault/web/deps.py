@@ -13,11 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.principal import Principal
+from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessDenied
-from vault.api.deps import ServicesDep, _commit, _roll_back_and_record
-from vault.audit.records import AuditRecord, Outcome
 from vault.errors import VaultError
+from vault.http.deps import ServicesDep, commit, roll_back_and_record
+from vault.identity.principal import Principal
 from vault.web.sessions import SessionData, csrf_valid
 from vault.web.signin import session_principal
 
@@ -87,9 +87,9 @@ async def web_transaction(
     session = found.session_factory()
     try:
         yield session
-        await run_in_threadpool(_commit, session)
+        await run_in_threadpool(commit, session)
     except AccessDenied as denied:
-        await run_in_threadpool(_roll_back_and_record, found, session, denied.audit_record)
+        await run_in_threadpool(roll_back_and_record, found, session, denied.audit_record)
         raise
     except VaultError as error:
         record = None
@@ -101,11 +101,11 @@ async def web_transaction(
                 principal=principal,
                 detail={"error": type(error).__name__, "status": str(error.status_code)},
             )
-        await run_in_threadpool(_roll_back_and_record, found, session, record)
+        await run_in_threadpool(roll_back_and_record, found, session, record)
         raise
     except BaseException:
         with CancelScope(shield=True):
-            await run_in_threadpool(_roll_back_and_record, found, session, None)
+            await run_in_threadpool(roll_back_and_record, found, session, None)
         raise
 
 

@@ -24,10 +24,10 @@ from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from vault.access.policy import Actor
-from vault.access.principal import Principal, Role
 from vault.access.state import EntryKind
-from vault.api.deps import ServicesDep
 from vault.errors import Unauthenticated, VaultError
+from vault.http.deps import ServicesDep
+from vault.identity.principal import Principal, Role
 from vault.observability.logs import get_logger
 from vault.services import Services
 from vault.web import csp

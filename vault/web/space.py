@@ -20,10 +20,8 @@ import nh3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.access.management import PolicyView
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts
-from vault.access.principal import INS_NIR_SYSTEM, Principal, Role
 from vault.access.state import (
     ALL_CATEGORIES,
     MASKED,
@@ -40,8 +38,10 @@ from vault.documents import repository as documents_repository
 from vault.documents.repository import SearchCriteria
 from vault.documents.search import ListedDocument
 from vault.errors import InvalidResource, NotFound
+from vault.identity.principal import INS_NIR_SYSTEM, Principal, Role
 from vault.models import AccessPolicyEntry, AuditEntry, AuditNotification, WebVisitor
 from vault.models.base import utcnow
+from vault.policies.management import PolicyView
 from vault.services import Services
 from vault.web.i18n import gettext, short_date
 from vault.web.terminology import terminology
