@@ -300,7 +300,7 @@ def test_removing_the_address_cancels_what_was_queued(
 def test_the_patient_is_told_by_email_that_their_export_is_ready(
     client, tokens, services, smtp, emails, outbox
 ):
-    from vault.exports.wiring import export_worker  # noqa: PLC0415
+    from vault.services.exports import export_worker  # noqa: PLC0415
 
     patient_id, ins_value = create_patient(client, tokens, seed=52)
     headers = tokens.patient(ins_value)

@@ -42,10 +42,10 @@ from tests.web.browser import (
 )
 from vault.api.app import create_app
 from vault.audit.delivery import DeliveryWorker, LogSender
-from vault.exports.wiring import export_worker
 from vault.notifications.mail import SmtpMailer
 from vault.notifications.outbox import EmailWorker, Links, enqueue_notifications
 from vault.services import build_services
+from vault.services.exports import export_worker
 from vault.web import demo
 
 pytestmark = pytest.mark.slow

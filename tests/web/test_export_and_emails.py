@@ -17,14 +17,14 @@ from tests.access.policy_support import audit_entries
 from tests.factories import ins, publish
 from tests.notifications.conftest import email_worker, plain_settings, smtp, token_in
 from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
-from vault.access.principal import Role
 from vault.api.app import create_app
 from vault.audit.delivery import DeliveryWorker, LogSender
-from vault.exports.wiring import export_worker
+from vault.identity.principal import Role
 from vault.models import AuditEntry, NotificationEmail
 from vault.notifications import templates
 from vault.notifications.mail import SmtpMailer
 from vault.notifications.outbox import enqueue_notifications
+from vault.services.exports import export_worker
 from vault.web import demo
 from vault.web.signin import DEMO_PATIENT
 

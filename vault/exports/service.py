@@ -29,15 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
-from vault.access.principal import Principal, Role
+from vault.access.records import AuditRecord, Outcome
 from vault.access.repository import PolicySnapshots
-from vault.access.scopes import format_scope, parse_scopes
 from vault.access.service import AccessService, caregiver_key
-from vault.audit.records import AuditRecord, Outcome
 from vault.db import transaction
 from vault.documents import repository as documents_repository
 from vault.errors import Conflict, Gone, NotFound, TooManyRequests
 from vault.exports.archive import ArchiveBuilder, archive_context
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import format_scope, parse_scopes
 from vault.models import Patient, RecordExport
 from vault.models.base import as_utc, utcnow
 from vault.storage import crypto

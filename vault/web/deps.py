@@ -13,11 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.principal import Principal
+from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessDenied
-from vault.api.deps import ServicesDep, _commit, _roll_back_and_record
-from vault.audit.records import AuditRecord, Outcome
 from vault.errors import VaultError
+from vault.http.deps import ServicesDep, commit, roll_back_and_record
+from vault.identity.principal import Principal
 from vault.web.sessions import SessionData, csrf_valid
 from vault.web.signin import session_principal
 
@@ -94,7 +94,7 @@ async def web_transaction(
         yield session
         failed = getattr(request.state, "space_error", None)
         if failed is None:
-            await run_in_threadpool(_commit, session)
+            await run_in_threadpool(commit, session)
     except BaseException as error:
         await _end_failed(request, found, principal, session, error)
         raise
@@ -121,7 +121,7 @@ async def _end_failed(
             detail={"error": type(error).__name__, "status": str(error.status_code)},
         )
     with CancelScope(shield=True):
-        await run_in_threadpool(_roll_back_and_record, found, session, record)
+        await run_in_threadpool(roll_back_and_record, found, session, record)
 
 
 WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]

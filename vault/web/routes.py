@@ -24,11 +24,11 @@ from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from vault.access.policy import Actor
-from vault.access.principal import Principal, Role
 from vault.access.state import EntryKind
-from vault.api.deps import ServicesDep
 from vault.db import transaction
 from vault.errors import Unauthenticated, VaultError
+from vault.http.deps import ServicesDep
+from vault.identity.principal import Principal, Role
 from vault.notifications.service import LinkRefused
 from vault.observability.logs import get_logger
 from vault.services import Services

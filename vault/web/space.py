@@ -20,10 +20,8 @@ import nh3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.access.management import PolicyView
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts
-from vault.access.principal import INS_NIR_SYSTEM, Principal, Role
 from vault.access.state import (
     ALL_CATEGORIES,
     MASKED,
@@ -41,9 +39,11 @@ from vault.documents.repository import SearchCriteria
 from vault.documents.search import ListedDocument
 from vault.errors import Conflict, Gone, InvalidResource, NotFound, TooManyRequests, VaultError
 from vault.exports.service import IN_PROGRESS, Download, ExportNotReady
+from vault.identity.principal import INS_NIR_SYSTEM, Principal, Role
 from vault.models import AccessPolicyEntry, AuditEntry, AuditNotification, RecordExport, WebVisitor
 from vault.models.base import as_utc, utcnow
 from vault.notifications import templates as email_templates
+from vault.policies.management import PolicyView
 from vault.services import Services
 from vault.web.i18n import file_size, gettext, short_date
 from vault.web.terminology import terminology

@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from vault.access.clients import ClientRegistry, RegisteredClient
-from vault.access.scopes import format_scope
 from vault.db import make_engine, make_session_factory
 from vault.errors import VaultError
+from vault.identity.clients import ClientRegistry, RegisteredClient
+from vault.identity.scopes import format_scope
 from vault.settings import get_settings
 
 DEFAULT_SCOPES = "system/DocumentReference.crus system/Binary.r system/Patient.cr"

@@ -7,8 +7,6 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from vault.access.consent import grantee_identifier, professional_identifier
-from vault.access.management import DelegationsView, PolicyEvent, PolicyView
 from vault.access.state import (
     DelegationScope,
     EmergencyMode,
@@ -17,6 +15,8 @@ from vault.access.state import (
     Verb,
 )
 from vault.models import AccessPolicyEntry, CaregiverInvitation
+from vault.policies.consent import grantee_identifier, professional_identifier
+from vault.policies.management import DelegationsView, PolicyEvent, PolicyView
 
 
 class Body(BaseModel):

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vault.access.jwks import KeySource, RemoteJwks, StaticKeys, import_jwks
-from vault.access.principal import Role
-from vault.access.tokens import EXTERNAL_ROLES, ClaimMapping, TrustedIssuer
 from vault.errors import VaultError
+from vault.identity.jwks import KeySource, RemoteJwks, StaticKeys, import_jwks
+from vault.identity.principal import Role
+from vault.identity.tokens import EXTERNAL_ROLES, ClaimMapping, TrustedIssuer
 
 
 class IssuerConfig(BaseModel):

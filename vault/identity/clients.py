@@ -17,9 +17,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vault.access.jwks import KeySource, RemoteJwks, StaticKeys, check_jwks_url, import_jwks
-from vault.access.scopes import Scope, format_scope, parse_scope
 from vault.errors import BadRequest, Conflict
+from vault.identity.jwks import KeySource, RemoteJwks, StaticKeys, check_jwks_url, import_jwks
+from vault.identity.scopes import Scope, format_scope, parse_scope
 from vault.models import OAuthClient, UsedClientAssertion
 
 # Client ids travel in HTTP Basic credentials and in JWT claims: keep them plain.

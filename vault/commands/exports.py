@@ -18,8 +18,8 @@ def build(
     once: Annotated[bool, typer.Option(help="Build what is queued, then stop.")] = False,
 ) -> None:
     """Build queued exports and delete expired ones (what every `vault serve` does)."""
-    from vault.exports.wiring import export_worker  # noqa: PLC0415
     from vault.services import build_services  # noqa: PLC0415
+    from vault.services.exports import export_worker  # noqa: PLC0415
 
     try:
         services = build_services(get_settings())

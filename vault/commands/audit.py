@@ -176,7 +176,7 @@ def deliver(
     once: Annotated[bool, typer.Option(help="Deliver what is due, then stop.")] = False,
 ) -> None:
     """Deliver pending patient notifications (VAULT_NOTIFY_WEBHOOK_URL, else the log)."""
-    from vault.audit.wiring import delivery_worker  # noqa: PLC0415
+    from vault.services.delivery import delivery_worker  # noqa: PLC0415
 
     settings = get_settings()
     with _services() as services:

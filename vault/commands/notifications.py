@@ -41,7 +41,7 @@ def send(
     once: Annotated[bool, typer.Option(help="Send what is due, then stop.")] = False,
 ) -> None:
     """Send the e-mails that are due (VAULT_SMTP_*), retrying with backoff."""
-    from vault.notifications.wiring import email_worker  # noqa: PLC0415
+    from vault.services.email import email_worker  # noqa: PLC0415
 
     with _services() as services:
         worker = email_worker(services)

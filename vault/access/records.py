@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from vault.access.principal import Principal
+from vault.identity.principal import Principal
 
 
 class Outcome(StrEnum):

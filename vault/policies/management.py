@@ -17,10 +17,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vault.access import repository
+from vault.access import notifications, repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
-from vault.access.principal import INS_SYSTEMS
 from vault.access.service import AccessService, caregiver_key
 from vault.access.state import (
     ALL_CATEGORIES,
@@ -35,11 +34,11 @@ from vault.access.state import (
     RepresentationGrounds,
     Verb,
 )
-from vault.audit import notifications
 from vault.documents import repository as documents
 from vault.documents.patch import Operation
 from vault.documents.service import DocumentService
 from vault.errors import InvalidResource, NotFound
+from vault.identity.principal import INS_SYSTEMS
 from vault.models import AccessPolicyEntry, CaregiverInvitation, Patient
 from vault.models.base import new_id, utcnow
 from vault.patients.service import patient_context

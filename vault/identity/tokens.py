@@ -24,10 +24,10 @@ from joserfc.errors import ClaimError, JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from vault.access.jwks import KeySource, StaticKeys
-from vault.access.principal import Principal, Role, normalise_professional_id
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
 from vault.errors import Unauthenticated, VaultError
+from vault.identity.jwks import KeySource, StaticKeys
+from vault.identity.principal import Principal, Role, normalise_professional_id
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
 from vault.keyfiles import create_private_file
 
 ALGORITHMS = ["RS256", "ES256"]

@@ -23,9 +23,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.audit.chain import NO_PATIENT_CHAIN
-from vault.audit.records import AuditRecord, WrittenEntry
-from vault.audit.service import AuditService
+from vault.access.chain import NO_PATIENT_CHAIN
+from vault.access.journal import AuditService
+from vault.access.records import AuditRecord, WrittenEntry
 from vault.errors import ServiceUnavailable
 
 # Records one transaction takes at most: a bound on what one failure fails.

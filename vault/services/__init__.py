@@ -7,35 +7,35 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.access.clients import ClientRegistry
-from vault.access.issuers import load_issuers
-from vault.access.management import PolicyService
+from vault.access.group import GroupCommit
+from vault.access.journal import AuditService
 from vault.access.matrix import load_matrix
-from vault.access.oauth import TokenEndpoint
 from vault.access.service import AccessService
-from vault.access.tokens import EmbeddedIssuer, TokenValidator, TrustedIssuer
-from vault.audit.group import GroupCommit
-from vault.audit.service import AuditService
 from vault.audit.wiring import AuditLog, build_audit_log
 from vault.db import make_engine, make_session_factory
-from vault.documents.ingest import Ingestion
 from vault.documents.search import DocumentSearch
 from vault.documents.service import DocumentService
-from vault.documents.subject import SubjectResolver
 from vault.errors import VaultError
 from vault.exports.service import ExportService
+from vault.identity.clients import ClientRegistry
+from vault.identity.issuers import load_issuers
+from vault.identity.oauth import TokenEndpoint
+from vault.identity.tokens import EmbeddedIssuer, TokenValidator, TrustedIssuer
 from vault.notifications.contacts import ContactKeys
 from vault.notifications.service import NotificationPreferences
-from vault.observability.metrics import instrument_key_provider
 from vault.patients.service import PatientService
+from vault.policies.management import PolicyService
 from vault.settings import Settings
 from vault.storage.blobs.base import BlobStore
 from vault.storage.blobs.factory import blob_store_from_url
 from vault.storage.envelope import Envelope
 from vault.storage.keys.factory import key_provider_from_url
+from vault.storage.keys.instrumented import instrument_key_provider
 from vault.storage.keys.provider import KeyProvider
 from vault.storage.keys.service import KeyService
+from vault.submissions.ingest import Ingestion
 from vault.submissions.service import SubmissionSetService
+from vault.submissions.subject import SubjectResolver
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Services:
 
 
 def external_issuers(settings: Settings) -> list[TrustedIssuer]:
-    """``VAULT_OIDC_ISSUERS``, see vault/access/issuers.py and docs/authentication.md."""
+    """``VAULT_OIDC_ISSUERS``, see vault/identity/issuers.py and docs/authentication.md."""
     return load_issuers(
         settings.oidc_issuers,
         default_audience=settings.token_audience,

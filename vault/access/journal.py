@@ -21,9 +21,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert, Update
 
-from vault.audit import notifications
-from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
-from vault.audit.records import AuditRecord, WrittenEntry
+from vault.access import notifications
+from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.access.records import AuditRecord, WrittenEntry
 from vault.models import AuditChainHead, AuditEntry
 from vault.models.base import utcnow
 from vault.observability import metrics
@@ -156,7 +156,7 @@ class AuditService:
 def holds_chain(session: Session) -> bool:
     """Whether this session's open transaction holds a chain head it claimed (row-locked
     until it ends). Such a transaction must not wait for the read committer
-    (``vault.audit.group``): the committer may need that very head, and would wait for it."""
+    (``vault.access.group``): the committer may need that very head, and would wait for it."""
     held = session.info.get(_CHAIN_CLAIMED_IN)
     return held is not None and held is session.get_transaction()
 

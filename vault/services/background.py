@@ -9,10 +9,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from vault.audit.wiring import delivery_worker
-from vault.exports.wiring import export_worker
-from vault.notifications.wiring import email_worker
 from vault.services import Services
+from vault.services.delivery import delivery_worker
+from vault.services.email import email_worker
+from vault.services.exports import export_worker
 
 log = logging.getLogger("vault.audit")
 

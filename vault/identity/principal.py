@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from vault.access.scopes import Scope
+from vault.identity.scopes import Scope
 
 
 class Role(StrEnum):

@@ -16,8 +16,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-from vault.access.principal import Principal
 from vault.errors import TooManyRequests
+from vault.identity.principal import Principal
 from vault.observability import metrics
 from vault.settings import Settings
 

@@ -41,19 +41,19 @@ from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.access.clients import (
+from vault.errors import VaultError
+from vault.identity.clients import (
     ClientRegistry,
     RegisteredClient,
     assertion_expiry,
     hash_secret,
     verify_secret,
 )
-from vault.access.jwks import KeySource, StaticKeys
-from vault.access.principal import Role
-from vault.access.scopes import format_scope, grant, parse_scopes, scopes_for_role
-from vault.access.throttle import Throttle
-from vault.access.tokens import ALGORITHMS, EmbeddedIssuer
-from vault.errors import VaultError
+from vault.identity.jwks import KeySource, StaticKeys
+from vault.identity.principal import Role
+from vault.identity.scopes import format_scope, grant, parse_scopes, scopes_for_role
+from vault.identity.throttle import Throttle
+from vault.identity.tokens import ALGORITHMS, EmbeddedIssuer
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # SMART Backend Services: the assertion's exp is no more than five minutes in the future.

@@ -21,10 +21,10 @@ from urllib.parse import parse_qs
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.principal import INS_SYSTEMS
 from vault.errors import InvalidResource
 from vault.fhir.ins import check_ins
 from vault.fhir.references import local
+from vault.identity.principal import INS_SYSTEMS
 from vault.patients.service import PatientService
 
 # The in-bundle step: the patient id a reference names inside the transaction, or None

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from vault.access.management import PolicyView
-from vault.access.principal import IDNPS_SYSTEM
 from vault.access.state import (
     CAREGIVER_SYSTEM,
     MASKED,
@@ -16,7 +14,9 @@ from vault.access.state import (
     VISIBILITY_SYSTEM,
     EntryKind,
 )
+from vault.identity.principal import IDNPS_SYSTEM
 from vault.models import AccessPolicyEntry
+from vault.policies.management import PolicyView
 
 SCOPE = {
     "coding": [

@@ -14,20 +14,20 @@ from uuid import uuid4
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.principal import Role
 from vault.documents.inline import Decoded, validate_bundle_once, validate_resource_once
 from vault.documents.metadata import DocumentMetadata, check_content, extract
 from vault.documents.patch import Operation, parse_fhirpath_patch
 from vault.documents.rows import NewRows
 from vault.documents.service import DocumentService, NewDocument, StoredDocument, sender_of
-from vault.documents.subject import SubjectResolver, UnknownSubject
 from vault.documents.submission import Entry, Submission
 from vault.errors import InvalidResource, NotFound, PreconditionFailed
 from vault.fhir import base64binary
 from vault.fhir.document_bundle import check_document, is_fhir_content
 from vault.fhir.references import local
+from vault.identity.principal import Role
 from vault.patients.service import PatientService
 from vault.submissions.service import SubmissionSetService
+from vault.submissions.subject import SubjectResolver, UnknownSubject
 
 
 @dataclass
