@@ -570,8 +570,9 @@ def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
             )
             screens.check(page, "export-refus")
             assert export_worker(services).run_once().built == 1
-            # No reload: the page's script brings the new state in.
+            # No reload: the page's script brings the new state in (and clears the refusal).
             expect(page.get_by_test_id("export-status")).to_have_text("Prêt")
+            expect(page.get_by_role("alert")).to_have_count(0)
             expect(page.get_by_test_id("export-row")).to_contain_text("2 document(s)")
             page.get_by_role("link", name="Télécharger mon dossier").click()
             screens.check(page, "export-pret")

@@ -38,6 +38,8 @@ document.addEventListener("DOMContentLoaded", () => {
         return;
       }
       region.replaceChildren(...Array.from(next.childNodes, (node) => document.importNode(node, true)));
+      // A refusal shown with the old state (an export already running) is stale now.
+      document.querySelectorAll("[data-refresh-clears]").forEach((element) => element.remove());
       if (next.dataset.refresh) {
         region.dataset.refresh = next.dataset.refresh;
         follow(region);
