@@ -35,8 +35,8 @@ def _kib(field: str) -> int:
 
 def build(settings_json: str) -> None:
     """The child: builds services, then the one queued export, and reports memory."""
-    from vault.exports.wiring import export_worker  # noqa: PLC0415
     from vault.services import build_services  # noqa: PLC0415
+    from vault.services.exports import export_worker  # noqa: PLC0415
     from vault.settings import Settings  # noqa: PLC0415
 
     services = build_services(Settings(**json.loads(settings_json)))

@@ -21,7 +21,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-from vault.access.tokens import EmbeddedIssuer
 from vault.bench import load as bench_load
 from vault.bench.ingest import ITI105, Ingest, iti65
 from vault.bench.reads import Probe, run_reads
@@ -29,6 +28,7 @@ from vault.bench.runner import TOKEN_TTL
 from vault.bench.server import Server
 from vault.bench.store import Shape, StoreLoader
 from vault.bench.workload import AUTHOR_IDNPS, Content, ins_for, pdf_document
+from vault.identity.tokens import EmbeddedIssuer
 from vault.services import build_services
 from vault.settings import get_settings
 

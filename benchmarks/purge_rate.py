@@ -41,8 +41,8 @@ def main() -> None:
     from vault.api.app import create_app  # noqa: PLC0415
     from vault.migrations import upgrade  # noqa: PLC0415
     from vault.models.base import utcnow  # noqa: PLC0415
-    from vault.records.wiring import purger  # noqa: PLC0415
     from vault.services import build_services  # noqa: PLC0415
+    from vault.services.records import purger  # noqa: PLC0415
     from vault.settings import Settings  # noqa: PLC0415
 
     name = f"vault_purge_bench_{secrets.token_hex(3)}"

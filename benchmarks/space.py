@@ -30,8 +30,8 @@ from fastapi.testclient import TestClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vault.access.principal import Role  # noqa: E402
 from vault.api.app import create_app  # noqa: E402
+from vault.identity.principal import Role  # noqa: E402
 from vault.migrations import upgrade  # noqa: E402
 from vault.services import build_services  # noqa: E402
 from vault.settings import Settings  # noqa: E402

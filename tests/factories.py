@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vault.access.tokens import EmbeddedIssuer
+from vault.identity.tokens import EmbeddedIssuer
 
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 LOINC = "http://loinc.org"

@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from vault.access.clients_cli import app as clients_app
-from vault.audit.cli import app as audit_app
-from vault.backup.cli import backup_app, restore_app
-from vault.bench.cli import bench as bench_command
-from vault.exports.cli import app as exports_app
-from vault.notifications.cli import app as notifications_app
-from vault.records.cli import app as records_app
+from vault.commands.audit import app as audit_app
+from vault.commands.backup import backup_app, restore_app
+from vault.commands.bench import bench as bench_command
+from vault.commands.clients import app as clients_app
+from vault.commands.exports import app as exports_app
+from vault.commands.notifications import app as notifications_app
+from vault.commands.records import app as records_app
 from vault.settings import Settings, get_settings
 
 app = typer.Typer(help="Patient health-document vault.", no_args_is_help=True, add_completion=False)
@@ -142,8 +142,8 @@ def token(
     ] = None,
 ) -> None:
     """Print an access token signed by the embedded issuer (development and tests only)."""
-    from vault.access.tokens import EmbeddedIssuer  # noqa: PLC0415
     from vault.errors import VaultError  # noqa: PLC0415
+    from vault.identity.tokens import EmbeddedIssuer  # noqa: PLC0415
 
     settings: Settings = get_settings()
     if not settings.embedded_issuer:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.factories import CLASS_SYSTEM, Tokens, document_reference, ins, patient_resource
-from vault.access.principal import IDNPS_SYSTEM
+from vault.identity.principal import IDNPS_SYSTEM
 from vault.models import AuditEntry
 from vault.services import Services
 

@@ -18,11 +18,11 @@ from tests.access.policy_support import grant, policy_url, publish_document, see
 from tests.factories import OTHER_DOCTOR, Tokens, create_patient
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, Basis, decide
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import UNBOUND_ISSUER, Entry, EntryKind, PatientPolicy
-from vault.access.tokens import EmbeddedIssuer
 from vault.api.app import create_app
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes
+from vault.identity.tokens import EmbeddedIssuer
 from vault.migrations import upgrade
 from vault.services import Services, build_services
 from vault.settings import Settings

@@ -19,11 +19,11 @@ from tests.access.policy_support import (
     years_ago,
 )
 from tests.factories import OTHER_DOCTOR, Tokens, create_patient, ins
-from vault.access.management import PolicyService, code_hash
-from vault.access.principal import Principal, Role
-from vault.access.scopes import parse_scopes
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import parse_scopes
 from vault.models import CaregiverInvitation
 from vault.models.base import utcnow
+from vault.policies.management import PolicyService, code_hash
 
 UNKNOWN = "Invitation not found, already used or expired"
 

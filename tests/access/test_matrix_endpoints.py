@@ -38,11 +38,11 @@ from tests.factories import (
     patient_resource,
     provide_bundle,
 )
-from vault.access.management import PolicyService
-from vault.access.principal import Principal, Role
-from vault.access.scopes import parse_scopes
 from vault.access.state import DelegationScope
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import parse_scopes
 from vault.models.base import utcnow
+from vault.policies.management import PolicyService
 from vault.services import Services
 
 CAREGIVER = "caregiver-1"

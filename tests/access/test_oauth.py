@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 
 from tests.access.jwks_server import JwksServer, serving
 from tests.factories import DOCTOR, create_patient, publish
-from vault.access.oauth import ASSERTION_TYPE
-from vault.access.principal import Role
-from vault.access.scopes import format_scope
 from vault.api.app import create_app
 from vault.cli import app as cli
 from vault.errors import BadRequest
+from vault.identity.oauth import ASSERTION_TYPE
+from vault.identity.principal import Role
+from vault.identity.scopes import format_scope
 from vault.models import OAuthClient, UsedClientAssertion
 from vault.services import build_services
 from vault.settings import get_settings

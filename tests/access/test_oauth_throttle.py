@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import DOCTOR
-from vault.access.throttle import SlidingWindow, Throttle
 from vault.api.app import create_app
 from vault.errors import TooManyRequests
+from vault.identity.throttle import SlidingWindow, Throttle
 
 
 class Clock:

@@ -31,11 +31,11 @@ from tests.factories import (
     document_reference,
     ins,
 )
-from vault.access.management import PolicyService
-from vault.access.principal import Principal, Role
-from vault.access.scopes import parse_scopes
 from vault.access.state import EmergencyMode
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import parse_scopes
 from vault.models.base import utcnow
+from vault.policies.management import PolicyService
 
 DENTIST = "810000000040"
 STRANGER = "810000000777"

@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 from vault.access.matrix import default_matrix, load_matrix, parse_matrix
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, Decision, DocumentFacts, decide, needs_policy
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import (
     INVISIBLE_PATIENT,
     INVISIBLE_REPRESENTATIVES,
@@ -30,6 +28,8 @@ from vault.access.state import (
     Verb,
 )
 from vault.errors import VaultError
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 PATIENT = "patient-1"

@@ -24,11 +24,11 @@ from tests.access.policy_support import publish_document
 from tests.factories import create_patient
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.service import AccessDenied
 from vault.access.state import DelegationScope, EmergencyMode, EntryKind
 from vault.documents import repository as documents
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.models.base import utcnow
 
 AUTHOR = "810000000100"

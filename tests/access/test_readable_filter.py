@@ -18,8 +18,6 @@ from vault.access import filters
 from vault.access.matrix import AuthorisationMatrix, default_matrix, parse_matrix
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts, decide, readable
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import (
     INVISIBLE_PATIENT,
     INVISIBLE_REPRESENTATIVES,
@@ -29,6 +27,8 @@ from vault.access.state import (
     PatientPolicy,
 )
 from vault.documents.repository import labels_text, visible_clause
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.models import Document, Patient
 from vault.services import Services
 

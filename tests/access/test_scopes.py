@@ -20,8 +20,8 @@ from tests.factories import (
 )
 from vault.access.permissions import SCOPE_NEEDED, Permission
 from vault.access.policy import Actor, DocumentFacts, decide
-from vault.access.principal import Principal, Role
-from vault.access.scopes import (
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import (
     ROLE_CONTEXTS,
     Interaction,
     Scope,

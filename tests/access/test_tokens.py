@@ -19,15 +19,15 @@ from joserfc.jwk import ECKey, RSAKey
 from typer.testing import CliRunner
 
 from tests.factories import DOCTOR, create_patient, publish
-from vault.access.principal import RPPS_SYSTEM, Role
-from vault.access.tokens import (
+from vault.cli import app as cli
+from vault.errors import Unauthenticated
+from vault.identity.principal import RPPS_SYSTEM, Role
+from vault.identity.tokens import (
     MAX_TOKEN_BYTES,
     VERIFIED_TOKEN_SECONDS,
     EmbeddedIssuer,
     TokenValidator,
 )
-from vault.cli import app as cli
-from vault.errors import Unauthenticated
 from vault.settings import get_settings
 
 PATIENT_INS = "185077512345653"

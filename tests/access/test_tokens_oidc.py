@@ -27,13 +27,13 @@ from joserfc.jwk import ECKey, RSAKey
 
 from tests.access.jwks_server import JwksServer, serving
 from tests.factories import create_patient, ins, patient_resource, publish
-from vault.access.issuers import load_issuers
-from vault.access.jwks import RemoteJwks
-from vault.access.principal import RPPS_SYSTEM, Role
-from vault.access.scopes import format_scope
-from vault.access.tokens import ClaimMapping, TokenValidator, TrustedIssuer
 from vault.api.app import create_app
 from vault.errors import ServiceUnavailable, Unauthenticated, VaultError
+from vault.identity.issuers import load_issuers
+from vault.identity.jwks import RemoteJwks
+from vault.identity.principal import RPPS_SYSTEM, Role
+from vault.identity.scopes import format_scope
+from vault.identity.tokens import ClaimMapping, TokenValidator, TrustedIssuer
 from vault.services import build_services
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Connection, select, text
 
 from tests.factories import OTHER_DOCTOR, create_patient, publish
-from vault.access.principal import Principal, Role
+from vault.access.chain import GENESIS, canonical_fields, entry_hash
+from vault.access.records import AuditRecord, Outcome
 from vault.audit import merkle
-from vault.audit.chain import GENESIS, canonical_fields, entry_hash
-from vault.audit.records import AuditRecord, Outcome
+from vault.identity.principal import Principal, Role
 from vault.models import AuditChainHead, AuditEntry, AuditTreeHead, AuditTreeNode
 from vault.services import Services
 

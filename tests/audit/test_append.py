@@ -14,9 +14,9 @@ from sqlalchemy import event, select
 
 from tests.audit.conftest import ENTRY_COLUMNS, read_record
 from tests.factories import create_patient
-from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
-from vault.audit.records import WrittenEntry
-from vault.audit.service import AuditService
+from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.access.journal import AuditService
+from vault.access.records import WrittenEntry
 from vault.db import make_engine, make_session_factory
 from vault.migrations import upgrade
 from vault.models import AuditChainHead, AuditEntry, AuditNotification

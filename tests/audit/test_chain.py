@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from vault.audit.chain import (
+from vault.access.chain import (
     _instant,
     canonical_fields,
     canonical_text,

@@ -13,13 +13,13 @@ from sqlalchemy import event, func, insert, select, text
 
 from tests.audit.test_atomicity import audit_writes_fail
 from tests.factories import create_patient, publish
+from vault.access.chain import GENESIS
+from vault.access.group import WRITTEN, AuditUnavailable, Deferred, GroupCommit, Pending
 from vault.access.permissions import Permission
-from vault.access.principal import Principal, Role
-from vault.access.scopes import parse_scopes
-from vault.audit.chain import GENESIS
-from vault.audit.group import WRITTEN, AuditUnavailable, Deferred, GroupCommit, Pending
-from vault.audit.records import AuditRecord, Outcome
+from vault.access.records import AuditRecord, Outcome
 from vault.db import make_engine, make_session_factory
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import parse_scopes
 from vault.models import AuditChainHead, AuditEntry
 from vault.services import Services
 

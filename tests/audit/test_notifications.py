@@ -17,8 +17,8 @@ from sqlalchemy import event, select
 
 from tests.access.policy_support import declare_emergency
 from tests.factories import OTHER_DOCTOR, create_patient, publish
+from vault.access.notifications import NotificationKind, notification_for
 from vault.audit.delivery import DeliveryWorker, LogSender, WebhookSender
-from vault.audit.notifications import NotificationKind, notification_for
 from vault.models import AuditEntry, AuditNotification
 
 SECRET = "webhook-secret"

@@ -8,9 +8,9 @@ import base64
 from sqlalchemy import func, select
 
 from tests.audit.conftest import activity
+from vault.access.records import AuditRecord, Outcome
 from vault.audit import merkle
 from vault.audit.checkpoints import open_checkpoint
-from vault.audit.records import AuditRecord, Outcome
 from vault.audit.tree import AuditTree
 from vault.db import transaction
 from vault.models import AuditCheckpoint, AuditEntry, AuditTreeNode

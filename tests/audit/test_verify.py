@@ -16,7 +16,7 @@ from tests.audit.conftest import (
     rehash_chain,
     tampering,
 )
-from vault.audit.chain import canonical_fields, entry_hash
+from vault.access.chain import canonical_fields, entry_hash
 from vault.audit.checkpoints import Checkpoint, checkpoint_body
 from vault.audit.signing import NoteSigner
 from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry, AuditTreeHead

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.audit.conftest import activity, chain_entries, rebuild_tree, rehash_chain, tampering
-from vault.access.principal import Principal, Role
+from vault.access.chain import _instant
+from vault.access.records import AuditRecord, Outcome
 from vault.audit import parallel
-from vault.audit.chain import _instant
-from vault.audit.records import AuditRecord, Outcome
 from vault.audit.verify import AuditVerifier, Report
 from vault.db import transaction
+from vault.identity.principal import Principal, Role
 from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry, AuditTreeHead
 from vault.services import Services
 

@@ -20,8 +20,6 @@ from sqlalchemy.dialects import postgresql
 
 from vault.access.matrix import default_matrix
 from vault.access.policy import Actor, readable
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import (
     INVISIBLE_PATIENT,
     INVISIBLE_REPRESENTATIVES,
@@ -31,6 +29,8 @@ from vault.access.state import (
     PatientPolicy,
 )
 from vault.documents.repository import SearchCriteria, candidates_query, labels_text
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.models import Binary, Document, DocumentVersion, Patient
 from vault.services import Services
 

@@ -27,9 +27,9 @@ from tests.factories import (
 )
 from vault.audit.signing import NoteSigner
 from vault.cli import app as cli
-from vault.exports.wiring import export_worker
 from vault.models import AuditNotification, RecordExport
 from vault.models.base import utcnow
+from vault.services.exports import export_worker
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3 compte rendu d'hospitalisation\n" + bytes(range(256)) * 40
 TEXT = "Résultats: glycémie 1,02 g/L".encode()

@@ -16,12 +16,12 @@ from tests.notifications.smtp_server import SmtpServer
 from vault.api.app import create_app
 from vault.audit.delivery import DeliveryWorker, LogSender
 from vault.cli import app as cli
-from vault.exports.wiring import export_worker
 from vault.migrations import upgrade
 from vault.notifications import templates
 from vault.notifications.mail import SmtpMailer
 from vault.notifications.outbox import EmailWorker, Links, enqueue_notifications
 from vault.services import build_services
+from vault.services.exports import export_worker
 from vault.settings import Settings
 
 

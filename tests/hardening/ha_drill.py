@@ -36,7 +36,7 @@ from tests.factories import Tokens, ins, patient_resource
 from tests.hardening.ha_cluster import AutoFailoverCluster
 from tests.hardening.load import Acknowledged, Ledger, Sent, acknowledgement, ingest, kind_of
 from tests.hardening.servers import BASE_URL, VaultServer, run_vault, vault_env
-from vault.access.tokens import EmbeddedIssuer
+from vault.identity.tokens import EmbeddedIssuer
 from vault.migrations import upgrade
 
 PATIENTS = 4

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from tests.factories import Tokens, ins, patient_resource
 from tests.hardening.load import Ledger, writer
 from tests.hardening.servers import BASE_URL, VaultServer, run_vault, scratch_database, vault_env
-from vault.access.tokens import EmbeddedIssuer
 from vault.db import make_engine
+from vault.identity.tokens import EmbeddedIssuer
 from vault.models import AuditEntry, Binary, Document, DocumentVersion
 from vault.storage.blobs.file import PARTIAL
 

@@ -18,7 +18,7 @@ import pytest
 from tests.factories import Tokens, ins, patient_resource
 from tests.hardening.load import Ledger, kind_of, writer
 from tests.hardening.servers import BASE_URL, PrivateCluster, VaultServer, vault_env
-from vault.access.tokens import EmbeddedIssuer
+from vault.identity.tokens import EmbeddedIssuer
 from vault.migrations import upgrade
 
 WRITERS = 3

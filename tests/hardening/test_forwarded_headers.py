@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from tests.factories import Tokens, ins, patient_resource
 from tests.hardening.servers import BASE_URL, VaultServer, scratch_database, vault_env
-from vault.access.tokens import EmbeddedIssuer
 from vault.db import make_engine
+from vault.identity.tokens import EmbeddedIssuer
 from vault.models import AuditEntry
 
 FORGED = "203.0.113.{}"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from vault.access.tokens import EmbeddedIssuer
 from vault.audit.signing import load_private_key
 from vault.backup import keys as key_backup
+from vault.identity.tokens import EmbeddedIssuer
 from vault.settings import Settings
 from vault.storage.keys.local import LocalKeyProvider
 
@@ -52,7 +52,7 @@ os.fdopen = lambda fd, *args, **kwargs: Held(real_fdopen(fd, *args, **kwargs))
 data_dir = Path(sys.argv[3])
 kind = sys.argv[1]
 if kind == "issuer":
-    from vault.access.tokens import EmbeddedIssuer
+    from vault.identity.tokens import EmbeddedIssuer
     EmbeddedIssuer(data_dir, "http://testserver", "vault")
 elif kind == "audit-signing":
     from vault.audit.signing import load_private_key

@@ -18,7 +18,6 @@ from vault.api.fhir.audit_events import _count as audit_count
 from vault.api.fhir.documents import _count, expected_version
 from vault.api.fhir.params import apply_date, date_bounds, split_or
 from vault.audit.history import parse_cursor
-from vault.documents import ingest
 from vault.documents.metadata import extract
 from vault.documents.patch import changes_for, parse_fhirpath_patch, parse_json_patch
 from vault.documents.submission import Submission
@@ -26,6 +25,7 @@ from vault.errors import VaultError
 from vault.fhir import base64binary
 from vault.fhir.validate import validate_resource
 from vault.fhir.wire import parse_json, parse_resource
+from vault.submissions import ingest
 
 BASE = "http://testserver/fhir/"
 FUZZ = settings(

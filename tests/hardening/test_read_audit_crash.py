@@ -28,8 +28,8 @@ from tests.hardening.servers import (
     run_vault,
     vault_env,
 )
-from vault.access.tokens import EmbeddedIssuer
 from vault.db import make_engine
+from vault.identity.tokens import EmbeddedIssuer
 from vault.migrations import upgrade
 from vault.models import AuditEntry
 

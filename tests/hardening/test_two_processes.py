@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from tests.factories import Tokens, document_reference, ins, patient_resource
 from tests.hardening.load import Ledger, writer
 from tests.hardening.servers import BASE_URL, VaultServer, run_vault, scratch_database, vault_env
-from vault.access.tokens import EmbeddedIssuer
 from vault.db import make_engine
+from vault.identity.tokens import EmbeddedIssuer
 from vault.models import Document
 
 WRITERS = 8

@@ -89,8 +89,8 @@ def test_emails_arrive_in_french_and_contain_no_health_data(
         assert message["Content-Language"] == "fr"
     for message in messages:
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert message["List-Unsubscribe"].startswith("<http://testserver/api/notifications/")
-        assert "/api/notifications/unsubscribe?" in message.get_content()
+        assert message["List-Unsubscribe"].startswith("<http://testserver/courriel/desinscription?")
+        assert "/courriel/desinscription?" in message.get_content()
 
 
 def test_nothing_but_the_link_goes_to_an_unconfirmed_address(
@@ -300,7 +300,7 @@ def test_removing_the_address_cancels_what_was_queued(
 def test_the_patient_is_told_by_email_that_their_export_is_ready(
     client, tokens, services, smtp, emails, outbox
 ):
-    from vault.exports.wiring import export_worker  # noqa: PLC0415
+    from vault.services.exports import export_worker  # noqa: PLC0415
 
     patient_id, ins_value = create_patient(client, tokens, seed=52)
     headers = tokens.patient(ins_value)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from tests.backup.support import open_vault, vault_settings
 from tests.factories import Tokens, document_reference, ins, patient_resource
-from vault.access.tokens import EmbeddedIssuer
+from vault.identity.tokens import EmbeddedIssuer
 from vault.models import Binary, Document
 
 CONTENT = os.urandom(6 * 1024 * 1024)

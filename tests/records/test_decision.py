@@ -10,9 +10,9 @@ import pytest
 
 from vault.access.permissions import Permission
 from vault.access.policy import LIFECYCLE, Actor, DocumentFacts, decide
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes
 from vault.access.state import Entry, EntryKind, PatientPolicy
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes
 
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
 PATIENT = "patient-1"

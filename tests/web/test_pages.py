@@ -15,8 +15,8 @@ import pytest
 
 from tests.factories import ins, publish
 from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
-from vault.access.principal import Role
 from vault.api.app import create_app
+from vault.identity.principal import Role
 from vault.web import demo
 from vault.web.signin import DEMO_CAREGIVER, DEMO_PATIENT
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from vault.access.scopes import Interaction
+from vault.identity.scopes import Interaction
 
 
 class Permission(StrEnum):

@@ -27,8 +27,6 @@ from vault.access.filters import (
 )
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import SCOPE_NEEDED, Permission
-from vault.access.principal import Principal, Role
-from vault.access.scopes import scopes_allow
 from vault.access.state import (
     INVISIBLE_PATIENT,
     INVISIBLE_REPRESENTATIVES,
@@ -42,6 +40,8 @@ from vault.access.state import (
     PolicyChange,
     Verb,
 )
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import scopes_allow
 
 # The audit role of someone acting under a legal representation, on behalf of the patient.
 REPRESENTATIVE_ROLE = "legal-representative"

@@ -7,7 +7,7 @@ transaction when the access goes ahead, and raises ``AccessDenied`` -- carrying 
 audit record, written after the rollback -- when it does not. Reads, which change nothing
 but the log, go through ``authorize_read``: the same decision and the same record, whose
 entry is committed with those of the reads arriving together, before the read's response
-goes out (``vault.audit.group``).
+goes out (``vault.access.group``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import re
 from sqlalchemy.orm import Session
 
 from vault.access.filters import Filter
+from vault.access.group import WRITTEN, Deferred, GroupCommit, Pending
+from vault.access.journal import AuditService, holds_chain
 from vault.access.matrix import AuthorisationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
 from vault.access.policy import (
@@ -29,13 +31,11 @@ from vault.access.policy import (
     needs_policy,
     readable,
 )
-from vault.access.principal import INS_SYSTEMS, Principal, Role
+from vault.access.records import AuditRecord, Outcome, WrittenEntry
 from vault.access.repository import PolicySnapshots, load_policy, own_record_state
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
-from vault.audit.group import WRITTEN, Deferred, GroupCommit, Pending
-from vault.audit.records import AuditRecord, Outcome, WrittenEntry
-from vault.audit.service import AuditService, holds_chain
 from vault.errors import NotFound
+from vault.identity.principal import INS_SYSTEMS, Principal, Role
 from vault.models.base import utcnow
 from vault.observability import metrics
 from vault.storage.keys.provider import KeyProvider
@@ -329,7 +329,7 @@ class AccessService:
         not_found_as: str = "Resource",
     ) -> Pending | Deferred:
         """``authorize`` for a read, which changes nothing but the log: its entry is
-        committed with those of the reads ready at the same moment (``vault.audit.group``).
+        committed with those of the reads ready at the same moment (``vault.access.group``).
         The caller reads, then calls ``wait()`` on what this returns, which commits the
         entry: nothing read goes out before it returns."""
         _decision, record = self._decide(

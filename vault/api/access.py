@@ -9,13 +9,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from vault.access.principal import (
+from vault.access.state import CAREGIVER_SYSTEM, DelegationScope, EntryKind
+from vault.api.deps import ActorDep, SessionDep
+from vault.errors import InvalidResource, NotFound
+from vault.http.deps import ServicesDep
+from vault.identity.principal import (
     IDNPS_SYSTEM,
     INS_SYSTEMS,
     RPPS_SYSTEM,
     normalise_professional_id,
 )
-from vault.access.schemas import (
+from vault.policies.schemas import (
     AcceptRequest,
     DelegationRequest,
     DelegationsOut,
@@ -34,9 +38,6 @@ from vault.access.schemas import (
     RelationshipOut,
     RepresentativeRequest,
 )
-from vault.access.state import CAREGIVER_SYSTEM, DelegationScope, EntryKind
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
-from vault.errors import InvalidResource, NotFound
 
 router = APIRouter(prefix="/api", tags=["Access policy"])
 

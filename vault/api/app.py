@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 
 from vault import __version__
-from vault.access.throttle import Throttle
 from vault.api import access as access_api
 from vault.api import audit as audit_api
 from vault.api import docs, errors, middleware, openapi
@@ -30,8 +29,9 @@ from vault.api.fhir import (
 )
 from vault.api.oauth import router as oauth_router
 from vault.api.public import router as public_router
-from vault.audit.background import AuditWorkers
+from vault.identity.throttle import Throttle
 from vault.services import Services, build_services
+from vault.services.background import AuditWorkers
 from vault.settings import Settings, get_settings
 from vault.web import routes as web
 

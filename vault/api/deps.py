@@ -14,10 +14,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.principal import Principal, Role
+from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessDenied, take_refusals
-from vault.access.throttle import Throttle
-from vault.audit.records import AuditRecord, Outcome
 from vault.errors import (
     BadRequest,
     MissingToken,
@@ -27,20 +25,13 @@ from vault.errors import (
     VaultError,
 )
 from vault.fhir import wire
-from vault.services import Services
+from vault.http.deps import ServicesDep, commit, roll_back_and_record
+from vault.identity.principal import Principal, Role
+from vault.identity.throttle import Throttle
 
 WRITE_ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
 
 bearer = HTTPBearer(auto_error=False, description="An OAuth 2 access token (JWT)")
-
-
-async def services(request: Request) -> Services:
-    # Async because it does no I/O: a sync dependency costs a trip to the thread pool.
-    found: Services = request.app.state.services
-    return found
-
-
-ServicesDep = Annotated[Services, Depends(services)]
 
 
 async def authenticate(
@@ -90,10 +81,10 @@ async def transaction(
     try:
         yield session
         _count_refusals(request, principal, session)
-        await run_in_threadpool(_commit, session)
+        await run_in_threadpool(commit, session)
     except AccessDenied as denied:
         _count_refusals(request, principal, session)
-        await run_in_threadpool(_roll_back_and_record, found, session, denied.audit_record)
+        await run_in_threadpool(roll_back_and_record, found, session, denied.audit_record)
         raise
     except VaultError as error:
         _count_refusals(request, principal, session)
@@ -106,13 +97,13 @@ async def transaction(
                 principal=principal,
                 detail={"error": type(error).__name__, "status": str(error.status_code)},
             )
-        await run_in_threadpool(_roll_back_and_record, found, session, record)
+        await run_in_threadpool(roll_back_and_record, found, session, record)
         raise
     except BaseException:
         # Cancelled or failed unexpectedly: the thread must not be abandoned mid-rollback,
         # so this one is shielded from the cancellation that may have brought us here.
         with CancelScope(shield=True):
-            await run_in_threadpool(_roll_back_and_record, found, session, None)
+            await run_in_threadpool(roll_back_and_record, found, session, None)
         raise
 
 
@@ -121,22 +112,6 @@ def _count_refusals(request: Request, principal: Principal, session: Session) ->
     if refused:
         throttle: Throttle = request.app.state.throttle
         throttle.refused(principal, refused)
-
-
-def _commit(session: Session) -> None:
-    try:
-        session.commit()
-    finally:
-        session.close()
-
-
-def _roll_back_and_record(found: Services, session: Session, record: AuditRecord | None) -> None:
-    try:
-        session.rollback()
-    finally:
-        session.close()
-    if record is not None:
-        found.audit.append_standalone(found.session_factory, record)
 
 
 SessionDep = Annotated[Session, Depends(transaction, scope="function")]

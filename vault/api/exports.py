@@ -10,8 +10,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.notifications import PatientId, record_of
+from vault.http.deps import ServicesDep
 from vault.models import RecordExport
 from vault.models.base import as_utc
 

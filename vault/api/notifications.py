@@ -12,9 +12,10 @@ from fastapi import APIRouter, Path, Query, Response
 from starlette.responses import HTMLResponse
 
 from vault.access.policy import Actor
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.db import transaction
 from vault.errors import NotFound
+from vault.http.deps import ServicesDep
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
 

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from vault.access.oauth import TokenRequest, TokenResponse, invalid_request
-from vault.api.deps import ServicesDep, read_body
+from vault.api.deps import read_body
 from vault.errors import NotFound
 from vault.fhir import wire
+from vault.http.deps import ServicesDep
+from vault.identity.oauth import TokenRequest, TokenResponse, invalid_request
 
 router = APIRouter(tags=["OAuth 2"])
 

@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from vault.api.deps import ServicesDep
 from vault.errors import NotFound
-from vault.observability import health, metrics
+from vault.http.deps import ServicesDep
+from vault.observability import metrics
+from vault.services import health
 
 router = APIRouter(tags=["Public"])
 

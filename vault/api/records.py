@@ -10,8 +10,9 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.notifications import PatientId, record_of
+from vault.http.deps import ServicesDep
 from vault.records.service import Standing
 
 router = APIRouter(prefix="/api", tags=["Record lifetime"])

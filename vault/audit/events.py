@@ -26,9 +26,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from vault.access.principal import IDNPS_SYSTEM
 from vault.access.state import CAREGIVER_SYSTEM, PATIENT_INDEX_SYSTEM
 from vault.audit.checkpoints import format_time
+from vault.identity.principal import IDNPS_SYSTEM
 from vault.models import AuditEntry
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
-from vault.access.principal import Role
-from vault.access.scopes import Scope
 from vault.access.service import AccessService
 from vault.audit import repository
 from vault.documents.repository import facts
 from vault.errors import BadRequest, NotFound
+from vault.identity.principal import Role
+from vault.identity.scopes import Scope
 from vault.models import AuditEntry
 
 # Rows read for one page at most: a page of a history that is mostly one actor's refusals

@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_text, detail_json, json_string
 from vault.audit import merkle
-from vault.audit.chain import GENESIS, NO_PATIENT_CHAIN, canonical_text, detail_json, json_string
 
 # A chain key range: rows with lower <= chain_key < upper; None is unbounded.
 KeyRange = tuple[str | None, str | None]

@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access.service import AccessService
 from vault.audit.checkpoints import CheckpointService
-from vault.audit.delivery import DeliveryWorker, sender_from_settings
 from vault.audit.history import AuditHistory
 from vault.audit.signing import NoteVerifier, SigningKey
 from vault.audit.tree import AuditTree
 from vault.audit.verify import AuditVerifier
-from vault.notifications.outbox import enqueue_notifications
 from vault.settings import Settings
 
 
@@ -51,18 +47,4 @@ def build_audit_log(settings: Settings, access: AccessService) -> AuditLog:
         checkpoints=checkpoints,
         verifier=AuditVerifier(tree, checkpoints),
         history=AuditHistory(access),
-    )
-
-
-def delivery_worker(settings: Settings, factory: sessionmaker[Session]) -> DeliveryWorker:
-    secret = settings.notify_webhook_secret
-    return DeliveryWorker(
-        factory,
-        sender_from_settings(
-            settings.notify_webhook_url, secret.get_secret_value() if secret else None
-        ),
-        max_attempts=settings.notify_max_attempts,
-        backoff_seconds=settings.notify_backoff_seconds,
-        # With e-mail on, each notification also queues its e-mail (if the patient wants it).
-        fan_out=enqueue_notifications if settings.smtp_host else None,
     )

@@ -29,14 +29,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vault.access.journal import AuditService
 from vault.access.permissions import AUDIT_ACTION, Permission
 from vault.access.policy import Purpose
-from vault.access.principal import Principal, Role
-from vault.audit.records import AuditRecord, Outcome
-from vault.audit.service import AuditService
+from vault.access.records import AuditRecord, Outcome
 from vault.backup.archive import MAGIC, SUMMARY, ArchiveReader, BackupError
 from vault.db import make_engine
 from vault.documents import repository
+from vault.identity.principal import Principal, Role
 from vault.models import Document
 from vault.models.base import utcnow
 from vault.storage.keys.provider import KeyProvider

@@ -36,8 +36,8 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from vault.access.chain import GENESIS, canonical_fields, entry_hash
 from vault.access.service import ins_index
-from vault.audit.chain import GENESIS, canonical_fields, entry_hash
 from vault.bench.workload import (
     AUTHOR_IDNPS,
     KB,

@@ -37,8 +37,6 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.access.consent import consents
-from vault.access.management import PolicyService
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService
@@ -51,6 +49,8 @@ from vault.documents import repository as documents_repository
 from vault.documents.service import DocumentService
 from vault.models import AuditCheckpoint, AuditEntry
 from vault.patients.service import PatientService
+from vault.policies.consent import consents
+from vault.policies.management import PolicyService
 from vault.storage import crypto
 
 HISTORY_PAGE = 500

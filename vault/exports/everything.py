@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vault.access.consent import consents
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.audit.events import audit_event
@@ -24,6 +23,7 @@ from vault.documents.search import decode_cursor, encode_cursor
 from vault.errors import BadRequest, NotFound
 from vault.exports.archive import Readers
 from vault.models import Patient
+from vault.policies.consent import consents
 
 
 @dataclass(frozen=True)

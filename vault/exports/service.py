@@ -29,15 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
-from vault.access.principal import Principal, Role
+from vault.access.records import AuditRecord, Outcome
 from vault.access.repository import PolicySnapshots
-from vault.access.scopes import format_scope, parse_scopes
 from vault.access.service import AccessService, caregiver_key
-from vault.audit.records import AuditRecord, Outcome
 from vault.db import transaction
 from vault.documents import repository as documents_repository
 from vault.errors import Conflict, Gone, NotFound, TooManyRequests
 from vault.exports.archive import ArchiveBuilder, archive_context
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import format_scope, parse_scopes
 from vault.models import Patient, RecordExport
 from vault.models.base import as_utc, utcnow
 from vault.storage import crypto
@@ -148,6 +148,26 @@ class ExportService:
         ):
             raise NotFound("Export not found")
         return job
+
+    def mine(
+        self, session: Session, actor: Actor, patient_id: str, limit: int = 5
+    ) -> list[RecordExport]:
+        """The requester's own latest exports of the record, newest first (the patient's
+        page lists them); those of anyone else are not there."""
+        self._authorize(session, actor, patient_id, "listed", None)
+        kind, identifier = author_of(actor)
+        return list(
+            session.scalars(
+                select(RecordExport)
+                .where(
+                    RecordExport.patient_id == patient_id,
+                    RecordExport.requester_kind == kind,
+                    RecordExport.requester_id == identifier,
+                )
+                .order_by(RecordExport.requested_at.desc(), RecordExport.id)
+                .limit(limit)
+            )
+        )
 
     def status(
         self, session: Session, actor: Actor, patient_id: str, export_id: str

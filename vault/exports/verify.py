@@ -24,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vault.access.chain import canonical_fields, entry_hash
 from vault.audit import merkle
-from vault.audit.chain import canonical_fields, entry_hash
 from vault.audit.checkpoints import format_time, parse_checkpoint_body
 from vault.audit.events import INTEGRITY_EXTENSION
 from vault.audit.signing import NoteVerifier, SignatureError, open_note

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from vault.access.principal import INS_SYSTEMS
 from vault.errors import InvalidResource
+from vault.identity.principal import INS_SYSTEMS
 
 _FORM = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2A|2B)[0-9]{6}[0-9]{2}$")
 

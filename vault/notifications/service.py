@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
+from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessService
-from vault.audit.records import AuditRecord, Outcome
 from vault.errors import InvalidResource, NotFound, TooManyRequests
 from vault.models import NotificationContact, NotificationEmail
 from vault.models.base import as_utc, utcnow

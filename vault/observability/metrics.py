@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 import weakref
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import (
@@ -33,8 +31,6 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import QueuePool
-
-from vault.storage.keys.provider import KeyProvider
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -187,63 +183,12 @@ def refusal_throttled(role: str) -> None:
     _child(REFUSAL_THROTTLED, role).inc()
 
 
-# -- the key provider ---------------------------------------------------------------------
+# -- the key provider (vault/storage/keys/instrumented.py wraps it) -------------------------
 
 
-class InstrumentedKeyProvider:
-    """Counts and times every call to the wrapped key provider."""
-
-    def __init__(self, inner: KeyProvider) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        # Provider-specific extras (a keyring's path, an HSM session's close) pass through.
-        return getattr(self.inner, name)
-
-    def _call(self, operation: str, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = method(*args, **kwargs)
-            outcome = "ok"
-            return result
-        finally:
-            _child(KEY_PROVIDER_CALLS, operation, outcome).inc()
-            _child(KEY_PROVIDER_DURATION, operation).observe(time.perf_counter() - started)
-
-    def current_master_key_id(self) -> str:
-        return self._call("current_master_key_id", self.inner.current_master_key_id)
-
-    def wrap(self, key: bytes, context: bytes) -> tuple[str, bytes]:
-        return self._call("wrap", self.inner.wrap, key, context)
-
-    def unwrap(self, master_key_id: str, wrapped: bytes, context: bytes) -> bytes:
-        return self._call("unwrap", self.inner.unwrap, master_key_id, wrapped, context)
-
-    def rotate(self) -> str:
-        return self._call("rotate", self.inner.rotate)
-
-    def retire(self, master_key_id: str) -> None:
-        self._call("retire", self.inner.retire, master_key_id)
-
-    def master_key_ids(self) -> list[str]:
-        return self._call("master_key_ids", self.inner.master_key_ids)
-
-    def master_key_created_at(self, master_key_id: str) -> datetime | None:
-        return self._call("master_key_created_at", self.inner.master_key_created_at, master_key_id)
-
-    def blind_index(self, purpose: str, value: bytes) -> bytes:
-        return self._call("blind_index", self.inner.blind_index, purpose, value)
-
-    def check(self) -> None:
-        self._call("check", self.inner.check)
-
-
-def instrument_key_provider(provider: KeyProvider) -> KeyProvider:
-    if isinstance(provider, InstrumentedKeyProvider):
-        return provider
-    instrumented: KeyProvider = InstrumentedKeyProvider(provider)
-    return instrumented
+def key_provider_called(operation: str, outcome: str, seconds: float) -> None:
+    _child(KEY_PROVIDER_CALLS, operation, outcome).inc()
+    _child(KEY_PROVIDER_DURATION, operation).observe(seconds)
 
 
 # -- the database pool --------------------------------------------------------------------

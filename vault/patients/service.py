@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
-from vault.access.principal import INS_SYSTEMS, Role
 from vault.access.service import AccessService, ins_index
 from vault.errors import BadRequest, InvalidResource
 from vault.fhir.ins import check_ins
 from vault.fhir.validate import validate_resource
+from vault.identity.principal import INS_SYSTEMS, Role
 from vault.models import Patient
 from vault.models.base import new_id, utcnow
-from vault.records.oppositions import refuse_if_opposed
+from vault.patients.oppositions import refuse_if_opposed
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
 from vault.storage.keys.provider import KeyProvider

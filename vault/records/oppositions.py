@@ -3,7 +3,7 @@
 The person, signed in (a patient token: its subject is their INS), opposes; the vault keeps
 only the keyed blind index of the INS that the patients table keys records by, and the
 moment. From then on a push that would create their space is refused, saying why, and
-nothing of it is stored (``refuse_if_opposed``, called where records are created). The
+nothing of it is stored (vault/patients/oppositions.py, where records are created). The
 person may withdraw the opposition. Each step is in the audit log, on the chain that names
 no patient, under the key policies name INS holders by (``ins:<index>``), never the INS.
 """
@@ -15,51 +15,17 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor, Purpose
-from vault.access.principal import Role
-from vault.access.scopes import Interaction, scopes_allow
-from vault.access.service import AccessDenied, AccessService, ins_index
-from vault.audit.records import AuditRecord, Outcome
+from vault.access.records import AuditRecord, Outcome
+from vault.access.service import AccessService, ins_index
 from vault.errors import Conflict, Forbidden, NotFound
+from vault.identity.principal import Role
+from vault.identity.scopes import Interaction, scopes_allow
 from vault.models import Opposition
 from vault.models.base import as_utc, utcnow
-from vault.records import repository
+from vault.patients.oppositions import opposition
 from vault.storage.keys.provider import KeyProvider
 
 OPPOSE = "record:oppose"
-
-
-class Opposed(AccessDenied):
-    """A push that would create the space of a person who opposed it. 409: the refusal
-    is about that person's standing choice, which they may withdraw."""
-
-    status_code = 409
-    issue_code = "business-rule"
-
-    def __init__(self, record: AuditRecord) -> None:
-        super().__init__(record)
-        self.message = "This person opposed the creation of their space: nothing was stored"
-        self.args = (self.message,)
-
-
-def refuse_if_opposed(session: Session, actor: Actor, index: bytes) -> None:
-    """Before a record is created for the INS whose index this is."""
-    if repository.opposition(session, index) is None:
-        return
-    raise Opposed(
-        AuditRecord(
-            action="C",
-            outcome=Outcome.DENIED,
-            purpose=(
-                Purpose.PATIENT_REQUEST
-                if actor.principal.role in (Role.PATIENT, Role.CAREGIVER)
-                else Purpose.TREATMENT
-            ).value,
-            principal=actor.principal,
-            resource_type="Patient",
-            actor_patient_id=actor.own_patient_id,
-            detail={"permission": "patient:create", "reason": "the person opposed their space"},
-        )
-    )
 
 
 class OppositionService:
@@ -97,7 +63,7 @@ class OppositionService:
             raise Conflict(
                 "You have a space: close it (and ask for its deletion) instead of opposing"
             )
-        found = repository.opposition(session, index)
+        found = opposition(session, index)
         if found is not None:
             return as_utc(found.created_at), False
         now = utcnow()
@@ -107,13 +73,13 @@ class OppositionService:
         return now, True
 
     def status(self, session: Session, actor: Actor) -> datetime:
-        found = repository.opposition(session, self._index(actor))
+        found = opposition(session, self._index(actor))
         if found is None:
             raise NotFound("No opposition")
         return as_utc(found.created_at)
 
     def withdraw(self, session: Session, actor: Actor) -> None:
-        found = repository.opposition(session, self._index(actor))
+        found = opposition(session, self._index(actor))
         if found is None:
             raise NotFound("No opposition")
         session.delete(found)

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access import repository as access_repository
+from vault.access.journal import AuditService
 from vault.access.permissions import Permission
-from vault.audit.service import AuditService
 from vault.db import transaction
 from vault.models.base import as_utc, utcnow
 from vault.notifications.contacts import ContactKeys

@@ -18,7 +18,6 @@ from vault.models import (
     DocumentVersion,
     NotificationContact,
     NotificationEmail,
-    Opposition,
     Patient,
     PatientKey,
     RecordExport,
@@ -224,10 +223,3 @@ def notice_pending(session: Session, patient_id: str) -> bool:
         NotificationEmail.status.in_(("pending", "sending")),
     )
     return bool(session.scalar(outbox)) or bool(session.scalar(emails))
-
-
-# -- oppositions -------------------------------------------------------------------------
-
-
-def opposition(session: Session, index: bytes) -> Opposition | None:
-    return session.get(Opposition, index)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
 from vault.access.state import DelegationScope, EntryKind
 from vault.errors import VaultError
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
 from vault.services import Services
 from vault.web.signin import DEMO_CAREGIVER, DEMO_PATIENT
 from vault.web.terminology import terminology

@@ -14,10 +14,10 @@ from typing import Any
 
 from authlib.integrations.starlette_client import OAuth
 
-from vault.access.principal import Principal, Role
-from vault.access.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
-from vault.access.tokens import EmbeddedIssuer, TokenValidator, principal_from_claims
 from vault.errors import Unauthenticated
+from vault.identity.principal import Principal, Role
+from vault.identity.scopes import DEFAULT_SCOPES, parse_scopes, scopes_for_role
+from vault.identity.tokens import EmbeddedIssuer, TokenValidator, principal_from_claims
 from vault.settings import Settings
 
 CLIENT = "vault"

@@ -6,12 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.hosts import public_url
 from vault.api.responses import FhirResponse
 from vault.audit.events import audit_event
 from vault.errors import BadRequest
+from vault.http.deps import ServicesDep
 
 router = APIRouter(prefix="/fhir", tags=["AuditEvent"])
 

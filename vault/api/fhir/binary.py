@@ -11,8 +11,9 @@ from itertools import chain
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
+from vault.http.deps import ServicesDep
 
 router = APIRouter(prefix="/fhir", tags=["Binary"])
 

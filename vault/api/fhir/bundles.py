@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from vault.documents.ingest import EntryResult
 from vault.models.base import utcnow
+from vault.submissions.ingest import EntryResult
 
 
 def searchset(

@@ -8,11 +8,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from vault.access.consent import consents
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest
+from vault.http.deps import ServicesDep
+from vault.policies.consent import consents
 
 router = APIRouter(prefix="/fhir", tags=["Consent"])
 

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import URL
 from starlette.responses import Response
 
-from vault.access.principal import normalise_professional_id
-from vault.api.deps import ActorDep, FhirBody, PatchBody, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, FhirBody, PatchBody, SessionDep
 from vault.api.fhir.bundles import history_bundle, searchset
 from vault.api.fhir.params import apply_date, split_or
 from vault.api.responses import FhirResponse
@@ -21,6 +20,8 @@ from vault.documents.repository import SearchCriteria
 from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import with_warnings
 from vault.fhir.wire import parse_json, parse_resource
+from vault.http.deps import ServicesDep
+from vault.identity.principal import normalise_professional_id
 
 router = APIRouter(prefix="/fhir", tags=["DocumentReference"])
 

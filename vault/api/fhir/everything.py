@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest
-from vault.exports.wiring import everything
+from vault.http.deps import ServicesDep
+from vault.services.exports import everything
 
 router = APIRouter(prefix="/fhir", tags=["Patient"])
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.responses import FhirResponse
+from vault.http.deps import ServicesDep
 
 router = APIRouter(prefix="/fhir", tags=["List"])
 

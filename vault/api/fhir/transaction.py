@@ -3,10 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, FhirBody, ServicesDep, SessionDep
+from vault.api.deps import ActorDep, FhirBody, SessionDep
 from vault.api.fhir.bundles import transaction_response
 from vault.api.responses import FhirResponse
 from vault.fhir.wire import parse_resource
+from vault.http.deps import ServicesDep
 
 router = APIRouter(prefix="/fhir", tags=["Transaction"])
 
