@@ -287,6 +287,8 @@ def test_vault_records_purge_runs_from_the_command_line(
         dry = CliRunner().invoke(cli, ["records", "purge", "--dry-run"])
         result = CliRunner().invoke(cli, ["records", "purge"])
         again = CliRunner().invoke(cli, ["records", "purge"])
+        # The log is append-only and chained: what the purge recorded keeps it intact.
+        verified = CliRunner().invoke(cli, ["audit", "verify", "--patient", patient_id])
     finally:
         get_settings.cache_clear()
 
@@ -296,6 +298,7 @@ def test_vault_records_purge_runs_from_the_command_line(
     assert "shredded 1 records (3 documents), completed 1" in result.output
     assert "purging records" in result.output
     assert "shredded 0 records (0 documents), completed 0" in again.output
+    assert verified.exit_code == 0, verified.output
     assert _lifecycle(services, patient_id).status == "deleted"
 
 
