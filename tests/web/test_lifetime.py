@@ -93,6 +93,10 @@ def test_the_patient_closes_signs_in_again_and_reopens(web, services, settings):
         assert "L'espace est rouvert" in unescape(listed.text)
         assert 'data-testid="document-row"' in listed.text
     assert stages(services, pid, "record:reopen") == ["reopened"]
+    # Once reopened, the history shows the closure and the reopening.
+    history = unescape(web.get(f"/dossiers/{pid}/historique").text)
+    assert "A fermé l'espace" in history
+    assert "A rouvert l'espace" in history
 
 
 def test_the_patient_closes_asking_for_deletion_then_cannot_ask_twice(web, services):
