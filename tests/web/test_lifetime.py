@@ -201,9 +201,15 @@ def test_a_minors_legal_representative_closes_and_reopens(web, services, setting
     assert "Fermer son espace" in web.get(f"/dossiers/{child}/documents").text
     shown = follow(web, close(web, child))
     assert "Cet espace est fermé" in unescape(shown.text)
+    # The closed record leaves the list of people, and is listed apart, to reopen it.
+    people = web.get("/")
+    assert f'href="/dossiers/{child}/documents"' not in people.text
+    assert f'href="/dossiers/{child}/fermeture"' in people.text
+    assert "Espaces fermés que vous représentez" in unescape(people.text)
     reopened = web.post(f"/dossiers/{child}/reouverture", data={"csrf_token": csrf_of(shown.text)})
     assert reopened.status_code == 303
     assert stages(services, child, "record:reopen") == ["reopened"]
+    assert f'href="/dossiers/{child}/documents"' in web.get("/").text
     with services.session_factory() as session:
         representative = session.scalars(
             select(AuditEntry).where(AuditEntry.patient_id == child)

@@ -15,10 +15,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from vault.access import repository as access_repository
+from vault.access.permissions import Permission
 from vault.access.policy import Actor
+from vault.access.state import EntryKind
 from vault.errors import Conflict, Forbidden, NotFound
 from vault.identity.principal import Role
-from vault.models.base import utcnow
+from vault.models.base import as_utc, utcnow
+from vault.records import repository as records_repository
 from vault.records.repository import CLOSED
 from vault.records.service import Standing
 from vault.services import Services
@@ -27,6 +31,15 @@ from vault.web.space import PageRefused
 
 CLOSURE = "/dossiers/{pid}/fermeture"
 OPPOSITION = "/bienvenue/opposition"
+
+
+@dataclass(frozen=True)
+class ClosedRecord:
+    """A closed record the signed-in person represents, as their list of people shows it:
+    by its closure's date (its Patient may not be read while it is closed)."""
+
+    patient_id: str
+    closed_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,25 @@ class Lifetime:
             raise PageRefused(gettext("error.opposition.none"), 404) from error
         except Forbidden as error:
             raise PageRefused(gettext("error.opposition.forbidden"), 403) from error
+
+    def closed_represented(self, session: Session, actor: Actor) -> list[ClosedRecord]:
+        """The closed records whose holder the person represents: they leave the list of
+        relationships (whose policy reads a closed record refuses), yet their
+        representative may still reopen them or ask for their deletion."""
+        if actor.proxy_key is None:
+            return []
+        rows = access_repository.entries_naming(
+            session, actor.proxy_key, actor.proxy_issuer, (EntryKind.REPRESENTATIVE,), utcnow()
+        )
+        found = []
+        for row in rows:
+            state = records_repository.lifecycle(session, row.patient_id)
+            if state is None or state.status != CLOSED:
+                continue
+            if self.services.access.check(actor, Permission.RECORD_STATUS, row.patient_id):
+                closed_at = as_utc(state.closed_at) if state.closed_at else None
+                found.append(ClosedRecord(row.patient_id, closed_at))
+        return found
 
     # -- where a patient lands after signing in --------------------------------------------
 

@@ -271,12 +271,13 @@ def _home(request: Request, found: Services, data: SessionData, principal: Princ
         relationships = space(found).relationships(session, actor)
         # A closed space, or an opposition to one (vault/web/lifetime.py).
         landing = lifetime(found).landing(session, actor)
+        closed = lifetime(found).closed_represented(session, actor)
     own = actor.own_patient_id
     if principal.role is Role.PATIENT and not relationships:
         # A patient's own record, or the first visit that opens it.
         return see_other(landing or (f"/dossiers/{own}/documents" if own else "/bienvenue"))
     # Someone who acts for others (a parent for a child, say) chooses whose record.
-    return page(request, "people.html", relationships=relationships, own=own)
+    return page(request, "people.html", relationships=relationships, own=own, closed_records=closed)
 
 
 @router.get("/login")
