@@ -7,6 +7,7 @@ without the form's CSRF token."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from html import unescape
 
 from sqlalchemy import select
@@ -16,7 +17,9 @@ from tests.factories import ins, publish
 from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
 from vault.api.app import create_app
 from vault.identity.principal import Role
-from vault.models import AuditEntry, Opposition
+from vault.models import AuditEntry, Opposition, RecordLifecycle
+from vault.models.base import as_utc
+from vault.services.records import purger
 from vault.web import demo
 
 
@@ -99,7 +102,7 @@ def test_the_patient_closes_signs_in_again_and_reopens(web, services, settings):
     assert "A rouvert l'espace" in history
 
 
-def test_the_patient_closes_asking_for_deletion_then_cannot_ask_twice(web, services):
+def test_the_patient_closes_asking_for_deletion_and_the_purge_deletes_it(web, services, settings):
     pid = signed_in_patient(web, services)
     confirm = web.get(f"/dossiers/{pid}/fermeture/confirmer?suppression=oui")
     text = unescape(confirm.text)
@@ -113,6 +116,15 @@ def test_the_patient_closes_asking_for_deletion_then_cannot_ask_twice(web, servi
     assert stages(services, pid, "record:delete") == ["requested"]
     # The confirmation step of a deletion already asked for leads back to the page.
     assert web.get(f"/dossiers/{pid}/fermeture/suppression").status_code == 303
+
+    # Once the purge has deleted it, the next sign-in offers a new, empty space.
+    with services.session_factory() as session:
+        due = as_utc(session.get(RecordLifecycle, pid).deletion_due_at)
+    assert purger(services).run(now=due + timedelta(seconds=1)).shredded == 1
+    for again in browser(create_app(settings, services)):
+        sign_in_demo(again, "patient")
+        assert again.get("/").headers["location"] == "/bienvenue"
+        assert again.get(f"/dossiers/{pid}/fermeture").status_code == 404
 
 
 def test_a_closed_space_asks_for_deletion_after_a_confirmation_step(web, services):
