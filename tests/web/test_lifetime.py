@@ -262,6 +262,7 @@ def test_a_person_without_a_space_opposes_and_withdraws(web, services, settings)
         assert len(session.scalars(select(Opposition)).all()) == 1
     # The next sign-in lands on the opposition, and opening a space is refused.
     assert web.get("/").headers["location"] == "/bienvenue/opposition"
+    assert web.get("/bienvenue").headers["location"] == "/bienvenue/opposition"
     refused = web.post("/bienvenue", data={"csrf_token": csrf_of(shown.text)})
     assert refused.status_code == 409
     assert "Traceback" not in refused.text

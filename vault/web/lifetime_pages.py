@@ -59,7 +59,7 @@ def _record(session: Any, found: Services, actor: Actor, data: SessionData, pid:
         return record_of(session, found, actor, data, pid)
     except RecordNotFound:
         return Record(
-            pid, gettext("who.patient"), False, False, None, EntryKind.REPRESENTATIVE.value
+            pid, gettext("who.represented"), False, False, None, EntryKind.REPRESENTATIVE.value
         )
 
 

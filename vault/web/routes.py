@@ -402,7 +402,13 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
 
 
 @router.get("/bienvenue")
-def welcome(request: Request, principal: SignedInDep) -> Response:
+def welcome(
+    request: Request, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
+) -> Response:
+    # Someone who opposed the creation of their space is shown that first.
+    landing = lifetime(found).landing(session, actor)
+    if landing is not None:
+        return see_other(landing)
     return page(request, "welcome.html")
 
 
