@@ -87,7 +87,9 @@ def test_a_named_measure_registers_an_adults_representative_and_the_patient_is_t
     assert response.json()["scope"] == "tutelle"
     assert MEASURE["reference"] not in response.text
     with services.session_factory() as session:
-        entry = session.get(AccessPolicyEntry, response.json()["id"])
+        entry = session.scalar(
+            select(AccessPolicyEntry).where(AccessPolicyEntry.id == response.json()["id"])
+        )
         assert entry is not None
         assert entry.note_ciphertext is not None
         assert MEASURE["reference"].encode() not in entry.note_ciphertext

@@ -67,7 +67,7 @@ def test_a_document_deleted_after_the_backup_stays_deleted_after_a_restore(
                 assert gone.status_code == 410
                 assert vault.download(kept_binary, ins_value) == b"kept"
                 with vault.services.session_factory() as session:
-                    document = session.get(Document, doomed)
+                    document = session.scalar(select(Document).where(Document.id == doomed))
                     assert document is not None
                     assert document.deleted_at is not None
                     replay = session.scalars(

@@ -28,7 +28,7 @@ def test_the_author_withdraws_a_document_and_its_keys_are_destroyed(client, toke
 
     assert response.status_code == 204
     with services.session_factory() as session:
-        document = session.get(Document, stored["id"])
+        document = session.scalar(select(Document).where(Document.id == stored["id"]))
         assert document is not None
         assert document.deleted_at is not None
         versions = session.scalars(
@@ -36,7 +36,7 @@ def test_the_author_withdraws_a_document_and_its_keys_are_destroyed(client, toke
         ).all()
         assert len(versions) == 2
         assert all(v.resource_dek is None and v.resource_ciphertext is None for v in versions)
-        binary = session.get(Binary, _binary_id(stored))
+        binary = session.scalar(select(Binary).where(Binary.id == _binary_id(stored)))
         assert binary is not None
         assert binary.wrapped_dek is None
         assert binary.shredded_at is not None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.access.policy_support import add_professional, audit_entries
@@ -275,7 +276,10 @@ def test_the_archive_is_encrypted_while_it_waits_and_gone_after_it_expires(
     gone = client.get(path + "/archive", headers=own)
     assert gone.status_code == 410
     with services.session_factory() as session:
-        assert session.get(RecordExport, export_id).wrapped_dek is None
+        assert (
+            session.scalar(select(RecordExport).where(RecordExport.id == export_id)).wrapped_dek
+            is None
+        )
 
 
 def test_an_export_is_audited_asked_built_downloaded_and_every_read_is_decided(
@@ -427,8 +431,8 @@ def test_progress_is_visible_while_the_export_builds(client, tokens, services, r
     seen: list[tuple[int, str]] = []
 
     class Watched(ExportWorker):
-        def _progress(self, job_id: str, percent: int) -> None:
-            super()._progress(job_id, percent)
+        def _progress(self, patient_id: str, job_id: str, percent: int) -> None:
+            super()._progress(patient_id, job_id, percent)
             # What the patient's app polling the job would read at this moment.
             status = client.get(path, headers=own).json()
             seen.append((status["progress"], status["status"]))

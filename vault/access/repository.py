@@ -17,7 +17,8 @@ from vault.models import (
     AccessPolicy,
     AccessPolicyEntry,
     CaregiverInvitation,
-    Patient,
+    InvitationCode,
+    PatientIns,
     RecordLifecycle,
 )
 from vault.models.base import utcnow
@@ -82,13 +83,19 @@ _POLICY_NOW = select(
 )
 
 
+# The reference table patient_ins finds a record by INS index (docs/scaling.md); it holds
+# a row for every record, written with it.
 _OWN_RECORD = select(
-    Patient.id,
+    PatientIns.patient_id,
     select(_LIFECYCLES.c.status)
-    .where(_LIFECYCLES.c.patient_id == Patient.id, _LIFECYCLES.c.status != "open")
+    .where(_LIFECYCLES.c.patient_id == PatientIns.patient_id, _LIFECYCLES.c.status != "open")
     .scalar_subquery()
     .label("closed"),
-).where(Patient.ins_index == bindparam("ins_index"))
+).where(PatientIns.ins_index == bindparam("ins_index"))
+
+_PATIENT_BY_INS = select(PatientIns.patient_id).where(
+    PatientIns.ins_index == bindparam("ins_index")
+)
 
 
 def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bool]:
@@ -97,7 +104,17 @@ def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bo
     row = session.execute(_OWN_RECORD, {"ins_index": ins_index}).first()
     if row is None:
         return None, False
-    return row.id, row.closed is not None
+    return row.patient_id, row.closed is not None
+
+
+def patient_by_ins(session: Session, ins_index: bytes) -> str | None:
+    """The id of the record with this INS index, from the reference table."""
+    return session.scalar(_PATIENT_BY_INS, {"ins_index": ins_index})
+
+
+def add_patient_ins(session: Session, ins_index: bytes, patient_id: str) -> None:
+    """A new record's row in the reference table, in the record's transaction."""
+    session.add(PatientIns(ins_index=ins_index, patient_id=patient_id))
 
 
 def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
@@ -172,10 +189,7 @@ def open_entries(
 
 
 def entry(session: Session, patient_id: str, entry_id: str) -> AccessPolicyEntry | None:
-    row = session.get(AccessPolicyEntry, entry_id)
-    if row is None or row.patient_id != patient_id:
-        return None
-    return row
+    return session.get(AccessPolicyEntry, {"patient_id": patient_id, "id": entry_id})
 
 
 def all_entries(session: Session, patient_id: str) -> Sequence[AccessPolicyEntry]:
@@ -209,11 +223,26 @@ def entries_naming(
 
 
 def invitation_by_code_hash(session: Session, code_hash: bytes) -> CaregiverInvitation | None:
-    """Locked, so that two acceptances of one code queue and the second finds it used."""
-    return session.scalar(
-        select(CaregiverInvitation)
-        .where(CaregiverInvitation.code_hash == code_hash)
-        .with_for_update()
+    """Locked, so that two acceptances of one code queue and the second finds it used. The
+    code's patient and invitation come from the reference table invitation_codes."""
+    code = session.get(InvitationCode, code_hash)
+    if code is None:
+        return None
+    return session.get(
+        CaregiverInvitation,
+        {"patient_id": code.patient_id, "id": code.invitation_id},
+        with_for_update=True,
+    )
+
+
+def add_invitation_code(session: Session, invitation: CaregiverInvitation) -> None:
+    """An invitation's row in the reference table, in the invitation's transaction."""
+    session.add(
+        InvitationCode(
+            code_hash=invitation.code_hash,
+            patient_id=invitation.patient_id,
+            invitation_id=invitation.id,
+        )
     )
 
 

@@ -200,7 +200,14 @@ def _not_yet_announced(session: Session, rows: list[Due]) -> set[int]:
     awaiting its announcement): the access module decides, as for the history."""
     entries = repository.entries_by_id(session, [row.audit_entry_id for row in rows])
     named = {entry.id: document_of(entry) for entry in entries}
-    documents = repository.documents_by_id(session, {d for d in named.values() if d})
+    documents = repository.documents_by_id(
+        session,
+        {
+            (entry.patient_id, document_id)
+            for entry in entries
+            if entry.patient_id is not None and (document_id := named[entry.id])
+        },
+    )
     held = set()
     for row in rows:
         document_id = named.get(row.audit_entry_id)

@@ -197,7 +197,12 @@ class AuditHistory:
         self, session: Session, actor: Actor, patient_id: str, rows: list[AuditEntry]
     ) -> list[AuditEntry]:
         documents = repository.documents_by_id(
-            session, {d for d in map(document_of, rows) if d is not None}
+            session,
+            {
+                (row.patient_id, document_id)
+                for row in rows
+                if row.patient_id is not None and (document_id := document_of(row)) is not None
+            },
         )
         reader = _as_document_reader(actor)
         shown = []

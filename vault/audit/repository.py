@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from vault.models import AuditEntry, Document, Patient
@@ -46,10 +46,16 @@ def patient_entries(
     return list(session.scalars(query))
 
 
-def documents_by_id(session: Session, ids: set[str]) -> dict[str, Document]:
-    if not ids:
+def documents_by_id(session: Session, keys: set[tuple[str, str]]) -> dict[str, Document]:
+    """Documents by id, each named with its patient: ``(patient_id, document_id)``."""
+    if not keys:
         return {}
-    return {d.id: d for d in session.scalars(select(Document).where(Document.id.in_(ids)))}
+    return {
+        d.id: d
+        for d in session.scalars(
+            select(Document).where(tuple_(Document.patient_id, Document.id).in_(keys))
+        )
+    }
 
 
 def entries_since(

@@ -131,6 +131,9 @@ COLUMNS = {
     "created_at",
     "audit_entries": "occurred_at, chain_key, chain_seq, prev_hash, entry_hash, patient_id, "
     "action, outcome, purpose, actor_role, actor_id, resource_type, resource_id, detail",
+    # The reference tables (docs/scaling.md), filled from the rows above.
+    "patient_ins": "ins_index, patient_id",
+    "resource_patients": "kind, resource_id, patient_id",
 }
 
 
@@ -210,7 +213,8 @@ class StoreLoader:
         }
         with self.connect() as connection:
             rows = connection.execute(
-                "SELECT ins_index, id FROM patients WHERE ins_index = ANY(%s)", (list(numbers),)
+                "SELECT ins_index, patient_id FROM patient_ins WHERE ins_index = ANY(%s)",
+                (list(numbers),),
             ).fetchall()
         return dict(sorted((numbers[bytes(index)], patient_id) for index, patient_id in rows))
 
@@ -276,7 +280,7 @@ class StoreLoader:
     def patient_id(self, number: int) -> str | None:
         with self.connect() as connection:
             row = connection.execute(
-                "SELECT id FROM patients WHERE ins_index = %s",
+                "SELECT patient_id FROM patient_ins WHERE ins_index = %s",
                 (ins_index(self.provider, "ins", ins_for(number)),),
             ).fetchone()
         return str(row[0]) if row else None
@@ -566,6 +570,12 @@ class StoreLoader:
                     ("documents", batch.documents),
                     ("document_versions", batch.versions),
                     ("audit_entries", batch.audit),
+                    ("patient_ins", [(row[1], row[0]) for row in batch.patients]),
+                    (
+                        "resource_patients",
+                        [("binary", row[0], row[2]) for row in batch.binaries]
+                        + [("document", row[0], row[1]) for row in batch.documents],
+                    ),
                 ):
                     if not rows:
                         continue

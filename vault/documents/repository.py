@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from vault.access import filters
 from vault.access.policy import DocumentFacts
-from vault.models import Binary, Document, DocumentVersion
+from vault.models import Binary, Document, DocumentVersion, ResourcePatient
 from vault.models.base import utcnow
 
 
@@ -51,12 +51,38 @@ def facts(document: Document) -> DocumentFacts:
     )
 
 
-def get_for_update(session: Session, document_id: str) -> Document | None:
-    return session.get(Document, document_id, with_for_update=True)
+# What resource_patients knows (vault/models/reference.py).
+DOCUMENT = "document"
+BINARY = "binary"
+
+_PATIENT_OF = select(ResourcePatient.patient_id).where(
+    ResourcePatient.kind == bindparam("kind"), ResourcePatient.resource_id == bindparam("id")
+)
 
 
-def get(session: Session, document_id: str) -> Document | None:
-    return session.get(Document, document_id)
+def patient_of(session: Session, kind: str, resource_id: str) -> str | None:
+    """The patient a document, binary or SubmissionSet belongs to, from the reference table:
+    a read by a global id resolves its patient first, then reads the patient's rows."""
+    return session.scalar(_PATIENT_OF, {"kind": kind, "id": resource_id})
+
+
+def get_for_update(
+    session: Session, document_id: str, patient_id: str | None = None
+) -> Document | None:
+    patient_id = patient_id or patient_of(session, DOCUMENT, document_id)
+    if patient_id is None:
+        return None
+    return session.get(
+        Document, {"patient_id": patient_id, "id": document_id}, with_for_update=True
+    )
+
+
+def get(session: Session, document_id: str, patient_id: str | None = None) -> Document | None:
+    """A document by id; pass its patient when it is known, to skip the reference table."""
+    patient_id = patient_id or patient_of(session, DOCUMENT, document_id)
+    if patient_id is None:
+        return None
+    return session.get(Document, {"patient_id": patient_id, "id": document_id})
 
 
 # Version numbers are 32-bit in the database: a larger one names no version (and, sent as
@@ -64,14 +90,20 @@ def get(session: Session, document_id: str) -> Document | None:
 MAX_VERSION = 2**31 - 1
 
 
-def version(session: Session, document_id: str, number: int) -> DocumentVersion | None:
+def version(
+    session: Session, patient_id: str, document_id: str, number: int
+) -> DocumentVersion | None:
     if not 0 < number <= MAX_VERSION:
         return None
-    return session.get(DocumentVersion, (document_id, number))
+    return session.get(
+        DocumentVersion, {"patient_id": patient_id, "document_id": document_id, "version": number}
+    )
 
 
-def current_versions(session: Session, document_ids: Sequence[str]) -> dict[str, DocumentVersion]:
-    """The current version of each document, by document id, in one query."""
+def current_versions(
+    session: Session, patient_id: str, document_ids: Sequence[str]
+) -> dict[str, DocumentVersion]:
+    """The current version of each of a patient's documents, by document id, in one query."""
     if not document_ids:
         return {}
     rows = session.scalars(
@@ -79,25 +111,28 @@ def current_versions(session: Session, document_ids: Sequence[str]) -> dict[str,
         .join(
             Document,
             and_(
+                Document.patient_id == DocumentVersion.patient_id,
                 Document.id == DocumentVersion.document_id,
                 Document.current_version == DocumentVersion.version,
             ),
         )
-        .where(Document.id.in_(document_ids))
+        .where(Document.patient_id == patient_id, Document.id.in_(document_ids))
     )
     return {row.document_id: row for row in rows}
 
 
-def versions(session: Session, document_id: str) -> Sequence[DocumentVersion]:
+def versions(session: Session, patient_id: str, document_id: str) -> Sequence[DocumentVersion]:
     return session.scalars(
         select(DocumentVersion)
-        .where(DocumentVersion.document_id == document_id)
+        .where(DocumentVersion.patient_id == patient_id, DocumentVersion.document_id == document_id)
         .order_by(DocumentVersion.version)
     ).all()
 
 
-def binaries_of(session: Session, document_id: str) -> Sequence[Binary]:
-    return session.scalars(select(Binary).where(Binary.document_id == document_id)).all()
+def binaries_of(session: Session, patient_id: str, document_id: str) -> Sequence[Binary]:
+    return session.scalars(
+        select(Binary).where(Binary.patient_id == patient_id, Binary.document_id == document_id)
+    ).all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +153,14 @@ class StoredContent:
 
 def stored_content(session: Session, binary_id: str) -> StoredContent | None:
     """A binary and its document's facts in one query; None when either is absent."""
-    row = session.connection().execute(_STORED_CONTENT, {"binary_id": binary_id}).first()
+    patient_id = patient_of(session, BINARY, binary_id)
+    if patient_id is None:
+        return None
+    row = (
+        session.connection()
+        .execute(_STORED_CONTENT, {"patient_id": patient_id, "binary_id": binary_id})
+        .first()
+    )
     if row is None:
         return None
     return StoredContent(*row[:9], _facts_of(row[9:]))
@@ -186,8 +228,15 @@ _STORED_CONTENT = (
         _BINARIES.c.kek_id,
         *_FACT_COLUMNS,
     )
-    .join_from(_BINARIES, _DOCUMENTS, _DOCUMENTS.c.id == _BINARIES.c.document_id)
-    .where(_BINARIES.c.id == bindparam("binary_id"))
+    .join_from(
+        _BINARIES,
+        _DOCUMENTS,
+        (_DOCUMENTS.c.patient_id == _BINARIES.c.patient_id)
+        & (_DOCUMENTS.c.id == _BINARIES.c.document_id),
+    )
+    .where(
+        _BINARIES.c.patient_id == bindparam("patient_id"), _BINARIES.c.id == bindparam("binary_id")
+    )
 )
 
 
@@ -370,6 +419,7 @@ def candidates_query(
             _DOCUMENTS.outerjoin(
                 _VERSIONS,
                 and_(
+                    version.patient_id == document.patient_id,
                     version.document_id == document.id,
                     version.version == document.current_version,
                 ),
@@ -460,6 +510,7 @@ def dated_candidates(
             _DOCUMENTS.outerjoin(
                 _VERSIONS,
                 and_(
+                    version.patient_id == document.patient_id,
                     version.document_id == document.id,
                     version.version == document.current_version,
                 ),
@@ -496,10 +547,10 @@ def dated_candidates(
 def shred(session: Session, document: Document, deleted_at: datetime) -> None:
     """Destroy every data key of every version and of the content (crypto-shredding);
     the tombstone, the version rows and the audit trail remain."""
-    for row in versions(session, document.id):
+    for row in versions(session, document.patient_id, document.id):
         row.resource_dek = None
         row.resource_ciphertext = None
-    for content in binaries_of(session, document.id):
+    for content in binaries_of(session, document.patient_id, document.id):
         content.wrapped_dek = None
         content.shredded_at = deleted_at
     document.deleted_at = deleted_at
@@ -518,10 +569,15 @@ def content_bytes(session: Session, patient_id: str) -> int:
         .select_from(Document)
         .join(
             DocumentVersion,
-            (DocumentVersion.document_id == Document.id)
+            (DocumentVersion.patient_id == Document.patient_id)
+            & (DocumentVersion.document_id == Document.id)
             & (DocumentVersion.version == Document.current_version),
         )
-        .join(Binary, Binary.id == DocumentVersion.binary_id)
+        .join(
+            Binary,
+            (Binary.patient_id == DocumentVersion.patient_id)
+            & (Binary.id == DocumentVersion.binary_id),
+        )
         .where(Document.patient_id == patient_id, Document.deleted_at.is_(None))
     )
     return int(total or 0)

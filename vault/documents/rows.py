@@ -15,11 +15,14 @@ from typing import Any, cast
 from sqlalchemy import Insert, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from vault.models import Binary, Document, DocumentVersion
+from vault.models import Binary, Document, DocumentVersion, ResourcePatient
 
 _BINARIES = cast(Table, Binary.__table__)
 _DOCUMENTS = cast(Table, Document.__table__)
 _VERSIONS = cast(Table, DocumentVersion.__table__)
+# The reference table that finds a document's or binary's patient by its id alone
+# (docs/scaling.md), written with the rows it indexes.
+_OWNERS = cast(Table, ResourcePatient.__table__)
 
 Row = dict[str, Any]
 
@@ -99,6 +102,7 @@ class NewRows:
                 (_BINARIES, self.binaries),
                 (_DOCUMENTS, self.documents),
                 (_VERSIONS, self.versions),
+                (_OWNERS, _owners(self.binaries, self.documents)),
             ):
                 if rows:
                     session.execute(insert(table), rows)
@@ -118,7 +122,13 @@ def _insert_together(
     """The three tables' rows in one statement, its inserts as data-modifying CTEs: one
     round trip instead of three, and PostgreSQL checks the versions' foreign keys at the
     statement's end, when their documents and binaries are in."""
-    parts = (("b", _BINARIES, binaries), ("d", _DOCUMENTS, documents), ("v", _VERSIONS, versions))
+    owners = _owners(binaries, documents)
+    parts = (
+        ("b", _BINARIES, binaries),
+        ("d", _DOCUMENTS, documents),
+        ("v", _VERSIONS, versions),
+        ("o", _OWNERS, owners),
+    )
     params = {
         f"{prefix}{n}_{name}": value
         for prefix, _, rows in parts
@@ -145,7 +155,18 @@ def _together(
     ctes = [row("b", _BINARIES, binary, n).cte(f"new_binary_{n}") for n in range(count)]
     ctes += [row("d", _DOCUMENTS, document, n).cte(f"new_document_{n}") for n in range(count)]
     ctes += [row("v", _VERSIONS, version, n).cte(f"new_version_{n}") for n in range(1, count)]
+    owner = ("kind", "resource_id", "patient_id")
+    ctes += [row("o", _OWNERS, owner, n).cte(f"new_owner_{n}") for n in range(2 * count)]
     return row("v", _VERSIONS, version, 0).add_cte(*ctes)
+
+
+def _owners(binaries: list[Row], documents: list[Row]) -> list[Row]:
+    """Each binary's and document's resource_patients row: binaries first, then documents."""
+    return [
+        {"kind": kind, "resource_id": row["id"], "patient_id": row["patient_id"]}
+        for kind, rows in (("binary", binaries), ("document", documents))
+        for row in rows
+    ]
 
 
 def insert_version(session: Session, row: Row) -> None:

@@ -142,6 +142,7 @@ class DocumentSearch:
             # One query for the versions likely to be shown, rather than one per document.
             loaded = repository.current_versions(
                 session,
+                criteria.patient_id,
                 [
                     candidate.id
                     for candidate in shown[: count - len(found)]
@@ -155,7 +156,9 @@ class DocumentSearch:
                 current = (
                     candidate.current
                     or loaded.get(candidate.id)
-                    or repository.version(session, candidate.id, candidate.current_version)
+                    or repository.version(
+                        session, criteria.patient_id, candidate.id, candidate.current_version
+                    )
                 )
                 if current is None:
                     continue

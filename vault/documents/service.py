@@ -115,7 +115,11 @@ class DocumentService:
         existing_id = pending.existing_id(
             session, sender_of(actor, new.patient_id), new.metadata.master_identifier
         )
-        existing = repository.get(session, existing_id) if existing_id is not None else None
+        existing = (
+            repository.get(session, existing_id, new.patient_id)
+            if existing_id is not None
+            else None
+        )
         # The entry names the document created, or the one a retry gets back. (A concurrent
         # twin of the same sender not yet committed is not seen here: its unique index
         # refuses this insert, 409.)
@@ -227,7 +231,9 @@ class DocumentService:
             )
         )
         current = (
-            repository.version(session, existing.id, existing.current_version) if same else None
+            repository.version(session, existing.patient_id, existing.id, existing.current_version)
+            if same
+            else None
         )
         if current is None:
             raise Conflict("A different document was already submitted with this masterIdentifier")
@@ -364,7 +370,7 @@ class DocumentService:
         if document.deleted_at is not None:
             raise Gone("This document was deleted")
         number = version or document.current_version
-        row = repository.version(session, document.id, number)
+        row = repository.version(session, document.patient_id, document.id, number)
         if row is None:
             raise NotFound("DocumentReference version not found")
         return self.decrypt_version(session, row)
@@ -389,7 +395,7 @@ class DocumentService:
             raise Gone("This document was deleted")
         return [
             self.decrypt_version(session, row)
-            for row in reversed(repository.versions(session, document.id))
+            for row in reversed(repository.versions(session, document.patient_id, document.id))
         ]
 
     def content(self, session: Session, actor: Actor, binary_id: str) -> Content:
@@ -491,7 +497,9 @@ class DocumentService:
     def _current(
         self, session: Session, document: Document
     ) -> tuple[DocumentVersion, dict[str, Any]]:
-        row = repository.version(session, document.id, document.current_version)
+        row = repository.version(
+            session, document.patient_id, document.id, document.current_version
+        )
         if row is None:
             raise NotFound("DocumentReference not found")
         return row, self.decrypt_version(session, row)

@@ -176,7 +176,9 @@ class ArchiveBuilder:
             after = (page[-1].created_at, page[-1].id)
             for document in page:
                 with transaction(self._factory) as session:
-                    one = self._document(archive, session, actor_in(session), document.id, names)
+                    one = self._document(
+                        archive, session, actor_in(session), patient_id, document.id, names
+                    )
                 if one is not None:
                     exported.append(one[0])
                     done += one[1]
@@ -187,11 +189,12 @@ class ArchiveBuilder:
         archive: zipfile.ZipFile,
         session: Session,
         actor: Actor,
+        patient_id: str,
         document_id: str,
         names: _Names,
     ) -> tuple[Exported, int] | None:
         readers = self._readers
-        document = documents_repository.get(session, document_id)
+        document = documents_repository.get(session, document_id, patient_id)
         if document is None or document.deleted_at is not None:
             return None
         # Skipped without a trace, as a search leaves out what it may not show: only the
@@ -204,7 +207,9 @@ class ArchiveBuilder:
         ):
             return None
         resource = readers.documents.read(session, actor, document.id)
-        version = documents_repository.version(session, document.id, document.current_version)
+        version = documents_repository.version(
+            session, document.patient_id, document.id, document.current_version
+        )
         if version is None:
             return None
         content = readers.documents.content(session, actor, version.binary_id)

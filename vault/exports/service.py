@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.permissions import Permission
@@ -139,7 +139,7 @@ class ExportService:
 
     def _own(self, session: Session, actor: Actor, patient_id: str, export_id: str) -> RecordExport:
         """The job, for the person who asked for it; anyone else finds nothing."""
-        job = session.get(RecordExport, export_id)
+        job = session.get(RecordExport, {"patient_id": patient_id, "id": export_id})
         kind, identifier = author_of(actor)
         if (
             job is None
@@ -255,14 +255,15 @@ class ExportWorker:
 
     def run_once(self, now: datetime | None = None) -> ExportStats:
         stats = ExportStats(expired=self.expire(now or utcnow()))
-        while (job_id := self._claim(now or utcnow())) is not None:
-            if self._build(job_id):
+        while (job := self._claim(now or utcnow())) is not None:
+            if self._build(*job):
                 stats.built += 1
             else:
                 stats.failed += 1
         return stats
 
-    def _claim(self, now: datetime) -> str | None:
+    def _claim(self, now: datetime) -> tuple[str, str] | None:
+        """The next job to build, as (patient id, export id)."""
         with transaction(self._factory) as session:
             job = session.scalars(
                 select(RecordExport)
@@ -280,19 +281,20 @@ class ExportWorker:
             job.started_at = now
             job.lease_until = now + self._lease
             job.progress = 0
-            return job.id
+            return job.patient_id, job.id
 
-    def _progress(self, job_id: str, percent: int) -> None:
+    def _progress(self, patient_id: str, job_id: str, percent: int) -> None:
         with transaction(self._factory) as session:
             session.execute(
-                update(RecordExport).where(RecordExport.id == job_id).values(progress=percent)
+                update(RecordExport)
+                .where(RecordExport.patient_id == patient_id, RecordExport.id == job_id)
+                .values(progress=percent)
             )
 
-    def _build(self, job_id: str) -> bool:
+    def _build(self, patient_id: str, job_id: str) -> bool:
         with transaction(self._factory) as session:
-            job = session.get(RecordExport, job_id)
+            job = session.get(RecordExport, {"patient_id": patient_id, "id": job_id})
             assert job is not None
-            patient_id = job.patient_id
             context = archive_context(job.id, patient_id)
             kek = self._keys.active_kek(session, patient_id)
             key = crypto.new_data_key()
@@ -309,7 +311,7 @@ class ExportWorker:
             nonlocal last
             if percent != last:
                 last = percent
-                self._progress(job_id, percent)
+                self._progress(patient_id, job_id, percent)
 
         try:
             with partial.open("wb") as sink:
@@ -332,7 +334,7 @@ class ExportWorker:
             with transaction(self._factory) as session:
                 session.execute(
                     update(RecordExport)
-                    .where(RecordExport.id == job_id)
+                    .where(RecordExport.patient_id == patient_id, RecordExport.id == job_id)
                     .values(status="failed", error=type(error).__name__[:64], lease_until=None)
                 )
             return False
@@ -340,7 +342,7 @@ class ExportWorker:
         with transaction(self._factory) as session:
             session.execute(
                 update(RecordExport)
-                .where(RecordExport.id == job_id)
+                .where(RecordExport.patient_id == patient_id, RecordExport.id == job_id)
                 .values(
                     status="ready",
                     progress=100,
@@ -377,19 +379,21 @@ class ExportWorker:
     def expire(self, now: datetime) -> int:
         """Delete archives past their time, and their keys."""
         with transaction(self._factory) as session:
-            ids = list(
-                session.scalars(
-                    select(RecordExport.id).where(
+            keys = [
+                (str(patient_id), str(export_id))
+                for patient_id, export_id in session.execute(
+                    select(RecordExport.patient_id, RecordExport.id).where(
                         RecordExport.status == "ready", RecordExport.expires_at <= now
                     )
                 )
-            )
-            if ids:
+            ]
+            if keys:
                 session.execute(
                     update(RecordExport)
-                    .where(RecordExport.id.in_(ids))
+                    .where(tuple_(RecordExport.patient_id, RecordExport.id).in_(keys))
                     .values(status="expired", wrapped_dek=None, kek_id=None)
                 )
+        ids = [export_id for _, export_id in keys]
         for export_id in ids:
             self._service.path_of(export_id).unlink(missing_ok=True)
         return len(ids)

@@ -16,6 +16,7 @@ from vault.models.notification import NotificationContact, NotificationEmail
 from vault.models.oauth import OAuthClient, UsedClientAssertion
 from vault.models.patient import Patient, PatientKey
 from vault.models.record import Opposition, RecordLifecycle
+from vault.models.reference import InvitationCode, PatientIns, ResourcePatient
 from vault.models.submission import SubmissionSet, SubmissionSetMember
 from vault.models.web import WebSession, WebVisitor
 
@@ -33,14 +34,17 @@ __all__ = [
     "CaregiverInvitation",
     "Document",
     "DocumentVersion",
+    "InvitationCode",
     "NotificationContact",
     "NotificationEmail",
     "OAuthClient",
     "Opposition",
     "Patient",
+    "PatientIns",
     "PatientKey",
     "RecordExport",
     "RecordLifecycle",
+    "ResourcePatient",
     "StoredBlobChunk",
     "SubmissionSet",
     "SubmissionSetMember",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.models.base import Base, new_id, utcnow
@@ -34,11 +34,12 @@ class AccessPolicyEntry(Base):
 
     __tablename__ = "access_policy_entries"
     __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "id"),
         Index("ix_access_policy_entries_patient_open", "patient_id", "ended_at"),
         Index("ix_access_policy_entries_subject_kind", "subject", "kind"),
     )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(160), default=None)
@@ -71,13 +72,15 @@ class CaregiverInvitation(Base):
     creates the delegation, bound to the identity that accepted, and uses the code up."""
 
     __tablename__ = "caregiver_invitations"
+    __table_args__ = (PrimaryKeyConstraint("patient_id", "id"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patients.id", ondelete="RESTRICT"), index=True
     )
     # SHA-256 of the code: the code itself is shown once, to the patient, and never kept.
-    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # Unique across patients through invitation_codes, which is how a code is found.
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     scope: Mapped[str] = mapped_column(String(32))
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     # When the delegation it creates ends (at most a year after the invitation).

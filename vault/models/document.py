@@ -7,6 +7,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     UniqueConstraint,
 )
@@ -21,6 +22,8 @@ class Document(Base):
 
     __tablename__ = "documents"
     __table_args__ = (
+        # Led by the patient, as every patient-owned table's (vault/models/sharding.py).
+        PrimaryKeyConstraint("patient_id", "id"),
         Index("ix_documents_patient_created", "patient_id", "created_at", "id"),
         # Unique per patient and per sender (docs/lifecycle.md): a global key would tell a
         # caller that someone else's document exists, and let one claim a laboratory's
@@ -36,7 +39,7 @@ class Document(Base):
         Index("ix_documents_patient_author_created", "patient_id", "author_id", "created_at", "id"),
     )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
     master_identifier: Mapped[str] = mapped_column(String(512))
     current_version: Mapped[int] = mapped_column(default=1)
@@ -60,15 +63,28 @@ class DocumentVersion(Base):
     """Each version's full DocumentReference, encrypted under its own data key."""
 
     __tablename__ = "document_versions"
-
-    document_id: Mapped[str] = mapped_column(
-        ForeignKey("documents.id", ondelete="RESTRICT"), primary_key=True
+    __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "document_id", "version"),
+        ForeignKeyConstraint(
+            ["patient_id", "document_id"],
+            ["documents.patient_id", "documents.id"],
+            ondelete="RESTRICT",
+            name="fk_document_versions_document_documents",
+        ),
+        ForeignKeyConstraint(
+            ["patient_id", "binary_id"],
+            ["binaries.patient_id", "binaries.id"],
+            ondelete="RESTRICT",
+            name="fk_document_versions_binary_binaries",
+        ),
     )
-    version: Mapped[int] = mapped_column(primary_key=True)
+
+    document_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
     patient_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     security_labels: Mapped[str] = mapped_column(String(512), default=" ")
-    binary_id: Mapped[str] = mapped_column(ForeignKey("binaries.id", ondelete="RESTRICT"))
+    binary_id: Mapped[str] = mapped_column(String(64))
     resource_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     # NULL once crypto-shredded.
     resource_dek: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -82,14 +98,20 @@ class Binary(Base):
     """A document's content: ciphertext in the blob store, its wrapped data key here."""
 
     __tablename__ = "binaries"
-    __table_args__ = (ForeignKeyConstraint(["patient_id"], ["patients.id"], ondelete="RESTRICT"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "id"),
+        ForeignKeyConstraint(["patient_id"], ["patients.id"], ondelete="RESTRICT"),
+        UniqueConstraint("patient_id", "blob_key", name="uq_binaries_patient_blob_key"),
+        # The blob sweep asks which stored blobs are still needed, by key.
+        Index("ix_binaries_blob_key", "blob_key"),
+    )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     document_id: Mapped[str] = mapped_column(String(64), index=True)
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int]
-    blob_key: Mapped[str] = mapped_column(String(255), unique=True)
+    blob_key: Mapped[str] = mapped_column(String(255))
     segment_size: Mapped[int]
     # NULL once crypto-shredded.
     wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, SmallInteger, String
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.models.base import Base, new_id, utcnow
@@ -15,11 +23,12 @@ class RecordExport(Base):
 
     __tablename__ = "record_exports"
     __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "id"),
         Index("ix_record_exports_patient_requested", "patient_id", "requested_at"),
         Index("ix_record_exports_status", "status", "lease_until"),
     )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
     requester_role: Mapped[str] = mapped_column(String(32))
     requester_kind: Mapped[str] = mapped_column(String(32))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, LargeBinary, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.models.base import Base, new_id, utcnow
@@ -15,7 +15,9 @@ class Patient(Base):
     __tablename__ = "patients"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    ins_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # Unique across patients through patient_ins (vault/models/reference.py), which is how
+    # a record is found by INS.
+    ins_index: Mapped[bytes] = mapped_column(LargeBinary(32))
     version: Mapped[int] = mapped_column(default=1)
     resource_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     resource_dek: Mapped[bytes] = mapped_column(LargeBinary)
@@ -28,9 +30,12 @@ class PatientKey(Base):
     """A patient's key-encryption key, wrapped by the key provider's master key."""
 
     __tablename__ = "patient_keys"
-    __table_args__ = (Index("ix_patient_keys_patient_active", "patient_id", "retired_at"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "id"),
+        Index("ix_patient_keys_patient_active", "patient_id", "retired_at"),
+    )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(128), index=True)

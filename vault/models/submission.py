@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vault.models.base import Base, new_id, utcnow
@@ -14,6 +22,7 @@ class SubmissionSet(Base):
 
     __tablename__ = "submission_sets"
     __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "id"),
         # Per patient and per sender, as a document's masterIdentifier (docs/lifecycle.md).
         UniqueConstraint(
             "patient_id",
@@ -24,7 +33,7 @@ class SubmissionSet(Base):
         ),
     )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), default=new_id)
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patients.id", ondelete="RESTRICT"), index=True
     )
@@ -43,11 +52,24 @@ class SubmissionSetMember(Base):
     every one of them."""
 
     __tablename__ = "submission_set_members"
+    __table_args__ = (
+        PrimaryKeyConstraint("patient_id", "submission_set_id", "document_id"),
+        ForeignKeyConstraint(
+            ["patient_id", "submission_set_id"],
+            ["submission_sets.patient_id", "submission_sets.id"],
+            ondelete="RESTRICT",
+            name="fk_submission_set_members_set_submission_sets",
+        ),
+        ForeignKeyConstraint(
+            ["patient_id", "document_id"],
+            ["documents.patient_id", "documents.id"],
+            ondelete="RESTRICT",
+            name="fk_submission_set_members_document_documents",
+        ),
+        Index("ix_submission_set_members_patient_document", "patient_id", "document_id"),
+    )
 
-    submission_set_id: Mapped[str] = mapped_column(
-        ForeignKey("submission_sets.id", ondelete="RESTRICT"), primary_key=True
-    )
-    document_id: Mapped[str] = mapped_column(
-        ForeignKey("documents.id", ondelete="RESTRICT"), primary_key=True, index=True
-    )
+    patient_id: Mapped[str] = mapped_column(String(64))
+    submission_set_id: Mapped[str] = mapped_column(String(64))
+    document_id: Mapped[str] = mapped_column(String(64))
     position: Mapped[int]

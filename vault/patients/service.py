@@ -7,9 +7,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vault.access import repository as access_repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService, ins_index
@@ -71,9 +71,8 @@ class PatientService:
     def find(self, session: Session, system: str, value: str) -> Patient | None:
         if system not in INS_SYSTEMS:
             return None
-        return session.scalar(
-            select(Patient).where(Patient.ins_index == ins_index(self._keys, system, value))
-        )
+        patient_id = access_repository.patient_by_ins(session, ins_index(self._keys, system, value))
+        return None if patient_id is None else session.get(Patient, patient_id)
 
     def id_by_query(self, session: Session, query: str, *, expression: str) -> str | None:
         """The record id an INS query names, if any, without loading the record: the same
@@ -81,9 +80,7 @@ class PatientService:
         system, value = parse_identifier_query(query, expression=expression)
         if system not in INS_SYSTEMS:
             return None
-        return session.scalar(
-            select(Patient.id).where(Patient.ins_index == ins_index(self._keys, system, value))
-        )
+        return access_repository.patient_by_ins(session, ins_index(self._keys, system, value))
 
     def get(self, session: Session, patient_id: str) -> Patient | None:
         return session.get(Patient, patient_id)
@@ -148,6 +145,7 @@ class PatientService:
             updated_at=now,
         )
         session.add(patient)
+        access_repository.add_patient_ins(session, patient.ins_index, patient_id)
         session.flush()
         return patient, True
 

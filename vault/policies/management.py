@@ -443,6 +443,7 @@ class PolicyService:
             created_by=by,
         )
         session.add(row)
+        repository.add_invitation_code(session, row)
         session.flush()
         return row, code
 

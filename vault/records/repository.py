@@ -19,6 +19,7 @@ from vault.models import (
     NotificationContact,
     NotificationEmail,
     Patient,
+    PatientIns,
     PatientKey,
     RecordExport,
     RecordLifecycle,
@@ -94,7 +95,7 @@ def stop_exports(session: Session, patient_id: str) -> list[str]:
     if ready:
         session.execute(
             update(RecordExport)
-            .where(RecordExport.id.in_(ready))
+            .where(RecordExport.patient_id == patient_id, RecordExport.id.in_(ready))
             .values(status="expired", wrapped_dek=None, kek_id=None)
         )
     return ready
@@ -187,6 +188,12 @@ def forget_patient(session: Session, patient: Patient) -> None:
     """The record's row stays as its tombstone: its sealed resource goes, and its INS index
     is replaced by one no INS has, so that the person may be given a new, empty space."""
     patient.ins_index = hashlib.sha256(b"deleted\x00" + patient.id.encode()).digest()
+    # The reference table follows: the INS no longer finds this record.
+    session.execute(
+        update(PatientIns)
+        .where(PatientIns.patient_id == patient.id)
+        .values(ins_index=patient.ins_index)
+    )
     patient.resource_ciphertext = b""
     patient.resource_dek = b""
 

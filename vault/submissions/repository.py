@@ -10,14 +10,22 @@ from sqlalchemy import Insert, Table, bindparam, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.orm import Session
 
-from vault.models import Document, SubmissionSet, SubmissionSetMember
+from vault.documents import repository as documents
+from vault.models import Document, ResourcePatient, SubmissionSet, SubmissionSetMember
 
 _SETS = cast(Table, SubmissionSet.__table__)
 _MEMBERS = cast(Table, SubmissionSetMember.__table__)
+_OWNERS = cast(Table, ResourcePatient.__table__)
+# A SubmissionSet's kind in resource_patients.
+SUBMISSION_SET = "submission-set"
 
 
 def get(session: Session, submission_set_id: str) -> SubmissionSet | None:
-    return session.get(SubmissionSet, submission_set_id)
+    """A SubmissionSet by id: its patient from the reference table, then the patient's row."""
+    patient_id = documents.patient_of(session, SUBMISSION_SET, submission_set_id)
+    if patient_id is None:
+        return None
+    return session.get(SubmissionSet, {"patient_id": patient_id, "id": submission_set_id})
 
 
 def by_unique_id(
@@ -36,11 +44,18 @@ def by_unique_id(
     )
 
 
-def members(session: Session, submission_set_id: str) -> Sequence[Document]:
+def members(session: Session, submission_set: SubmissionSet) -> Sequence[Document]:
     return session.scalars(
         select(Document)
-        .join(SubmissionSetMember, SubmissionSetMember.document_id == Document.id)
-        .where(SubmissionSetMember.submission_set_id == submission_set_id)
+        .join(
+            SubmissionSetMember,
+            (SubmissionSetMember.patient_id == Document.patient_id)
+            & (SubmissionSetMember.document_id == Document.id),
+        )
+        .where(
+            SubmissionSetMember.patient_id == submission_set.patient_id,
+            SubmissionSetMember.submission_set_id == submission_set.id,
+        )
         .order_by(SubmissionSetMember.position)
     ).all()
 
@@ -52,9 +67,14 @@ def listing_exactly(
     wanted = set(document_ids)
     candidates = session.scalars(
         select(SubmissionSet)
-        .join(SubmissionSetMember, SubmissionSetMember.submission_set_id == SubmissionSet.id)
+        .join(
+            SubmissionSetMember,
+            (SubmissionSetMember.patient_id == SubmissionSet.patient_id)
+            & (SubmissionSetMember.submission_set_id == SubmissionSet.id),
+        )
         .where(
             SubmissionSet.patient_id == patient_id,
+            SubmissionSetMember.patient_id == patient_id,
             SubmissionSetMember.document_id == document_ids[0],
         )
         .order_by(SubmissionSet.created_at)
@@ -62,7 +82,8 @@ def listing_exactly(
     for candidate in candidates:
         listed = session.scalars(
             select(SubmissionSetMember.document_id).where(
-                SubmissionSetMember.submission_set_id == candidate.id
+                SubmissionSetMember.patient_id == patient_id,
+                SubmissionSetMember.submission_set_id == candidate.id,
             )
         ).all()
         if set(listed) == wanted:
@@ -75,15 +96,21 @@ def insert(session: Session, submission_set: dict[str, Any], members: list[dict[
     whole, and the ORM's unit of work would cost more than the rest of the write."""
     # Rows the ORM still holds go first: these reference the patient and the documents.
     session.flush()
+    patient_id = submission_set["patient_id"]
+    members = [{**member, "patient_id": patient_id} for member in members]
+    # The reference table finds the List's patient by its id (docs/scaling.md).
+    owner = {"kind": SUBMISSION_SET, "resource_id": submission_set["id"], "patient_id": patient_id}
     if session.get_bind().dialect.name == "postgresql" and 0 < len(members) <= _TOGETHER:
         # One statement, the List's row as a data-modifying CTE: PostgreSQL checks the
         # members' foreign keys at its end, when the List is in.
         params = {f"s_{name}": value for name, value in submission_set.items()}
+        params.update({f"o_{name}": value for name, value in owner.items()})
         for n, member in enumerate(members):
             params.update({f"m{n}_{name}": value for name, value in member.items()})
         session.execute(_together(len(members), tuple(submission_set), tuple(members[0])), params)
         return
     session.execute(sql_insert(_SETS), [submission_set])
+    session.execute(sql_insert(_OWNERS), [owner])
     if members:
         session.execute(sql_insert(_MEMBERS), members)
 
@@ -102,5 +129,6 @@ def _together(count: int, submission_set: tuple[str, ...], member: tuple[str, ..
         )
 
     ctes = [row(_SETS, submission_set, "s_").cte("new_submission_set")]
+    ctes += [row(_OWNERS, ("kind", "resource_id", "patient_id"), "o_").cte("new_owner")]
     ctes += [row(_MEMBERS, member, f"m{n}_").cte(f"new_member_{n}") for n in range(1, count)]
     return row(_MEMBERS, member, "m0_").add_cte(*ctes)

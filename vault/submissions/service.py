@@ -124,7 +124,7 @@ class SubmissionSetService:
         row = repository.get(session, submission_set_id)
         if row is None:
             raise NotFound("List not found")
-        members = repository.members(session, submission_set_id)
+        members = repository.members(session, row)
         if not members:
             # Deny by default: a SubmissionSet is readable through its documents only.
             raise NotFound("List not found")

@@ -431,7 +431,7 @@ class Space:
     ) -> DocumentRow:
         """One document's metadata: an audited read."""
         resource = self.services.documents.read(session, actor, document_id)
-        stored = documents_repository.get(session, document_id)
+        stored = documents_repository.get(session, document_id, patient_id)
         if stored is None or stored.patient_id != patient_id:
             raise NotFound("DocumentReference not found")
         facts = documents_repository.facts(stored)
@@ -701,9 +701,13 @@ class Space:
     def _document_labels(self, session: Session, entries: list[AuditEntry]) -> dict[str, str]:
         """Which document an entry is about, by its type's label and date: the history
         shows the document without reading it (the index holds both in clear)."""
-        ids = {d for d in map(document_of, entries) if d is not None}
+        keys = {
+            (entry.patient_id, document_id)
+            for entry in entries
+            if entry.patient_id is not None and (document_id := document_of(entry)) is not None
+        }
         labels = {}
-        for document_id, row in audit_repository.documents_by_id(session, ids).items():
+        for document_id, row in audit_repository.documents_by_id(session, keys).items():
             if row.deleted_at is not None:
                 labels[document_id] = gettext("history.document.deleted")
                 continue

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from vault.errors import IntegrityError
@@ -106,8 +106,8 @@ class KeyService:
         cached = self._cache.recall(kek_id)
         if cached is not None:
             return cached
-        row = session.get(PatientKey, kek_id)
-        if row is None or row.patient_id != patient_id:
+        row = session.get(PatientKey, {"patient_id": patient_id, "id": kek_id})
+        if row is None:
             raise IntegrityError("A key needed to decrypt this record is missing")
         return self._unwrapped(row)
 
@@ -152,8 +152,10 @@ class KeyService:
         rewrapped = 0
         for batch in self._stale_keys(session_factory, new_master, batch_size):
             with session_factory() as session, session.begin():
-                for key_id in batch:
-                    row = session.get(PatientKey, key_id, with_for_update=True)
+                for patient_id, key_id in batch:
+                    row = session.get(
+                        PatientKey, {"patient_id": patient_id, "id": key_id}, with_for_update=True
+                    )
                     if row is None or row.master_key_id == new_master:
                         continue
                     context = _kek_context(row.patient_id, row.id)
@@ -161,7 +163,7 @@ class KeyService:
                     master_key_id, wrapped = self.provider.wrap(plain, context)
                     session.execute(
                         update(PatientKey)
-                        .where(PatientKey.id == row.id)
+                        .where(PatientKey.patient_id == row.patient_id, PatientKey.id == row.id)
                         .values(wrapped_key=wrapped, master_key_id=master_key_id)
                     )
                     rewrapped += 1
@@ -172,22 +174,27 @@ class KeyService:
     @staticmethod
     def _stale_keys(
         session_factory: Callable[[], Session], master_key_id: str, batch_size: int
-    ) -> Iterator[list[str]]:
-        last = ""
+    ) -> Iterator[list[tuple[str, str]]]:
+        """(patient id, key id) pairs, in the order of the keys' primary key."""
+        last = ("", "")
         while True:
             with session_factory() as session:
-                ids = list(
-                    session.scalars(
-                        select(PatientKey.id)
-                        .where(PatientKey.master_key_id != master_key_id, PatientKey.id > last)
-                        .order_by(PatientKey.id)
+                keys = [
+                    (str(patient_id), str(key_id))
+                    for patient_id, key_id in session.execute(
+                        select(PatientKey.patient_id, PatientKey.id)
+                        .where(
+                            PatientKey.master_key_id != master_key_id,
+                            tuple_(PatientKey.patient_id, PatientKey.id) > tuple_(*last),
+                        )
+                        .order_by(PatientKey.patient_id, PatientKey.id)
                         .limit(batch_size)
                     )
-                )
-            if not ids:
+                ]
+            if not keys:
                 return
-            yield ids
-            last = ids[-1]
+            yield keys
+            last = keys[-1]
 
     def retire_unused_master_keys(
         self, session: Session, retention: timedelta, now: datetime | None = None
