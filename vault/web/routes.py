@@ -924,7 +924,8 @@ def notifications_read(
 
 
 def install(app: Any, services: Services) -> None:
-    """The space's session middleware and sign-in client, and its routes."""
+    """The space's session middleware and sign-in client; its routes (``router``) are
+    included by the app factory, after the API's (vault/api/app.py says why)."""
     settings = services.settings
     store = SessionStore(
         services.session_factory,
@@ -936,7 +937,6 @@ def install(app: Any, services: Services) -> None:
     app.add_middleware(
         SessionMiddleware, store=store, base_url=settings.base_url, paths=is_space_path
     )
-    app.include_router(router)
 
 
 __all__ = ["PUBLIC_PATHS", "install", "router"]
