@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from vault.access.state import Entry, EntryKind, PatientPolicy
-from vault.models import AccessPolicy, AccessPolicyEntry, CaregiverInvitation, Patient
+from vault.models import (
+    AccessPolicy,
+    AccessPolicyEntry,
+    CaregiverInvitation,
+    Patient,
+    RecordLifecycle,
+)
 from vault.models.base import utcnow
 
 
@@ -38,6 +44,14 @@ class PolicySnapshots:
 
 _POLICIES = cast(Table, AccessPolicy.__table__)
 _ENTRIES = cast(Table, AccessPolicyEntry.__table__)
+_LIFECYCLES = cast(Table, RecordLifecycle.__table__)
+# Whether the record is closed or deleted (docs/lifecycle.md): a record never closed has no
+# lifecycle row.
+_CLOSED = (
+    select(_LIFECYCLES.c.status)
+    .where(_LIFECYCLES.c.patient_id == bindparam("patient_id"), _LIFECYCLES.c.status != "open")
+    .scalar_subquery()
+)
 # Every request reads its patient's policy: one statement, built once. The version comes
 # with each entry row; a lone row of NULL entry columns stands for a policy without entries.
 _POLICY_NOW = select(
@@ -45,6 +59,7 @@ _POLICY_NOW = select(
     .where(_POLICIES.c.patient_id == bindparam("patient_id"))
     .scalar_subquery()
     .label("version"),
+    _CLOSED.label("closed"),
     _ENTRIES.c.id,
     _ENTRIES.c.kind,
     _ENTRIES.c.subject,
@@ -69,23 +84,34 @@ _POLICY_NOW = select(
 
 _PATIENTS = cast(Table, Patient.__table__)
 # Core, on the session's connection: every patient's request runs it, and the ORM's
-# execution of this one-column query cost more than the query itself.
-_OWN_RECORD = select(_PATIENTS.c.id).where(_PATIENTS.c.ins_index == bindparam("ins_index"))
+# execution of this small query cost more than the query itself.
+_OWN_RECORD = select(
+    _PATIENTS.c.id,
+    select(_LIFECYCLES.c.status)
+    .where(_LIFECYCLES.c.patient_id == _PATIENTS.c.id, _LIFECYCLES.c.status != "open")
+    .scalar_subquery()
+    .label("closed"),
+).where(_PATIENTS.c.ins_index == bindparam("ins_index"))
 
 
-def own_record(session: Session, ins_index: bytes) -> str | None:
-    """The record of the patient with this INS index, if they have one; one this
-    transaction is adding is found too (flushed first, as the ORM's autoflush would)."""
+def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bool]:
+    """The record of the patient with this INS index, if they have one, and whether they
+    closed it; one this transaction is adding is found too (flushed first, as the ORM's
+    autoflush would)."""
     if session.autoflush and (session.new or session.dirty or session.deleted):
         session.flush()
-    return session.connection().execute(_OWN_RECORD, {"ins_index": ins_index}).scalar()
+    row = session.connection().execute(_OWN_RECORD, {"ins_index": ins_index}).first()
+    if row is None:
+        return None, False
+    return row.id, row.closed is not None
 
 
 def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
     rows = session.execute(_POLICY_NOW, {"patient_id": patient_id, "at": at}).all()
     version = rows[0].version if rows else None
+    closed = bool(rows) and rows[0].closed is not None
     entries = tuple(entry_of(row) for row in rows if row.id is not None)
-    return PatientPolicy(patient_id, at, version or 0, entries)
+    return PatientPolicy(patient_id, at, version or 0, entries, closed=closed)
 
 
 def entry_of(row: Row[*tuple[Any, ...]]) -> Entry:

@@ -14,6 +14,7 @@ from vault.api import audit as audit_api
 from vault.api import docs, errors, middleware, openapi
 from vault.api import exports as exports_api
 from vault.api import notifications as notifications_api
+from vault.api import records as records_api
 from vault.api.deps import authenticate
 from vault.api.fhir import (
     audit_events,
@@ -108,9 +109,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     protected.include_router(access_api.router)
     protected.include_router(notifications_api.router)
     protected.include_router(exports_api.router)
+    protected.include_router(records_api.router)
     app.include_router(protected)
     # Last: a request is matched against the routes in order, about 6 microseconds each, and
-    # the space's 31 pages (whose paths no API route shares) came before the API's reads,
+    # the space's pages (whose paths no API route shares) came before the API's reads,
     # the busiest routes (docs/performance.md).
     app.include_router(web.router)
     return app

@@ -83,30 +83,45 @@ async def web_transaction(
     request: Request, found: ServicesDep, principal: SignedInDep
 ) -> AsyncIterator[Session]:
     """As vault/api/deps.py's ``transaction``: commit on success, roll back on any error,
-    then record a refusal or a failed change on its own."""
+    then record a refusal or a failed change on its own.
+
+    The space's routes turn errors into pages (``SpaceRoute``) before this dependency
+    ends, so an error reaches it as ``request.state.space_error`` rather than raised: the
+    page is shown and the transaction still rolls back."""
     session = found.session_factory()
+    failed: BaseException | None = None
     try:
         yield session
-        await run_in_threadpool(commit, session)
-    except AccessDenied as denied:
-        await run_in_threadpool(roll_back_and_record, found, session, denied.audit_record)
+        failed = getattr(request.state, "space_error", None)
+        if failed is None:
+            await run_in_threadpool(commit, session)
+    except BaseException as error:
+        await _end_failed(request, found, principal, session, error)
         raise
-    except VaultError as error:
-        record = None
-        if request.method in WRITES:
-            record = AuditRecord(
-                action="C",
-                outcome=Outcome.FAILED,
-                purpose="PATRQT",
-                principal=principal,
-                detail={"error": type(error).__name__, "status": str(error.status_code)},
-            )
+    if failed is not None:
+        await _end_failed(request, found, principal, session, failed)
+
+
+async def _end_failed(
+    request: Request,
+    found: ServicesDep,
+    principal: Principal,
+    session: Session,
+    error: BaseException,
+) -> None:
+    record = None
+    if isinstance(error, AccessDenied):
+        record = error.audit_record
+    elif isinstance(error, VaultError) and request.method in WRITES:
+        record = AuditRecord(
+            action="C",
+            outcome=Outcome.FAILED,
+            purpose="PATRQT",
+            principal=principal,
+            detail={"error": type(error).__name__, "status": str(error.status_code)},
+        )
+    with CancelScope(shield=True):
         await run_in_threadpool(roll_back_and_record, found, session, record)
-        raise
-    except BaseException:
-        with CancelScope(shield=True):
-            await run_in_threadpool(roll_back_and_record, found, session, None)
-        raise
 
 
 WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]
