@@ -43,6 +43,7 @@ from vault.web.deps import (
     WebTransactionDep,
 )
 from vault.web.i18n import environment, gettext, parse_date, short_date
+from vault.web.lifetime import lifetime
 from vault.web.sessions import SessionData, SessionMiddleware, SessionStore, csrf_token
 from vault.web.signin import (
     CLIENT,
@@ -119,9 +120,12 @@ def error_page(request: Request, error: CsrfRefused | VaultError) -> Response:
         return page(request, error.template, status, errors=error.errors, **error.context)
     if isinstance(error, PageRefused):
         return page(request, "error.html", error.status_code, message=error.text)
-    key = {404: "error.not_found", 403: "error.forbidden", 410: "error.gone"}.get(
-        error.status_code, "error.generic"
-    )
+    key = {
+        404: "error.not_found",
+        403: "error.forbidden",
+        409: "error.conflict",
+        410: "error.gone",
+    }.get(error.status_code, "error.generic")
     status = error.status_code if error.status_code < 500 else 503
     return page(request, "error.html", status, message=gettext(key))
 
@@ -221,6 +225,7 @@ NOTICES = frozenset(
         "email_events",
         "email_stopped",
         "email_removed",
+        "reopened",
     }
 )
 
@@ -264,12 +269,15 @@ def _home(request: Request, found: Services, data: SessionData, principal: Princ
     with found.session_factory.begin() as session:
         actor = found.access.actor(session, principal)
         relationships = space(found).relationships(session, actor)
+        # A closed space, or an opposition to one (vault/web/lifetime.py).
+        landing = lifetime(found).landing(session, actor)
+        closed = lifetime(found).closed_represented(session, actor)
     own = actor.own_patient_id
     if principal.role is Role.PATIENT and not relationships:
         # A patient's own record, or the first visit that opens it.
-        return see_other(f"/dossiers/{own}/documents" if own else "/bienvenue")
+        return see_other(landing or (f"/dossiers/{own}/documents" if own else "/bienvenue"))
     # Someone who acts for others (a parent for a child, say) chooses whose record.
-    return page(request, "people.html", relationships=relationships, own=own)
+    return page(request, "people.html", relationships=relationships, own=own, closed_records=closed)
 
 
 @router.get("/login")
@@ -394,7 +402,13 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
 
 
 @router.get("/bienvenue")
-def welcome(request: Request, principal: SignedInDep) -> Response:
+def welcome(
+    request: Request, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
+) -> Response:
+    # Someone who opposed the creation of their space is shown that first.
+    landing = lifetime(found).landing(session, actor)
+    if landing is not None:
+        return see_other(landing)
     return page(request, "welcome.html")
 
 
@@ -442,6 +456,8 @@ def documents(
     apres: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     record = record_of(session, found, actor, data, pid)
+    if record.own and actor.own_record_closed:
+        return see_other(f"/dossiers/{quote(pid)}/fermeture")
     listing = space(found).documents(
         session, actor, pid, category=categorie or None, cursor=apres, since=_since(data)
     )
@@ -1192,4 +1208,7 @@ def install(app: Any, services: Services) -> None:
     )
 
 
-__all__ = ["PUBLIC_PATHS", "install", "router"]
+# The pages about a record's lifetime are declared on this router, in their own module.
+from vault.web import lifetime_pages  # noqa: E402
+
+__all__ = ["PUBLIC_PATHS", "install", "lifetime_pages", "router"]
