@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
+import anyio.to_thread
 from sqlalchemy import event, insert
 
 from tests.factories import create_patient, publish
@@ -91,3 +93,43 @@ def test_the_database_blob_store_reads_inside_the_callers_transaction(services):
 
         assert b"".join(services.blobs.read(key, session)) == b"not yet committed"
         session.rollback()
+
+
+@contextmanager
+def thread_hops(monkeypatch) -> Iterator[list[str]]:
+    """The functions a request hands to the thread pool (each a hop there and back)."""
+    hops: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting(func, *args, **kwargs):
+        # FastAPI hands a sync endpoint over wrapped in a partial that names it.
+        named = func.keywords.get("function", func.func) if isinstance(func, partial) else func
+        hops.append(getattr(named, "__qualname__", repr(named)))
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    yield hops
+    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)
+
+
+def test_a_patients_download_and_search_each_take_one_trip_to_the_thread_pool(
+    client, tokens, monkeypatch
+):
+    # Their actor, their read and the end of their transaction run in the endpoint's
+    # thread (docs/performance.md): no hop for the actor's query, none for the commit.
+    patient_id, ins_value = create_patient(client, tokens)
+    stored = publish(client, tokens.professional(), patient_id, b"%PDF-1.7 compte rendu")
+    url = "/fhir/" + stored["content"][0]["attachment"]["url"]
+    headers = tokens.patient(ins_value)
+
+    with thread_hops(monkeypatch) as hops:
+        downloaded = client.get(url, headers=headers)
+    assert downloaded.status_code == 200
+    assert downloaded.content == b"%PDF-1.7 compte rendu"
+    assert hops == ["retrieve"]
+
+    with thread_hops(monkeypatch) as hops:
+        found = client.get(f"/fhir/DocumentReference?patient=Patient/{patient_id}", headers=headers)
+    assert found.status_code == 200
+    assert len(found.json()["entry"]) == 1
+    assert hops == ["search"]

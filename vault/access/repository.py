@@ -83,15 +83,18 @@ _POLICY_NOW = select(
 )
 
 
-# The reference table patient_ins finds a record by INS index (docs/scaling.md); it holds
-# a row for every record, written with it.
+_PATIENT_INS = cast(Table, PatientIns.__table__)
+# Core, on the session's connection: every patient's request runs it, and the ORM's
+# execution of this small query cost more than the query itself. The reference table
+# patient_ins finds a record by INS index (docs/scaling.md); it holds a row for every
+# record, written with it.
 _OWN_RECORD = select(
-    PatientIns.patient_id,
+    _PATIENT_INS.c.patient_id,
     select(_LIFECYCLES.c.status)
-    .where(_LIFECYCLES.c.patient_id == PatientIns.patient_id, _LIFECYCLES.c.status != "open")
+    .where(_LIFECYCLES.c.patient_id == _PATIENT_INS.c.patient_id, _LIFECYCLES.c.status != "open")
     .scalar_subquery()
     .label("closed"),
-).where(PatientIns.ins_index == bindparam("ins_index"))
+).where(_PATIENT_INS.c.ins_index == bindparam("ins_index"))
 
 _PATIENT_BY_INS = select(PatientIns.patient_id).where(
     PatientIns.ins_index == bindparam("ins_index")
@@ -100,8 +103,11 @@ _PATIENT_BY_INS = select(PatientIns.patient_id).where(
 
 def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bool]:
     """The record of the patient with this INS index, if they have one, and whether they
-    closed it."""
-    row = session.execute(_OWN_RECORD, {"ins_index": ins_index}).first()
+    closed it; one this transaction is adding is found too (flushed first, as the ORM's
+    autoflush would)."""
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        session.flush()
+    row = session.connection().execute(_OWN_RECORD, {"ins_index": ins_index}).first()
     if row is None:
         return None, False
     return row.patient_id, row.closed is not None

@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.throttle = Throttle.from_settings(settings)
     errors.install(app)
     # The patient's space (vault/web): its routes are guarded by a session, not a token.
+    # Its middleware goes here (inside those of middleware.install); its routes last, below.
     web.install(app, built)
     middleware.install(app, settings, built)
     openapi.install(app, PUBLIC_PATHS)
@@ -110,4 +111,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     protected.include_router(exports_api.router)
     protected.include_router(records_api.router)
     app.include_router(protected)
+    # Last: a request is matched against the routes in order, about 6 microseconds each, and
+    # the space's pages (whose paths no API route shares) came before the API's reads,
+    # the busiest routes (docs/performance.md).
+    app.include_router(web.router)
     return app

@@ -25,18 +25,26 @@ from vault.errors import (
     VaultError,
 )
 from vault.fhir import wire
-from vault.http.deps import ServicesDep, commit, roll_back_and_record
+from vault.http.deps import commit, roll_back_and_record
 from vault.identity.principal import Principal, Role
 from vault.identity.throttle import Throttle
+from vault.services import Services
 
 WRITE_ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
 
 bearer = HTTPBearer(auto_error=False, description="An OAuth 2 access token (JWT)")
 
 
+def services_of(request: Request) -> Services:
+    """The services, for the dependencies below: read from the app rather than through
+    ``ServicesDep``, because FastAPI solves a dependency's sub-dependencies again at every
+    place it appears (before looking in its cache), and these appear in every route."""
+    found: Services = request.app.state.services
+    return found
+
+
 async def authenticate(
     request: Request,
-    found: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """A valid bearer token or 401; 429 for an address that keeps presenting bad ones. A
@@ -52,7 +60,7 @@ async def authenticate(
     keys = [f"ip:{source_ip or 'unknown'}"]
     throttle.guard_authentication(keys)
     try:
-        principal = found.tokens.validate(credentials.credentials)
+        principal = services_of(request).tokens.validate(credentials.credentials)
     except Unauthenticated:
         throttle.failed_authentication(keys)
         raise
@@ -65,23 +73,26 @@ async def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-async def transaction(
-    request: Request, found: ServicesDep, principal: PrincipalDep
-) -> AsyncIterator[Session]:
+async def transaction(request: Request, principal: PrincipalDep) -> AsyncIterator[Session]:
     """One transaction per request: commit when the endpoint returns, roll back on any
     error -- then record the refusal or failure on its own, since it must outlive the
     rollback.
 
     Async so that opening the session (which touches no connection until the endpoint's
     first statement) costs no thread hop; everything that talks to the database runs in
-    the thread pool, one hop for the commit.
+    the thread pool, one hop for the commit -- none when the endpoint ended the transaction
+    in its own thread already (``end_reads``).
 
     Whatever the outcome, the refusals the request met count towards its actor's throttle."""
+    found = services_of(request)
     session = found.session_factory()
     try:
         yield session
         _count_refusals(request, principal, session)
-        await run_in_threadpool(commit, session)
+        if session.in_transaction():
+            await run_in_threadpool(commit, session)
+        else:
+            session.close()  # nothing is open: no statement, no I/O
     except AccessDenied as denied:
         _count_refusals(request, principal, session)
         await run_in_threadpool(roll_back_and_record, found, session, denied.audit_record)
@@ -117,15 +128,25 @@ def _count_refusals(request: Request, principal: Principal, session: Session) ->
 SessionDep = Annotated[Session, Depends(transaction, scope="function")]
 
 
-async def actor(found: ServicesDep, principal: PrincipalDep, session: SessionDep) -> Actor:
+async def actor(request: Request, principal: PrincipalDep, session: SessionDep) -> Actor:
     # Only a patient's actor needs a query (their own record's id); the others are built
-    # from the token alone, without a thread hop.
+    # from the token alone, without a thread hop. (The reads that matter most, downloads
+    # and searches, build it in their endpoint's thread instead: no hop at all.)
+    found = services_of(request)
     if principal.role is Role.PATIENT:
         return await run_in_threadpool(found.access.actor, session, principal)
     return found.access.actor(session, principal)
 
 
 ActorDep = Annotated[Actor, Depends(actor)]
+
+
+def end_reads(session: Session) -> None:
+    """For an endpoint that has read all it reads from the database (its audit entry
+    committed, or waited for): ends the transaction in the endpoint's own thread, so that
+    the transaction dependency has no commit left to make and spares a hop to the thread
+    pool. A failure here fails the request as a failed commit would."""
+    session.commit()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -158,18 +179,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def fhir_body(request: Request, found: ServicesDep) -> bytes:
+async def fhir_body(request: Request) -> bytes:
     wire.require_json_media_type(request.headers.get("content-type"))
-    return await read_body(request, found.settings.max_body_bytes)
+    return await read_body(request, services_of(request).settings.max_body_bytes)
 
 
 FhirBody = Annotated[bytes, Depends(fhir_body)]
 
 
-async def patch_body(request: Request, found: ServicesDep) -> bytes:
+async def patch_body(request: Request) -> bytes:
     if wire.media_type(request.headers.get("content-type")) != "application/json-patch+json":
         wire.require_json_media_type(request.headers.get("content-type"))
-    return await read_body(request, found.settings.max_body_bytes)
+    return await read_body(request, services_of(request).settings.max_body_bytes)
 
 
 PatchBody = Annotated[bytes, Depends(patch_body)]

@@ -173,6 +173,10 @@ def configure_logging(
 
     structlog.configure(
         processors=[
+            # First: an event below the level (every request's line at WARNING) is dropped
+            # before the timestamp and the rest are made for it, not after (stdlib would
+            # drop it by the same test, its logger's level).
+            structlog.stdlib.filter_by_level,
             *_shared_processors(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

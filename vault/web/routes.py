@@ -1193,7 +1193,8 @@ def unsubscribe(
 
 
 def install(app: Any, services: Services) -> None:
-    """The space's session middleware and sign-in client, and its routes."""
+    """The space's session middleware and sign-in client; its routes (``router``) are
+    included by the app factory, after the API's (vault/api/app.py says why)."""
     settings = services.settings
     store = SessionStore(
         services.session_factory,
@@ -1205,7 +1206,6 @@ def install(app: Any, services: Services) -> None:
     app.add_middleware(
         SessionMiddleware, store=store, base_url=settings.base_url, paths=is_space_path
     )
-    app.include_router(router)
 
 
 # The pages about a record's lifetime are declared on this router, in their own module.

@@ -11,7 +11,7 @@ from itertools import chain
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from vault.api.deps import ActorDep, SessionDep
+from vault.api.deps import PrincipalDep, SessionDep, end_reads
 from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
 from vault.http.deps import ServicesDep
 
@@ -30,9 +30,19 @@ SANDBOXED = {
 
 @router.get("/Binary/{binary_id}", summary="ITI-68 Retrieve Document")
 def retrieve(
-    binary_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
+    binary_id: str,
+    principal: PrincipalDep,
+    found: ServicesDep,
+    session: SessionDep,
+    request: Request,
 ) -> Response:
+    # The actor, the read and the end of its transaction in this one thread: one hop to the
+    # thread pool per download (docs/performance.md).
+    actor = found.access.actor(session, principal)
     content = found.documents.content(session, actor, binary_id)
+    # Its entry is committed: what is left (decrypting; a large document's later chunks,
+    # each in a short transaction of its own) needs the request's transaction no more.
+    end_reads(session)
     as_fhir = _wants_fhir(request.headers.get("accept")) and (
         media_type(content.content_type) not in JSON_MEDIA_TYPES
     )

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import URL
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, FhirBody, PatchBody, SessionDep
+from vault.api.deps import ActorDep, FhirBody, PatchBody, PrincipalDep, SessionDep, end_reads
 from vault.api.fhir.bundles import history_bundle, searchset
 from vault.api.fhir.params import apply_date, split_or
 from vault.api.responses import FhirResponse
@@ -95,11 +95,16 @@ def publish(
 
 
 @router.get("/DocumentReference", summary="ITI-67 Find Document References")
-def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
+def search(
+    principal: PrincipalDep, found: ServicesDep, session: SessionDep, request: Request
+) -> Response:
     params = request.query_params
     unknown = set(params.keys()) - SEARCH_PARAMETERS
     if unknown:
         raise BadRequest(f"Unsupported search parameter: {sorted(unknown)[0]}")
+    # The actor, the search and the end of its transaction in this one thread: one hop to
+    # the thread pool per search (docs/performance.md).
+    actor = found.access.actor(session, principal)
     patient_id = _patient_of_search(
         actor,
         found,
@@ -131,6 +136,7 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
         page = found.search.search(
             session, actor, SearchCriteria(**criteria), count, params.get("_cursor")
         )
+    end_reads(session)
     next_url = None
     if page.next_cursor:
         next_url = _search_url(base, request, _cursor=page.next_cursor, _count=count)
