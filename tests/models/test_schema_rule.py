@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from alembic import command
+from sqlalchemy import Engine, MetaData, create_engine, text
 
 from tests.conftest import ADMIN_URL, ON_SQLITE
 from tests.models.schema_rule import read_schema, violations
+from vault.migrations import alembic_config, upgrade
 from vault.models import Base, sharding
 
 
@@ -114,3 +117,138 @@ def test_the_checker_names_each_table_that_breaks_the_rule(scratch):
         )
         == []
     )
+
+
+BEFORE = "e7a3c91b5d20"
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _stored_before(engine: Engine) -> None:
+    """One patient's record in the schema as it was before the migration."""
+    tables = MetaData()
+    tables.reflect(engine)
+    t = tables.tables
+    common = {"kek_id": "k1", "created_at": NOW}
+    rows = [
+        (
+            "patients",
+            {
+                "id": "p1",
+                "ins_index": b"i" * 32,
+                "version": 1,
+                "updated_at": NOW,
+                "resource_ciphertext": b"c",
+                "resource_dek": b"d",
+                **common,
+            },
+        ),
+        (
+            "binaries",
+            {
+                "id": "b1",
+                "document_id": "d1",
+                "patient_id": "p1",
+                "size": 1,
+                "content_type": "text/plain",
+                "blob_key": "blob-1",
+                "segment_size": 64,
+                "wrapped_dek": b"w",
+                **common,
+            },
+        ),
+        (
+            "documents",
+            {
+                "id": "d1",
+                "patient_id": "p1",
+                "master_identifier": "m1",
+                "current_version": 1,
+                "status": "current",
+                "security_labels": " ",
+                "author_kind": "professional",
+                "author_id": "a1",
+                "updated_at": NOW,
+                "content_fingerprint": b"f" * 32,
+                "created_at": NOW,
+            },
+        ),
+        (
+            "document_versions",
+            {
+                "document_id": "d1",
+                "version": 1,
+                "patient_id": "p1",
+                "status": "current",
+                "security_labels": " ",
+                "binary_id": "b1",
+                "created_by_role": "professional",
+                "created_by": "a1",
+                **common,
+            },
+        ),
+        (
+            "submission_sets",
+            {
+                "id": "s1",
+                "patient_id": "p1",
+                "resource_ciphertext": b"c",
+                "resource_dek": b"d",
+                "submitted_by_role": "professional",
+                "submitted_by": "a1",
+                **common,
+            },
+        ),
+        ("submission_set_members", {"submission_set_id": "s1", "document_id": "d1", "position": 0}),
+        (
+            "caregiver_invitations",
+            {
+                "id": "c1",
+                "patient_id": "p1",
+                "code_hash": b"h" * 32,
+                "scope": "read",
+                "categories": [],
+                "created_at": NOW,
+                "delegation_expires_at": NOW,
+                "code_expires_at": NOW,
+                "created_by_role": "patient",
+                "created_by": "p1",
+            },
+        ),
+    ]
+    with engine.begin() as connection:
+        for name, row in rows:
+            connection.execute(t[name].insert(), [row])
+
+
+def test_the_migration_indexes_the_rows_already_stored_and_goes_back(scratch):
+    upgrade(_url(scratch), BEFORE)
+    _stored_before(scratch)
+
+    upgrade(_url(scratch))
+
+    with scratch.connect() as connection:
+        owners = connection.execute(
+            text("SELECT kind, resource_id, patient_id FROM resource_patients ORDER BY kind")
+        ).all()
+        assert [tuple(row) for row in owners] == [
+            ("binary", "b1", "p1"),
+            ("document", "d1", "p1"),
+            ("submission-set", "s1", "p1"),
+        ]
+        assert connection.execute(text("SELECT patient_id FROM patient_ins")).all() == [("p1",)]
+        assert connection.execute(
+            text("SELECT patient_id, invitation_id FROM invitation_codes")
+        ).all() == [("p1", "c1")]
+        assert connection.execute(text("SELECT patient_id FROM submission_set_members")).all() == [
+            ("p1",)
+        ]
+        assert violations(read_schema(connection)) == []
+
+    command.downgrade(alembic_config(_url(scratch)), BEFORE)
+    with scratch.connect() as connection:
+        assert connection.execute(text("SELECT id FROM documents")).all() == [("d1",)]
+        assert "resource_patients" not in read_schema(connection)
