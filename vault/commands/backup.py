@@ -179,7 +179,7 @@ def restore_data(
         summary = restore_backup(services, backup)
         tombstones += [Tombstone.decode(item) for item in summary.tombstones]
         with services.session_factory() as session, session.begin():
-            replayed = replay(session, tombstones, services.audit, operator or getpass.getuser())
+            replayed = replay(session, tombstones, services.access, operator or getpass.getuser())
         typer.echo(
             f"restored backup {summary.backup_id} of {summary.created_at}: "
             f"{sum(summary.tables.values())} rows, {summary.blobs} blobs; "
@@ -217,7 +217,7 @@ def restore_shreds(
         for source in sources:
             tombstones += load_tombstones(source, services.key_provider)
         with services.session_factory() as session, session.begin():
-            replayed = replay(session, tombstones, services.audit, operator or getpass.getuser())
+            replayed = replay(session, tombstones, services.access, operator or getpass.getuser())
         typer.echo(f"{replayed} deletions replayed")
 
 

@@ -1,4 +1,5 @@
-"""The services, as a request dependency, and how a request's transaction ends."""
+"""The services, as a request dependency, and the commit that ends a request's transaction
+(a failed one is ended by ``AccessService.end_failed``, which records what must outlive it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from vault.access.records import AuditRecord
 from vault.services import Services
 
 
@@ -25,12 +25,3 @@ def commit(session: Session) -> None:
         session.commit()
     finally:
         session.close()
-
-
-def roll_back_and_record(found: Services, session: Session, record: AuditRecord | None) -> None:
-    try:
-        session.rollback()
-    finally:
-        session.close()
-    if record is not None:
-        found.audit.append_standalone(found.session_factory, record)

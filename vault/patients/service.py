@@ -148,6 +148,17 @@ class PatientService:
         session.flush()
         return patient, True
 
+    def read_back(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any] | None:
+        """A record just created, back to its patient when their token may read it: a token
+        that may only create gets None (the caller answers with an outcome alone) rather
+        than a refusal undoing the creation."""
+        owner = self.access.actor(session, actor.principal)
+        if owner.own_patient_id != patient_id:
+            return None
+        if not self.access.check(owner, Permission.PATIENT_READ, patient_id).allowed:
+            return None
+        return self.read(session, owner, patient_id)
+
     def read(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any]:
         patient = session.get(Patient, patient_id)
         if patient is None:

@@ -13,11 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.records import AuditRecord, Outcome
-from vault.access.service import AccessDenied
+from vault.access.service import SPACE
 from vault.errors import VaultError
-from vault.http.deps import ServicesDep, commit, roll_back_and_record
+from vault.http.deps import ServicesDep, commit
 from vault.identity.principal import Principal
+from vault.services import Services
 from vault.web.sessions import SessionData, csrf_valid
 from vault.web.signin import session_principal
 
@@ -76,8 +76,6 @@ async def csrf_checked(request: Request, data: WebSessionDep, found: ServicesDep
 
 CsrfDep = Depends(csrf_checked)
 
-WRITES = {"POST"}
-
 
 async def web_transaction(
     request: Request, found: ServicesDep, principal: SignedInDep
@@ -88,25 +86,21 @@ async def web_transaction(
     try:
         yield session
         await run_in_threadpool(commit, session)
-    except AccessDenied as denied:
-        await run_in_threadpool(roll_back_and_record, found, session, denied.audit_record)
-        raise
     except VaultError as error:
-        record = None
-        if request.method in WRITES:
-            record = AuditRecord(
-                action="C",
-                outcome=Outcome.FAILED,
-                purpose="PATRQT",
-                principal=principal,
-                detail={"error": type(error).__name__, "status": str(error.status_code)},
-            )
-        await run_in_threadpool(roll_back_and_record, found, session, record)
+        await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
         raise
-    except BaseException:
+    except BaseException as error:
         with CancelScope(shield=True):
-            await run_in_threadpool(roll_back_and_record, found, session, None)
+            await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
         raise
+
+
+def _end_failed(
+    found: Services, session: Session, principal: Principal, error: BaseException, method: str
+) -> None:
+    found.access.end_failed(
+        found.session_factory, session, principal, error, surface=SPACE, method=method
+    )
 
 
 WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]

@@ -5,7 +5,6 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, FhirBody, SessionDep
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest, PreconditionFailed
@@ -43,15 +42,7 @@ def create(
             "informational", "A patient with this identifier already exists", severity="information"
         )
         return FhirResponse(outcome, status_code=200, headers={"Location": location})
-    owner = found.access.actor(session, actor.principal)
-    # The record comes back to its patient when their token may read it; a token that
-    # may only create gets the outcome alone, rather than a refusal undoing the creation.
-    stored = (
-        found.patients.read(session, owner, patient.id)
-        if owner.own_patient_id == patient.id
-        and found.access.check(owner, Permission.PATIENT_READ, patient.id).allowed
-        else None
-    )
+    stored = found.patients.read_back(session, actor, patient.id)
     return FhirResponse(
         stored or operation_outcome("informational", "Created", severity="information"),
         status_code=201,
