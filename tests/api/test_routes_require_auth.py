@@ -14,7 +14,7 @@ from joserfc.jwk import ECKey
 from starlette.routing import Mount
 
 from vault.api.app import PUBLIC_PATHS, create_app
-from vault.api.deps import authenticate
+from vault.api.deps import authenticate, declared
 from vault.web.deps import signed_in
 from vault.web.routes import PUBLIC_PATHS as SPACE_PUBLIC_PATHS
 from vault.web.routes import router as space_router
@@ -170,3 +170,37 @@ def test_public_routes_answer_without_a_token(walker):
     assert public
     for route in public:
         assert client.get(route.path).status_code != 401, route.path
+
+
+def test_every_route_declares_what_it_requires(walker):
+    """Each route says beside its path which permissions it asks the decision for, or why it
+    needs none (vault/api/deps.py ``requires`` and ``public``): the route table reads as an
+    access table, and a new route cannot be added without saying."""
+    app, _ = walker
+    undeclared = []
+    misplaced = []
+    for route in routes(app):
+        if not isinstance(route.original_route, APIRoute) or route.path in SPACE_PATHS:
+            continue
+        requirement = declared(route.original_route.dependencies)
+        if requirement is None:
+            undeclared.append((sorted(route.methods or ()), route.path))
+        elif requirement.public != (route.path in PUBLIC_PATHS):
+            misplaced.append(route.path)
+    assert undeclared == []
+    assert misplaced == []
+
+
+def test_the_openapi_description_says_what_each_operation_requires(walker):
+    _, client = walker
+    document = client.get("/openapi.json").json()
+    silent = [
+        (method, path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "x-vault-permissions" not in operation
+    ]
+    assert silent == []
+    read = document["paths"]["/fhir/DocumentReference/{document_id}"]["get"]
+    assert read["x-vault-permissions"] == ["document:read"]
+    assert "`document:read`" in read["description"]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from vault.api.deps import read_body
+from vault.api.deps import public, read_body
 from vault.errors import NotFound
 from vault.fhir import wire
 from vault.http.deps import ServicesDep
@@ -53,6 +53,7 @@ FORM_SCHEMA = {
     summary="Token for professional software (client credentials, private_key_jwt)",
     openapi_extra=FORM_SCHEMA,
     response_class=JSONResponse,
+    dependencies=[public("the client's own signed assertion is the credential")],
 )
 async def token(request: Request, found: ServicesDep) -> Response:
     if found.oauth is None:

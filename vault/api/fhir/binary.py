@@ -11,7 +11,8 @@ from itertools import chain
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from vault.api.deps import ActorDep, SessionDep
+from vault.access.permissions import Permission
+from vault.api.deps import ActorDep, SessionDep, requires
 from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
 from vault.http.deps import ServicesDep
 
@@ -28,7 +29,11 @@ SANDBOXED = {
 }
 
 
-@router.get("/Binary/{binary_id}", summary="ITI-68 Retrieve Document")
+@router.get(
+    "/Binary/{binary_id}",
+    summary="ITI-68 Retrieve Document",
+    dependencies=[requires(Permission.DOCUMENT_CONTENT)],
+)
 def retrieve(
     binary_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
 ) -> Response:

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, SessionDep
+from vault.access.permissions import Permission
+from vault.api.deps import ActorDep, SessionDep, requires
 from vault.api.fhir.bundles import searchset
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest
@@ -24,6 +25,7 @@ PARAMETERS = frozenset({"_count", "_cursor", "_format", "_pretty"})
     "/Patient/{patient_id}/$everything",
     summary="Patient/$everything: the Patient, Consents, DocumentReferences (content by "
     "reference to Binary) and AuditEvents, paged",
+    dependencies=[requires(Permission.RECORD_EXPORT, Permission.DOCUMENT_READ)],
 )
 def patient_everything(
     patient_id: Annotated[str, Path(max_length=64)],

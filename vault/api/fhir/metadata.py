@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from vault import __version__
+from vault.api.deps import public
 from vault.api.responses import FhirResponse
 
 router = APIRouter(prefix="/fhir", tags=["Capabilities"])
@@ -126,6 +127,8 @@ def capability_statement(base: str) -> dict[str, Any]:
     }
 
 
-@router.get("/metadata", summary="CapabilityStatement")
+@router.get(
+    "/metadata", summary="CapabilityStatement", dependencies=[public("the CapabilityStatement")]
+)
 def metadata(request: Request) -> Response:
     return FhirResponse(capability_statement(request.app.state.services.settings.issuer))

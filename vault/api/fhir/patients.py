@@ -5,7 +5,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from vault.api.deps import ActorDep, FhirBody, SessionDep
+from vault.access.permissions import Permission
+from vault.api.deps import ActorDep, FhirBody, SessionDep, requires
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import operation_outcome
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/fhir", tags=["Patient"])
 @router.post(
     "/Patient",
     summary="Create a patient's record (conditional on If-None-Exist: identifier=system|value)",
+    dependencies=[requires(Permission.PATIENT_CREATE)],
 )
 def create(
     actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
@@ -50,7 +52,11 @@ def create(
     )
 
 
-@router.get("/Patient/{patient_id}", summary="Read a patient's record")
+@router.get(
+    "/Patient/{patient_id}",
+    summary="Read a patient's record",
+    dependencies=[requires(Permission.PATIENT_READ)],
+)
 def read(patient_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     resource = found.patients.read(session, actor, patient_id)
     version = (resource.get("meta") or {}).get("versionId", "1")
