@@ -1,4 +1,5 @@
-"""The only place that builds SQL for documents."""
+"""The only place that builds SQL for documents, with rows.py (the write path's Core
+statements)."""
 
 from __future__ import annotations
 
