@@ -11,8 +11,8 @@ from fastapi import APIRouter, Path, Response
 
 from vault.access.permissions import Permission
 from vault.access.state import CAREGIVER_SYSTEM, DelegationScope, EntryKind
-from vault.api.deps import ActorDep, SessionDep, requires
-from vault.errors import InvalidResource, NotFound
+from vault.api.deps import ActorDep, SessionDep, record_of, requires
+from vault.errors import InvalidResource
 from vault.http.deps import ServicesDep
 from vault.identity.principal import (
     IDNPS_SYSTEM,
@@ -57,11 +57,7 @@ POLICY = RECORD + "/policy"
 
 
 def _patient(actor: ActorDep, patient_id: str) -> str:
-    if patient_id == "me":
-        if actor.own_patient_id is None:
-            raise NotFound("Patient not found")
-        return actor.own_patient_id
-    return patient_id
+    return record_of(actor, patient_id)
 
 
 def _idnps(identifier: Identifier) -> str:

@@ -20,6 +20,7 @@ from vault.access.service import API, take_refusals
 from vault.errors import (
     BadRequest,
     MissingToken,
+    NotFound,
     PayloadTooLarge,
     Unauthenticated,
     UnsupportedMediaType,
@@ -174,6 +175,15 @@ async def actor(found: ServicesDep, principal: PrincipalDep, session: SessionDep
 
 
 ActorDep = Annotated[Actor, Depends(actor)]
+
+
+def record_of(actor: Actor, patient_id: str) -> str:
+    """The record a path names: 'me' is the caller's own (none: nothing is there)."""
+    if patient_id == "me":
+        if actor.own_patient_id is None:
+            raise NotFound("Patient not found")
+        return actor.own_patient_id
+    return patient_id
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, requires
-from vault.api.notifications import PatientId, record_of
+from vault.api.deps import ActorDep, SessionDep, record_of, requires
+from vault.api.notifications import PatientId
 from vault.http.deps import ServicesDep
 from vault.models import RecordExport
 from vault.models.base import as_utc

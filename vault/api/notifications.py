@@ -12,10 +12,8 @@ from fastapi import APIRouter, Path, Query, Response
 from starlette.responses import HTMLResponse
 
 from vault.access.permissions import Permission
-from vault.access.policy import Actor
-from vault.api.deps import ActorDep, SessionDep, public, requires
+from vault.api.deps import ActorDep, SessionDep, public, record_of, requires
 from vault.db import transaction
-from vault.errors import NotFound
 from vault.http.deps import ServicesDep
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
@@ -29,15 +27,6 @@ PatientId = Annotated[
         description="The patient's record id, or 'me' for the caller's own record",
     ),
 ]
-
-
-def record_of(actor: Actor, patient_id: str) -> str:
-    """The record a path names: 'me' is the caller's own (none: nothing is there)."""
-    if patient_id == "me":
-        if actor.own_patient_id is None:
-            raise NotFound("Patient not found")
-        return actor.own_patient_id
-    return patient_id
 
 
 public_router = APIRouter(prefix="/api/notifications", tags=["Notifications"])

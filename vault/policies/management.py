@@ -41,6 +41,7 @@ from vault.errors import InvalidResource, NotFound
 from vault.identity.principal import INS_SYSTEMS
 from vault.models import AccessPolicyEntry, CaregiverInvitation, Patient
 from vault.models.base import new_id, utcnow
+from vault.patients import repository as patients_repository
 from vault.patients.service import patient_context
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
@@ -778,10 +779,7 @@ class PolicyService:
 
     @staticmethod
     def _require_patient(session: Session, patient_id: str) -> Patient:
-        patient = session.get(Patient, patient_id)
-        if patient is None:
-            raise NotFound("Patient not found")
-        return patient
+        return patients_repository.require(session, patient_id)
 
     def _seal_note(self, session: Session, row: AccessPolicyEntry, note: dict[str, str]) -> None:
         sealed = self.envelope.seal_json(
