@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vault.access import notifications, repository
@@ -443,8 +442,7 @@ class PolicyService:
             created_by_role=role,
             created_by=by,
         )
-        session.add(row)
-        session.flush()
+        repository.add(session, row)
         return row, code
 
     def accept_invitation(self, session: Session, actor: Actor, code: str) -> AccessPolicyEntry:
@@ -608,9 +606,7 @@ class PolicyService:
             written, notifications.NotificationKind.REPRESENTATIVE_REGISTERED, others
         )
         if rows:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            session.execute(notifications.outbox_insert(insert), rows)
+            repository.enqueue_notifications(session, rows)
         self.access.forget(actor, patient_id)
         return Change(row, created=True)
 
@@ -842,8 +838,7 @@ class PolicyService:
             created_by_role=role,
             created_by=by,
         )
-        session.add(row)
-        session.flush()
+        repository.add(session, row)
         return row
 
     @staticmethod
