@@ -14,7 +14,8 @@ from joserfc.jwk import ECKey
 from starlette.routing import Mount
 
 from vault.api.app import PUBLIC_PATHS, create_app
-from vault.api.deps import authenticate, declared
+from vault.api.deps import authenticate
+from vault.http.deps import declared
 from vault.web.deps import signed_in
 from vault.web.routes import PUBLIC_PATHS as SPACE_PUBLIC_PATHS
 from vault.web.routes import router as space_router

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Path, Response
 
 from vault.access.permissions import Permission
 from vault.access.state import CAREGIVER_SYSTEM, DelegationScope, EntryKind
-from vault.api.deps import ActorDep, SessionDep, record_of, requires
+from vault.api.deps import ActorDep, SessionDep, record_of
 from vault.errors import InvalidResource
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.identity.principal import (
     IDNPS_SYSTEM,
     INS_SYSTEMS,

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
-from vault.api.deps import SessionDep, requires
+from vault.api.deps import SessionDep
 from vault.api.hosts import public_url
 from vault.audit import merkle
 from vault.audit.checkpoints import checkpoint_json
 from vault.errors import BadRequest, NotFound
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/audit", tags=["Audit log integrity"])
 

@@ -9,7 +9,7 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from vault.api.deps import public
+from vault.http.deps import public
 
 ASSETS = "/docs/assets"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"

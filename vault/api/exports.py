@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, record_of, requires
+from vault.api.deps import ActorDep, SessionDep, record_of
 from vault.api.notifications import PatientId
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.models import RecordExport
 from vault.models.base import as_utc
 

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Path, Query, Response
 from starlette.responses import HTMLResponse
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, public, record_of, requires
+from vault.api.deps import ActorDep, SessionDep, record_of
 from vault.db import transaction
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public, requires
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from vault.api.deps import public, read_body
+from vault.api.deps import read_body
 from vault.errors import NotFound
 from vault.fhir import wire
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public
 from vault.identity.oauth import TokenRequest, TokenResponse, invalid_request
 
 router = APIRouter(tags=["OAuth 2"])

@@ -13,12 +13,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from vault.api.deps import declared
 from vault.api.fhir.audit_events import SEARCH_PARAMETERS as AUDIT_EVENT_PARAMETERS
 from vault.api.fhir.consent import SEARCH_PARAMETERS as CONSENT_PARAMETERS
 from vault.api.fhir.documents import SEARCH_PARAMETERS as DOCUMENT_PARAMETERS
 from vault.api.notifications import PUBLIC_PATHS as HTML_PAGES
 from vault.fhir.wire import FHIR_JSON
+from vault.http.deps import declared
 
 OUTCOME = "#/components/schemas/OperationOutcome"
 RESOURCE = "#/components/schemas/FhirResource"

@@ -8,9 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from vault.api.deps import public
 from vault.errors import NotFound
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public
 from vault.observability import metrics
 from vault.services import health
 

@@ -7,13 +7,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, requires
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.hosts import public_url
 from vault.api.responses import FhirResponse
 from vault.audit.events import audit_event
 from vault.errors import BadRequest
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["AuditEvent"])
 

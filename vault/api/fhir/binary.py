@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, requires
+from vault.api.deps import ActorDep, SessionDep
 from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["Binary"])
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, requires
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.policies.consent import consents
 
 router = APIRouter(prefix="/fhir", tags=["Consent"])

@@ -12,7 +12,7 @@ from starlette.datastructures import URL
 from starlette.responses import Response
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, FhirBody, PatchBody, SessionDep, requires
+from vault.api.deps import ActorDep, FhirBody, PatchBody, SessionDep
 from vault.api.fhir.bundles import history_bundle, searchset
 from vault.api.fhir.params import apply_date, split_or
 from vault.api.responses import FhirResponse
@@ -21,7 +21,7 @@ from vault.documents.repository import SearchCriteria
 from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import with_warnings
 from vault.fhir.wire import parse_json, parse_resource
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.identity.principal import normalise_professional_id
 
 router = APIRouter(prefix="/fhir", tags=["DocumentReference"])

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, SessionDep, requires
+from vault.api.deps import ActorDep, SessionDep
 from vault.api.responses import FhirResponse
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["List"])
 

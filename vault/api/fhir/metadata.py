@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from vault import __version__
-from vault.api.deps import public
 from vault.api.responses import FhirResponse
+from vault.http.deps import public
 
 router = APIRouter(prefix="/fhir", tags=["Capabilities"])
 

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, FhirBody, SessionDep, requires
+from vault.api.deps import ActorDep, FhirBody, SessionDep
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import operation_outcome
 from vault.fhir.wire import parse_resource
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["Patient"])
 

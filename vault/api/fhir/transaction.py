@@ -4,11 +4,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from vault.access.permissions import Permission
-from vault.api.deps import ActorDep, FhirBody, SessionDep, requires
+from vault.api.deps import ActorDep, FhirBody, SessionDep
 from vault.api.fhir.bundles import transaction_response
 from vault.api.responses import FhirResponse
 from vault.fhir.wire import parse_resource
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["Transaction"])
 
