@@ -56,7 +56,9 @@ def get_for_update(session: Session, document_id: str) -> Document | None:
     return session.get(Document, document_id, with_for_update=True)
 
 
-def get(session: Session, document_id: str) -> Document | None:
+def get_unchecked(session: Session, document_id: str) -> Document | None:
+    """A document's row, undecided: for the document service, which decides before anything
+    of it goes out (``DocumentService``), and nothing else."""
     return session.get(Document, document_id)
 
 

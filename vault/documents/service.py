@@ -115,7 +115,9 @@ class DocumentService:
         existing_id = pending.existing_id(
             session, sender_of(actor, new.patient_id), new.metadata.master_identifier
         )
-        existing = repository.get(session, existing_id) if existing_id is not None else None
+        existing = (
+            repository.get_unchecked(session, existing_id) if existing_id is not None else None
+        )
         # The entry names the document created, or the one a retry gets back. (A concurrent
         # twin of the same sender not yet committed is not seen here: its unique index
         # refuses this insert, 409.)
@@ -331,7 +333,7 @@ class DocumentService:
     ) -> Document:
         """Load a document and authorise the action on it in one step; what may not be
         seen answers exactly like what does not exist."""
-        load = repository.get_for_update if for_update else repository.get
+        load = repository.get_for_update if for_update else repository.get_unchecked
         document = load(session, document_id)
         if document is None:
             raise self.access.refuse_unknown(
@@ -360,6 +362,12 @@ class DocumentService:
     def read(
         self, session: Session, actor: Actor, document_id: str, version: int | None = None
     ) -> dict[str, Any]:
+        return self.read_with_row(session, actor, document_id, version)[1]
+
+    def read_with_row(
+        self, session: Session, actor: Actor, document_id: str, version: int | None = None
+    ) -> tuple[Document, dict[str, Any]]:
+        """``read``, with the document's row (its access facts and dates, for a listing)."""
         document = self._guarded(session, actor, document_id, Permission.DOCUMENT_READ)
         if document.deleted_at is not None:
             raise Gone("This document was deleted")
@@ -367,7 +375,26 @@ class DocumentService:
         row = repository.version(session, document.id, number)
         if row is None:
             raise NotFound("DocumentReference version not found")
-        return self.decrypt_version(session, row)
+        return document, self.decrypt_version(session, row)
+
+    @staticmethod
+    def patient_of(session: Session, document_id: str) -> str | None:
+        """Whose record a document is in, if it exists; nothing else of it."""
+        document = repository.get_unchecked(session, document_id)
+        return document.patient_id if document is not None else None
+
+    def readable(self, session: Session, actor: Actor, document_id: str) -> Document | None:
+        """The row of a live document the actor may read, decided without recording (the
+        caller then reads it through ``read``, which records); None for one that does not
+        exist, was deleted or may not be read: an export leaves those out without a trace,
+        as a search does."""
+        document = repository.get_unchecked(session, document_id)
+        if document is None or document.deleted_at is not None:
+            return None
+        facts = repository.facts(document)
+        if not self.access.check(actor, Permission.DOCUMENT_READ, document.patient_id, facts):
+            return None
+        return document
 
     def decrypt_version(
         self, session: Session, row: DocumentVersion | SealedVersion

@@ -643,8 +643,7 @@ class PolicyService:
     ) -> int:
         """Mask or unmask one document: a metadata update of its securityLabel, decided
         like a PATCH and kept as a new version. Returns the document's version."""
-        document = documents.get(session, document_id)
-        if document is None or document.patient_id != patient_id:
+        if self.documents.patient_of(session, document_id) != patient_id:
             raise NotFound("DocumentReference not found")
         operations = [Operation(kind="delete", field="securityLabel", label_code=MASKED)]
         if masked:
