@@ -175,7 +175,7 @@ def test_public_routes_answer_without_a_token(walker):
 
 def test_every_route_declares_what_it_requires(walker):
     """Each route says beside its path which permissions it asks the decision for, or why it
-    needs none (vault/api/deps.py ``requires`` and ``public``): the route table reads as an
+    needs none (vault/http/deps.py ``requires`` and ``public``): the route table reads as an
     access table, and a new route cannot be added without saying."""
     app, _ = walker
     undeclared = []

@@ -122,7 +122,7 @@ def describe(document: dict[str, Any], public_paths: frozenset[str]) -> None:
 
 def _requirements(app: FastAPI, document: dict[str, Any]) -> None:
     """Each operation says what it requires, as its route declares it (``Requires`` in
-    vault/api/deps.py): in its description, and as ``x-vault-permissions``."""
+    vault/http/deps.py): in its description, and as ``x-vault-permissions``."""
     paths = document.get("paths", {})
     for context in iter_route_contexts(app.routes):
         route = context.original_route
