@@ -291,7 +291,7 @@ def block_point_of_care_declarer(
     POLICY + "/masks",
     summary="Mask a document from professionals (MASQUE_PS); a new document version",
     response_model=MaskOut,
-    dependencies=[requires(Permission.POLICY_MANAGE)],
+    dependencies=[requires(Permission.DOCUMENT_UPDATE)],
 )
 def mask_document(
     patient_id: PatientId,
@@ -310,7 +310,7 @@ def mask_document(
     POLICY + "/masks/{document_id}",
     summary="Unmask a document",
     response_model=MaskOut,
-    dependencies=[requires(Permission.POLICY_MANAGE)],
+    dependencies=[requires(Permission.DOCUMENT_UPDATE)],
 )
 def unmask_document(
     patient_id: PatientId,

@@ -23,10 +23,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.state import EntryKind
 from vault.errors import Unauthenticated, VaultError
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public, requires
 from vault.identity.principal import Principal, Role
 from vault.observability.logs import get_logger
 from vault.services import Services
@@ -201,7 +202,7 @@ def notice(ok: str | None) -> str | None:
 # -- assets -----------------------------------------------------------------------------
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", dependencies=[public("the space's own scripts, styles and images")])
 def asset(
     name: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")],
 ) -> Response:
@@ -215,7 +216,10 @@ def asset(
 # -- signing in and out -----------------------------------------------------------------
 
 
-@router.get("/")
+@router.get(
+    "/",
+    dependencies=[public("the sign-in page, or the list of records the signed-in person may open")],
+)
 async def home(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     principal = session_principal(data)
     if principal is None:
@@ -241,7 +245,7 @@ def _home(request: Request, found: Services, data: SessionData, principal: Princ
     return page(request, "people.html", relationships=relationships, own=own)
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[public("signing in")])
 async def login(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     oauth: OAuth | None = request.app.state.web_oauth
     if oauth is None:
@@ -262,7 +266,7 @@ async def login(request: Request, found: ServicesDep, data: WebSessionDep) -> Re
         return page(request, "error.html", 503, message=gettext("error.provider"))
 
 
-@router.get("/login/callback", name="login_callback")
+@router.get("/login/callback", name="login_callback", dependencies=[public("signing in")])
 async def login_callback(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     oauth: OAuth | None = request.app.state.web_oauth
     if oauth is None:
@@ -278,7 +282,7 @@ async def login_callback(request: Request, found: ServicesDep, data: WebSessionD
     return await _start(request, found, data, principal, claims, str(token.get("id_token") or ""))
 
 
-@router.post("/login/demo", dependencies=[CsrfDep])
+@router.post("/login/demo", dependencies=[CsrfDep, public("signing in to a demonstration account")])
 async def demo_login(
     request: Request,
     found: ServicesDep,
@@ -326,14 +330,14 @@ async def _start(
     return see_other("/")
 
 
-@router.get("/logout")
+@router.get("/logout", dependencies=[public("signing out")])
 def logout_page(request: Request, data: WebSessionDep) -> Response:
     if session_principal(data) is None:
         return see_other("/")
     return page(request, "logout.html")
 
 
-@router.post("/logout", dependencies=[CsrfDep])
+@router.post("/logout", dependencies=[CsrfDep, public("signing out")])
 async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     """Ends the session here, then at the provider when it offers RP-initiated logout."""
     id_token = data.get("id_token")
@@ -362,12 +366,12 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
 # -- first visit ------------------------------------------------------------------------
 
 
-@router.get("/bienvenue")
+@router.get("/bienvenue", dependencies=[requires(reason="a page of text")])
 def welcome(request: Request, principal: SignedInDep) -> Response:
     return page(request, "welcome.html")
 
 
-@router.post("/bienvenue", dependencies=[CsrfDep])
+@router.post("/bienvenue", dependencies=[CsrfDep, requires(Permission.PATIENT_CREATE)])
 def open_record(
     principal: SignedInDep,
     found: ServicesDep,
@@ -392,12 +396,14 @@ def _since(data: SessionData) -> datetime | None:
         return None
 
 
-@router.get("/dossiers/{pid}")
+@router.get(
+    "/dossiers/{pid}", dependencies=[requires(reason="a redirect to the record's documents")]
+)
 def record_home(pid: PatientId, principal: SignedInDep) -> Response:
     return see_other(f"/dossiers/{quote(pid)}/documents")
 
 
-@router.get("/dossiers/{pid}/documents")
+@router.get("/dossiers/{pid}/documents", dependencies=[requires(Permission.DOCUMENT_SEARCH)])
 def documents(
     request: Request,
     pid: PatientId,
@@ -428,7 +434,10 @@ def documents(
     )
 
 
-@router.get("/dossiers/{pid}/documents/{did}")
+@router.get(
+    "/dossiers/{pid}/documents/{did}",
+    dependencies=[requires(Permission.DOCUMENT_READ, Permission.DOCUMENT_CONTENT)],
+)
 def document(
     request: Request,
     pid: PatientId,
@@ -453,7 +462,10 @@ def document(
     )
 
 
-@router.get("/dossiers/{pid}/documents/{did}/contenu")
+@router.get(
+    "/dossiers/{pid}/documents/{did}/contenu",
+    dependencies=[requires(Permission.DOCUMENT_READ, Permission.DOCUMENT_CONTENT)],
+)
 def content(
     pid: PatientId,
     did: DocumentId,
@@ -487,7 +499,9 @@ def _deletion_context(
     return {"record": record, "doc": row, "nav": "documents"}
 
 
-@router.get("/dossiers/{pid}/documents/{did}/supprimer")
+@router.get(
+    "/dossiers/{pid}/documents/{did}/supprimer", dependencies=[requires(Permission.DOCUMENT_READ)]
+)
 def confirm_delete(
     request: Request,
     pid: PatientId,
@@ -500,7 +514,10 @@ def confirm_delete(
     return page(request, "delete.html", **_deletion_context(session, found, actor, data, pid, did))
 
 
-@router.post("/dossiers/{pid}/documents/{did}/supprimer", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/documents/{did}/supprimer",
+    dependencies=[CsrfDep, requires(Permission.DOCUMENT_DELETE)],
+)
 def delete(
     pid: PatientId,
     did: DocumentId,
@@ -512,7 +529,10 @@ def delete(
     return see_other(f"/dossiers/{quote(pid)}/documents", "deleted")
 
 
-@router.post("/dossiers/{pid}/documents/{did}/masquage", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/documents/{did}/masquage",
+    dependencies=[CsrfDep, requires(Permission.DOCUMENT_UPDATE)],
+)
 def mask(
     pid: PatientId,
     did: DocumentId,
@@ -541,7 +561,10 @@ def _add_context(record: Record) -> dict[str, Any]:
     }
 
 
-@router.get("/dossiers/{pid}/ajouter")
+@router.get(
+    "/dossiers/{pid}/ajouter",
+    dependencies=[requires(reason="an empty form, for a record the signed-in person may open")],
+)
 def add_form(
     request: Request,
     pid: PatientId,
@@ -554,7 +577,9 @@ def add_form(
     return page(request, "add.html", values={}, errors={}, **_add_context(record))
 
 
-@router.post("/dossiers/{pid}/ajouter", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/ajouter", dependencies=[CsrfDep, requires(Permission.DOCUMENT_CREATE)]
+)
 async def add(
     pid: PatientId,
     found: ServicesDep,
@@ -626,7 +651,7 @@ def _access_context(
     }
 
 
-@router.get("/dossiers/{pid}/acces")
+@router.get("/dossiers/{pid}/acces", dependencies=[requires(Permission.POLICY_READ)])
 def access(
     request: Request,
     pid: PatientId,
@@ -648,7 +673,10 @@ KINDS = {
 }
 
 
-@router.post("/dossiers/{pid}/acces/{kind}/ajouter", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/acces/{kind}/ajouter",
+    dependencies=[CsrfDep, requires(Permission.POLICY_MANAGE)],
+)
 def access_add(
     pid: PatientId,
     kind: Annotated[str, Path(max_length=32)],
@@ -675,7 +703,10 @@ def access_add(
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
 
 
-@router.post("/dossiers/{pid}/acces/{kind}/retirer", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/acces/{kind}/retirer",
+    dependencies=[CsrfDep, requires(Permission.POLICY_MANAGE)],
+)
 def access_remove(
     pid: PatientId,
     kind: Annotated[str, Path(max_length=32)],
@@ -692,7 +723,9 @@ def access_remove(
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
 
 
-@router.post("/dossiers/{pid}/acces/urgence", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/acces/urgence", dependencies=[CsrfDep, requires(Permission.POLICY_MANAGE)]
+)
 def access_emergency(
     pid: PatientId,
     found: ServicesDep,
@@ -707,7 +740,7 @@ def access_emergency(
 # -- who looked at my record ------------------------------------------------------------
 
 
-@router.get("/dossiers/{pid}/historique")
+@router.get("/dossiers/{pid}/historique", dependencies=[requires(Permission.AUDIT_READ)])
 def history(
     request: Request,
     pid: PatientId,
@@ -748,7 +781,7 @@ def history(
     )
 
 
-@router.get("/dossiers/{pid}/historique/{eid}/recu")
+@router.get("/dossiers/{pid}/historique/{eid}/recu", dependencies=[requires(Permission.AUDIT_READ)])
 def receipt(
     request: Request,
     pid: PatientId,
@@ -799,7 +832,7 @@ def _caregivers_context(
     }
 
 
-@router.get("/dossiers/{pid}/aidants")
+@router.get("/dossiers/{pid}/aidants", dependencies=[requires(Permission.POLICY_READ)])
 def caregivers(
     request: Request,
     pid: PatientId,
@@ -813,7 +846,9 @@ def caregivers(
     return page(request, "caregivers.html", errors={}, values={}, notice=notice(ok), **context)
 
 
-@router.post("/dossiers/{pid}/aidants", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/aidants", dependencies=[CsrfDep, requires(Permission.DELEGATION_GRANT)]
+)
 def invite(
     request: Request,
     pid: PatientId,
@@ -852,7 +887,7 @@ def invite(
     )
 
 
-@router.get("/invitation")
+@router.get("/invitation", dependencies=[requires(reason="a form for an invitation's code")])
 def invitation_form(
     request: Request,
     principal: SignedInDep,
@@ -861,7 +896,7 @@ def invitation_form(
     return page(request, "accept.html", values={"code": code}, errors={})
 
 
-@router.post("/invitation", dependencies=[CsrfDep])
+@router.post("/invitation", dependencies=[CsrfDep, requires(Permission.INVITATION_ACCEPT)])
 def accept_invitation(
     found: ServicesDep,
     actor: WebActorDep,
@@ -877,7 +912,10 @@ def accept_invitation(
     return see_other(f"/dossiers/{quote(patient_id)}/documents", "accepted")
 
 
-@router.post("/dossiers/{pid}/aidants/{eid}/revoquer", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/aidants/{eid}/revoquer",
+    dependencies=[CsrfDep, requires(Permission.DELEGATION_REVOKE)],
+)
 def revoke(
     pid: PatientId,
     eid: Annotated[str, Path(max_length=64)],
@@ -895,7 +933,7 @@ def revoke(
 # -- notifications ----------------------------------------------------------------------
 
 
-@router.get("/dossiers/{pid}/notifications")
+@router.get("/dossiers/{pid}/notifications", dependencies=[requires(Permission.AUDIT_READ)])
 def notifications(
     request: Request,
     pid: PatientId,
@@ -910,7 +948,9 @@ def notifications(
     return page(request, "notifications.html", record=record, rows=rows, nav="notifications")
 
 
-@router.post("/dossiers/{pid}/notifications/lues", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/notifications/lues", dependencies=[CsrfDep, requires(Permission.AUDIT_READ)]
+)
 def notifications_read(
     pid: PatientId,
     found: ServicesDep,

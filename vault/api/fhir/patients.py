@@ -19,7 +19,7 @@ router = APIRouter(prefix="/fhir", tags=["Patient"])
 @router.post(
     "/Patient",
     summary="Create a patient's record (conditional on If-None-Exist: identifier=system|value)",
-    dependencies=[requires(Permission.PATIENT_CREATE)],
+    dependencies=[requires(Permission.PATIENT_CREATE, Permission.PATIENT_READ)],
 )
 def create(
     actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/fhir", tags=["Transaction"])
 @router.post(
     "",
     summary="ITI-65 Provide Document Bundle (a transaction Bundle); all or nothing",
-    dependencies=[requires(Permission.DOCUMENT_CREATE, Permission.DOCUMENT_UPDATE)],
+    dependencies=[
+        requires(Permission.DOCUMENT_CREATE, Permission.DOCUMENT_UPDATE, Permission.PATIENT_CREATE)
+    ],
 )
 def transaction(
     actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody
