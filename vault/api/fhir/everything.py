@@ -25,7 +25,15 @@ PARAMETERS = frozenset({"_count", "_cursor", "_format", "_pretty"})
     "/Patient/{patient_id}/$everything",
     summary="Patient/$everything: the Patient, Consents, DocumentReferences (content by "
     "reference to Binary) and AuditEvents, paged",
-    dependencies=[requires(Permission.RECORD_EXPORT, Permission.DOCUMENT_READ)],
+    dependencies=[
+        requires(
+            Permission.RECORD_EXPORT,
+            Permission.PATIENT_READ,
+            Permission.DOCUMENT_READ,
+            Permission.POLICY_READ,
+            Permission.AUDIT_READ,
+        )
+    ],
 )
 def patient_everything(
     patient_id: Annotated[str, Path(max_length=64)],
