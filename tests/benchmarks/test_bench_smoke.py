@@ -95,6 +95,7 @@ def test_a_tiny_run_reports_every_key_with_a_positive_value(
     # only that the plan was looked at); the audit log of bulk-loaded and served entries
     # alike verified.
     assert isinstance(reported["search_plan_uses_index"], bool)
+    assert "documents" in reported["reads_by_size"][0]["plan_shape"]
     assert reported["documents_at_reads"] >= 60
     assert reported["documents_in_store"] > reported["documents_at_reads"]
     assert reported["audit_entries_verified"] >= reported["documents_in_store"]

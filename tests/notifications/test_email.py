@@ -89,8 +89,8 @@ def test_emails_arrive_in_french_and_contain_no_health_data(
         assert message["Content-Language"] == "fr"
     for message in messages:
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert message["List-Unsubscribe"].startswith("<http://testserver/api/notifications/")
-        assert "/api/notifications/unsubscribe?" in message.get_content()
+        assert message["List-Unsubscribe"].startswith("<http://testserver/courriel/desinscription?")
+        assert "/courriel/desinscription?" in message.get_content()
 
 
 def test_nothing_but_the_link_goes_to_an_unconfirmed_address(

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,8 @@ from pydantic import SecretStr
 
 from tests.conftest import truncate_all
 from tests.factories import ins
+from tests.notifications.conftest import plain_settings
+from tests.notifications.smtp_server import SmtpServer
 from tests.web.browser import (
     AXE,
     DESKTOP,
@@ -38,7 +41,11 @@ from tests.web.browser import (
     start_provider,
 )
 from vault.api.app import create_app
+from vault.audit.delivery import DeliveryWorker, LogSender
+from vault.notifications.mail import SmtpMailer
+from vault.notifications.outbox import EmailWorker, Links, enqueue_notifications
 from vault.services import build_services
+from vault.services.exports import export_worker
 from vault.web import demo
 
 pytestmark = pytest.mark.slow
@@ -63,8 +70,19 @@ HELPER = Account(
         "family_name": "Dupont",
     },
 )
+EXPORTER = Account(
+    "jeanne",
+    {
+        "vault_role": "patient",
+        "vault_id": ins(89),
+        "given_name": "Jeanne",
+        "family_name": "Moreau",
+    },
+)
 # The screens docs/patients.md shows (taken with VAULT_DOCS_SCREENSHOTS=1).
 DOC_SCREENS = {
+    ("export-pret", "desktop"),
+    ("courriel", "desktop"),
     ("connexion", "desktop"),
     ("documents", "desktop"),
     ("documents", "phone"),
@@ -86,7 +104,7 @@ def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = tmp_path_factory.mktemp("web-provider")
-    for provider in start_provider(workdir, url, [PATIENT, HELPER]):
+    for provider in start_provider(workdir, url, [PATIENT, HELPER, EXPORTER]):
         configured = settings.model_copy(
             update={
                 "base_url": url,
@@ -105,6 +123,9 @@ def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
                 "web_oidc_client_id": WEB_CLIENT,
                 "web_oidc_client_secret": SecretStr(WEB_SECRET),
                 "web_oidc_scope": "openid vault",
+                # A service that sends e-mail (the e-mail test runs its own SMTP server).
+                "smtp_host": "127.0.0.1",
+                "smtp_sender": "Mon espace santé <no-reply@vault.test>",
             }
         )
         built = build_services(configured)
@@ -491,3 +512,157 @@ def test_every_signed_out_screen_passes_axe(stack, chromium, request):
     finally:
         keep_failure(request, page, "anonymous")
         context.close()
+
+
+def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
+    stack, chromium, request, tmp_path
+):
+    """The export page (ask, follow without reloading, download, a refusal in French) and
+    the e-mail page (an address confirmed by the link the e-mail carries, events, stop),
+    then the e-mail's one-click opt-out opened in a browser that never signed in."""
+    served, services = stack
+    base = served.url
+    screens = Screens()
+    context, page, refused = context_for(chromium, request, "exporter")
+    anonymous_context, anonymous, anonymous_refused = context_for(chromium, request, "mailbox")
+    context.set_default_timeout(20_000)
+    try:
+        with SmtpServer() as smtp:
+            emails = EmailWorker(
+                services.session_factory,
+                services.notifications.contacts,
+                SmtpMailer(plain_settings(smtp)),
+                Links(base),
+                sender="Mon espace santé <no-reply@vault.test>",
+            )
+            sign_in(page, base, EXPORTER)
+            page.get_by_role("button", name="Ouvrir mon espace").click()
+            expect(page.get_by_role("status")).to_have_text("Votre espace est ouvert.")
+            patient_id = page.url.split("/dossiers/")[1].split("/")[0]
+            for title, days in (("Bilan lipidique", 3), ("Compte rendu de radiologie", 9)):
+                publish(
+                    base,
+                    services,
+                    patient_id,
+                    title,
+                    f"{title} : normal.".encode(),
+                    "text/plain",
+                    "11502-2",
+                    days,
+                )
+
+            # Ask for an export; the page follows it as the worker builds it.
+            page.get_by_role("link", name="Télécharger mon dossier").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text(
+                "Télécharger tout mon dossier"
+            )
+            screens.check(page, "export")
+            page.get_by_role("button", name="Demander un export").click()
+            expect(page.get_by_role("status")).to_have_text(
+                "Votre demande d'export est enregistrée."
+            )
+            expect(page.get_by_test_id("export-status")).to_have_text("En attente \u2013 0 %")
+            expect(page.get_by_role("progressbar", name="Avancement de l'export")).to_be_visible()
+            screens.check(page, "export-en-cours")
+            page.get_by_role("button", name="Demander un export").click()
+            expect(page.get_by_role("alert")).to_have_text(
+                "Un export de ce dossier est déjà en cours de préparation. Attendez qu'il soit prêt."
+            )
+            screens.check(page, "export-refus")
+            assert export_worker(services).run_once().built == 1
+            # No reload: the page's script brings the new state in (and clears the refusal).
+            expect(page.get_by_test_id("export-status")).to_have_text("Prêt")
+            expect(page.get_by_role("alert")).to_have_count(0)
+            expect(page.get_by_test_id("export-row")).to_contain_text("2 document(s)")
+            page.get_by_role("link", name="Télécharger mon dossier").click()
+            screens.check(page, "export-pret")
+            with page.expect_download() as downloaded:
+                page.get_by_test_id("export-download").click()
+            archive_path = tmp_path / "export.zip"
+            downloaded.value.save_as(archive_path)
+            with zipfile.ZipFile(archive_path) as archive:
+                names = archive.namelist()
+                assert "bundle.json" in names
+                assert "index.html" in names
+                assert sum(name.startswith("documents/") for name in names) == 2
+
+            # E-mail: a wrong address is refused next to the field, a good one gets a link.
+            page.get_by_role("link", name="Notifications").click()
+            page.get_by_role("link", name="Recevoir ces nouvelles par e-mail").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Recevoir des e-mails")
+            screens.check(page, "courriel")
+            page.get_by_label("Adresse e-mail", exact=True).fill("jeanne@")
+            page.get_by_role("button", name="Envoyer le lien de confirmation").click()
+            expect(page.locator("#address-error")).to_have_text(
+                "Cette adresse e-mail n'est pas valide (par exemple : prenom.nom@exemple.fr)."
+            )
+            screens.check(page, "courriel-erreur")
+            page.get_by_label("Adresse e-mail", exact=True).fill("jeanne.moreau@example.org")
+            page.get_by_role("button", name="Envoyer le lien de confirmation").click()
+            expect(page.get_by_role("status")).to_contain_text(
+                "Un lien de confirmation a été envoyé"
+            )
+            expect(page.get_by_test_id("email-address")).to_contain_text("à confirmer")
+            assert emails.run_once().sent == 1
+            confirm = re.search(
+                r"http://\S+/courriel/confirmer\?token=\S+",
+                smtp.mailbox.messages()[0].get_content(),
+            ).group(0)
+
+            # The link opens in a browser that never signed in.
+            anonymous.goto(confirm)
+            screens.check(anonymous, "courriel-confirmer")
+            anonymous.get_by_role("button", name="Confirmer mon adresse").click()
+            expect(anonymous.get_by_role("heading", level=1)).to_have_text("Adresse confirmée")
+            page.reload()
+            expect(page.get_by_test_id("email-address")).to_contain_text("confirmée")
+
+            # Choose the events: only new documents.
+            events = page.get_by_role("group", name="M'envoyer un e-mail quand")
+            for box in events.get_by_role("checkbox").all():
+                box.uncheck()
+            events.get_by_label("un nouveau document est disponible").check()
+            page.get_by_role("button", name="Enregistrer mes choix").click()
+            expect(page.get_by_role("status")).to_have_text("Vos choix ont été enregistrés.")
+            expect(events.get_by_role("checkbox", checked=True)).to_have_count(1)
+
+            # A new document: its e-mail says nothing of it and carries the opt-out link.
+            publish(
+                base,
+                services,
+                patient_id,
+                "Sérologie",
+                "Sérologie : 12".encode(),
+                "text/plain",
+                "11502-2",
+                1,
+            )
+            DeliveryWorker(
+                services.session_factory, LogSender(), fan_out=enqueue_notifications
+            ).run_once()
+            # (The notifications of the first two documents, not yet handed on, go too.)
+            assert emails.run_once().sent >= 1
+            told = smtp.mailbox.messages()[-1]
+            for message in smtp.mailbox.messages()[1:]:
+                assert message["Subject"] == "Un nouveau document est disponible dans votre espace"
+                for title in ("Sérologie", "Bilan lipidique", "radiologie"):
+                    assert title not in message.get_content()
+            anonymous.goto(told["List-Unsubscribe"].strip("<>"))
+            screens.check(anonymous, "desinscription")
+            anonymous.get_by_role("button", name="Ne plus recevoir d'e-mails").click()
+            expect(anonymous.get_by_role("heading", level=1)).to_have_text(
+                "Vous ne recevrez plus d'e-mails"
+            )
+            page.reload()
+            expect(events.get_by_role("checkbox", checked=True)).to_have_count(0)
+
+            # Or from the page: stop them all.
+            page.get_by_role("button", name="Arrêter tous les e-mails").click()
+            expect(page.get_by_role("status")).to_have_text("Vous ne recevrez plus d'e-mails.")
+        assert refused == []
+        assert anonymous_refused == []
+    finally:
+        keep_failure(request, page, "exporter")
+        keep_failure(request, anonymous, "mailbox")
+        context.close()
+        anonymous_context.close()

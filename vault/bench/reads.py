@@ -146,3 +146,16 @@ def plan_uses_index(plan: dict[str, Any]) -> bool:
         uses = uses or node.get("Index Name") == SEARCH_INDEX
         nodes.extend(node.get("Plans", []))
     return uses
+
+
+def plan_shape(plan: dict[str, Any]) -> str:
+    """The plan's nodes in one line, depth first: what the report shows beside the verdict,
+    so a plan that misses the index says what it did instead."""
+    shown: list[str] = []
+    nodes = [plan["Plan"]]
+    while nodes:
+        node = nodes.pop(0)
+        parts = [node["Node Type"], node.get("Relation Name"), node.get("Index Name")]
+        shown.append(" ".join(part for part in parts if part))
+        nodes[:0] = node.get("Plans", [])
+    return " > ".join(shown)

@@ -25,6 +25,7 @@ from vault.bench.reads import (
     DEFAULT_COUNT,
     Probe,
     ReadResult,
+    plan_shape,
     plan_uses_index,
     run_reads,
     search_plan,
@@ -259,6 +260,7 @@ class Run:
             "binary_p99_ms": result.binary.p99_ms,
             "reads": result.search.count,
             "plan_uses_index": plan_uses_index(plan),
+            "plan_shape": plan_shape(plan),
             "plan_ms": round(float(plan.get("Execution Time", 0.0)), 3),
         }
 
@@ -580,6 +582,9 @@ def table(results: dict[str, Any]) -> str:
                 f"{'':26}{stage['documents']:>10,}  {stage['search_p50_ms']:>6} / "
                 f"{stage['search_p99_ms']:<6}  {stage['binary_p50_ms']:>6} / {stage['binary_p99_ms']}"
             )
+    for stage in stages:
+        if not stage["plan_uses_index"]:
+            lines.append(f"search plan at {stage['documents']:,} documents: {stage['plan_shape']}")
     return "\n".join(lines)
 
 

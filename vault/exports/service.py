@@ -148,6 +148,26 @@ class ExportService:
             raise NotFound("Export not found")
         return job
 
+    def mine(
+        self, session: Session, actor: Actor, patient_id: str, limit: int = 5
+    ) -> list[RecordExport]:
+        """The requester's own latest exports of the record, newest first (the patient's
+        page lists them); those of anyone else are not there."""
+        self._authorize(session, actor, patient_id, "listed", None)
+        kind, identifier = author_of(actor)
+        return list(
+            session.scalars(
+                select(RecordExport)
+                .where(
+                    RecordExport.patient_id == patient_id,
+                    RecordExport.requester_kind == kind,
+                    RecordExport.requester_id == identifier,
+                )
+                .order_by(RecordExport.requested_at.desc(), RecordExport.id)
+                .limit(limit)
+            )
+        )
+
     def status(
         self, session: Session, actor: Actor, patient_id: str, export_id: str
     ) -> RecordExport:

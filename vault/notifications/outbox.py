@@ -132,7 +132,8 @@ class EmailStats:
 
 @dataclass(frozen=True)
 class Links:
-    """The links e-mails carry, all under the vault's public base URL."""
+    """The links e-mails carry, all under the vault's public base URL: the space, and
+    its two pages that work without signing in (the link is the credential)."""
 
     base_url: str
 
@@ -140,13 +141,11 @@ class Links:
         return self.base_url.rstrip("/") + "/"
 
     def confirm(self, token: str) -> str:
-        return (
-            f"{self.base_url.rstrip('/')}/api/notifications/confirm?{urlencode({'token': token})}"
-        )
+        return f"{self.base_url.rstrip('/')}/courriel/confirmer?{urlencode({'token': token})}"
 
     def unsubscribe(self, patient_id: str, token: str) -> str:
         query = urlencode({"record": patient_id, "token": token})
-        return f"{self.base_url.rstrip('/')}/api/notifications/unsubscribe?{query}"
+        return f"{self.base_url.rstrip('/')}/courriel/desinscription?{query}"
 
 
 class EmailWorker:

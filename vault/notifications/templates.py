@@ -1,15 +1,28 @@
-"""What the e-mails say, in French, keyed by event.
+"""What the e-mails say, in French, keyed by event, from the e-mails' message catalog
+(``locale/<lang>/LC_MESSAGES/emails.po``, compiled to ``emails.mo`` beside it).
 
-Every text here is fixed: an e-mail never names a document, a professional, a diagnosis or
-an identifier, since a mailbox is neither private nor encrypted. The patient reads the
+Every text is fixed: an e-mail never names a document, a professional, a diagnosis or an
+identifier, since a mailbox is neither private nor encrypted. The patient reads the
 details in their space. The only variable parts are links (the space, the confirmation,
-the opt-out), so the whole table can move into the web's Babel catalog as it is: each
-``(kind, part)`` becomes one message id.
+the opt-out) and the confirmation's validity in hours. Each ``(kind, part)`` is one
+message id: ``new-document.subject``, ``new-document.body``, ..., the shared
+``signature``, and ``address-confirmation.subject`` and ``.body``.
+
+The catalog is the notifications' own (the web's pages have theirs, vault/web/locale):
+this package imports nothing of the HTTP surface, and a translator finds every e-mail in
+one file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from babel.support import Translations
 
 # The events a patient may choose to hear about by e-mail, in the order the API lists them.
 EVENT_KINDS: tuple[str, ...] = (
@@ -20,10 +33,33 @@ EVENT_KINDS: tuple[str, ...] = (
     "delegation-granted",
     "export-ready",
     "space-closed",
+    "space-deleted",
 )
 # What a patient who gives an address hears about until they choose otherwise.
 DEFAULT_EVENTS: tuple[str, ...] = EVENT_KINDS
 CONFIRMATION = "address-confirmation"
+LOCALE = "fr_FR"
+DOMAIN = "emails"
+LOCALE_DIR = Path(str(resources.files("vault.notifications"))) / "locale"
+
+
+class MissingText(LookupError):
+    """A message id the catalog does not hold: a packaging mistake, never sent as is."""
+
+
+@lru_cache
+def translations(locale: str = LOCALE) -> Translations:
+    loaded = Translations.load(str(LOCALE_DIR), locales=[locale], domain=DOMAIN)
+    if not isinstance(loaded, Translations):
+        raise RuntimeError(f"The e-mails' message catalog for {locale} is missing")
+    return loaded
+
+
+def text(key: str, **values: Any) -> str:
+    found = translations().gettext(key)
+    if found == key:
+        raise MissingText(key)
+    return found % values if values else found
 
 
 @dataclass(frozen=True)
@@ -32,57 +68,32 @@ class Template:
     body: str
 
 
-_SIGNATURE = (
-    "\n\nPour en savoir plus, connectez-vous à votre espace : {space_url}\n"
-    "\n"
-    "Ce message ne contient aucune donnée de santé. Ne répondez pas à cet e-mail.\n"
-    "Pour ne plus recevoir ces e-mails : {unsubscribe_url}\n"
-)
+class _Catalog(Mapping[str, Template]):
+    """The event kinds' templates, read from the catalog: ``TEMPLATES[kind].subject``."""
 
-TEMPLATES: dict[str, Template] = {
-    "new-document": Template(
-        "Un nouveau document est disponible dans votre espace",
-        "Bonjour,\n\nUn nouveau document est disponible dans votre espace santé.",
-    ),
-    "new-reader": Template(
-        "Quelqu'un a consulté votre dossier",
-        "Bonjour,\n\nUn professionnel de santé a consulté votre dossier pour la première "
-        "fois. L'historique des accès de votre espace vous dit qui et quand.",
-    ),
-    "emergency-access": Template(
-        "Accès en urgence à votre dossier",
-        "Bonjour,\n\nVotre dossier a été consulté dans le cadre d'un accès en urgence. "
-        "L'historique des accès de votre espace vous dit qui, quand et pourquoi.",
-    ),
-    "delegation-used": Template(
-        "Un proche a utilisé l'accès que vous lui avez donné",
-        "Bonjour,\n\nUne personne à qui vous avez donné accès à votre dossier l'a utilisé "
-        "aujourd'hui.",
-    ),
-    "delegation-granted": Template(
-        "Un accès à votre dossier a été accordé",
-        "Bonjour,\n\nUn nouvel accès à votre dossier a été accordé à un proche. Si vous ne "
-        "l'avez pas demandé, retirez-le depuis votre espace.",
-    ),
-    "export-ready": Template(
-        "Votre export est prêt",
-        "Bonjour,\n\nL'export de votre dossier que vous avez demandé est prêt. Il est "
-        "téléchargeable depuis votre espace pendant une durée limitée.",
-    ),
-    "space-closed": Template(
-        "Votre espace a été fermé",
-        "Bonjour,\n\nVotre espace santé a été fermé. Vos documents sont conservés, chiffrés, "
-        "pendant la durée prévue par la loi ; vous pouvez demander sa réouverture.",
-    ),
-}
+    def __getitem__(self, kind: str) -> Template:
+        if kind not in EVENT_KINDS:
+            raise KeyError(kind)
+        return Template(text(f"{kind}.subject"), text(f"{kind}.body"))
 
-CONFIRMATION_TEMPLATE = Template(
-    "Confirmez votre adresse e-mail",
-    "Bonjour,\n\nVous avez demandé à recevoir par e-mail les nouvelles de votre espace "
-    "santé. Pour confirmer cette adresse, ouvrez ce lien (valable {hours} heures) :\n"
-    "{confirm_url}\n\nSi vous n'êtes pas à l'origine de cette demande, ignorez ce message : "
-    "rien ne vous sera envoyé.\n",
-)
+    def __iter__(self) -> Iterator[str]:
+        return iter(EVENT_KINDS)
+
+    def __len__(self) -> int:
+        return len(EVENT_KINDS)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in EVENT_KINDS
+
+
+TEMPLATES: Mapping[str, Template] = _Catalog()
+
+
+def __getattr__(name: str) -> Template:
+    # ``CONFIRMATION_TEMPLATE``, read from the catalog as ``TEMPLATES`` are.
+    if name == "CONFIRMATION_TEMPLATE":
+        return Template(text(f"{CONFIRMATION}.subject"), text(f"{CONFIRMATION}.body"))
+    raise AttributeError(name)
 
 
 @dataclass(frozen=True)
@@ -93,10 +104,12 @@ class Rendered:
 
 def render(kind: str, *, space_url: str, unsubscribe_url: str) -> Rendered:
     template = TEMPLATES[kind]
-    signature = _SIGNATURE.format(space_url=space_url, unsubscribe_url=unsubscribe_url)
+    signature = text("signature", space_url=space_url, unsubscribe_url=unsubscribe_url)
     return Rendered(template.subject, template.body + signature)
 
 
 def render_confirmation(*, confirm_url: str, hours: int) -> Rendered:
-    template = CONFIRMATION_TEMPLATE
-    return Rendered(template.subject, template.body.format(confirm_url=confirm_url, hours=hours))
+    return Rendered(
+        text(f"{CONFIRMATION}.subject"),
+        text(f"{CONFIRMATION}.body", confirm_url=confirm_url, hours=hours),
+    )

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
 from vault.access.service import SPACE
-from vault.errors import VaultError
 from vault.http.deps import ServicesDep, commit
 from vault.identity.principal import Principal
 from vault.services import Services
@@ -81,26 +80,44 @@ async def web_transaction(
     request: Request, found: ServicesDep, principal: SignedInDep
 ) -> AsyncIterator[Session]:
     """As vault/api/deps.py's ``transaction``: commit on success, roll back on any error,
-    then record a refusal or a failed change on its own."""
+    then record a refusal or a failed change on its own.
+
+    The space's routes turn errors into pages (``SpaceRoute``) before this dependency
+    ends, so an error reaches it as ``request.state.space_error`` rather than raised: the
+    page is shown and the transaction still rolls back."""
     session = found.session_factory()
+    failed: BaseException | None = None
     try:
         yield session
-        await run_in_threadpool(commit, session)
-    except VaultError as error:
-        await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
-        raise
+        failed = getattr(request.state, "space_error", None)
+        if failed is None:
+            await run_in_threadpool(commit, session)
     except BaseException as error:
-        with CancelScope(shield=True):
-            await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
+        await _end_failed(request, found, principal, session, error)
         raise
+    if failed is not None:
+        await _end_failed(request, found, principal, session, failed)
 
 
-def _end_failed(
-    found: Services, session: Session, principal: Principal, error: BaseException, method: str
+async def _end_failed(
+    request: Request,
+    found: Services,
+    principal: Principal,
+    session: Session,
+    error: BaseException,
 ) -> None:
-    found.access.end_failed(
-        found.session_factory, session, principal, error, surface=SPACE, method=method
-    )
+    """Roll back, then let access record what must outlive the rollback (a refusal, a
+    failed form); shielded, so that a cancellation cannot abandon it halfway."""
+    with CancelScope(shield=True):
+        await run_in_threadpool(
+            found.access.end_failed,
+            found.session_factory,
+            session,
+            principal,
+            error,
+            surface=SPACE,
+            method=request.method,
+        )
 
 
 WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -59,6 +60,15 @@ def short_date(value: date | datetime | None) -> str:
     if isinstance(value, datetime):
         value = _local(value).date()
     return format_date(value, format="short", locale=LOCALE)
+
+
+def file_size(size: int) -> str:
+    """1,4 Mo: a size as people read it (decimal units, as file managers show them)."""
+    for unit, factor in (("go", 10**9), ("mo", 10**6), ("ko", 10**3)):
+        if size >= factor:
+            number = format_decimal(size / factor, format="#,##0.#", locale=LOCALE)
+            return gettext(f"size.{unit}", number=number)
+    return gettext("size.o", number=str(size))
 
 
 def _local(value: datetime) -> datetime:

@@ -21,14 +21,16 @@ from authlib.integrations.starlette_client import OAuth
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.state import EntryKind
+from vault.db import transaction
 from vault.errors import Unauthenticated, VaultError
 from vault.http.deps import ServicesDep, public, requires
 from vault.identity.principal import Principal, Role
+from vault.notifications.service import LinkRefused
 from vault.observability.logs import get_logger
 from vault.services import Services
 from vault.web import csp
@@ -54,7 +56,7 @@ from vault.web.signin import (
     principal_record,
     session_principal,
 )
-from vault.web.space import HISTORY_ROLES, FormErrors, Space
+from vault.web.space import HISTORY_ROLES, FormErrors, PageRefused, Space
 from vault.web.terminology import terminology
 
 log = get_logger("vault.web")
@@ -62,8 +64,20 @@ log = get_logger("vault.web")
 # The paths the space's session middleware serves (not its assets, which need none), and
 # those open without a session.
 PREFIXES = ("/dossiers/", "/login", "/logout", "/bienvenue", "/invitation")
+CONFIRM_LINK = "/courriel/confirmer"
+UNSUBSCRIBE_LINK = "/courriel/desinscription"
 PUBLIC_PATHS = frozenset(
-    {"/", "/login", "/login/callback", "/login/demo", "/logout", "/static/{name}"}
+    {
+        "/",
+        "/login",
+        "/login/callback",
+        "/login/demo",
+        "/logout",
+        "/static/{name}",
+        # The links in e-mails: the link is the credential.
+        CONFIRM_LINK,
+        UNSUBSCRIBE_LINK,
+    }
 )
 
 
@@ -72,33 +86,45 @@ def is_space_path(path: str) -> bool:
 
 
 class SpaceRoute(APIRoute):
-    """Errors become French pages, not OperationOutcomes: after the transaction has
-    rolled back (and recorded a refusal), the person sees what happened and where to go."""
+    """Errors become French pages, not OperationOutcomes: the person sees what happened
+    and where to go, and the request's transaction still rolls back and records a
+    refusal or a failed change (``web_transaction`` finds the error in ``request.state``:
+    it ends after this handler returns, so it would not see it raised)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def handle(request: Request) -> Response:  # noqa: PLR0911 - one page per error
+        async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except (CsrfRefused, VaultError) as error:
+                # Shown as a page, yet the request's transaction rolls back (web_transaction).
+                request.state.space_error = error
+                return error_page(request, error)
             except SignInRequired:
                 if request.method == "GET" and request.url.path != "/":
                     return RedirectResponse("/?" + urlencode({"retour": request.url.path}), 303)
                 return RedirectResponse("/", 303)
-            except CsrfRefused:
-                return page(request, "error.html", 403, message=gettext("error.csrf"))
-            except FormErrors as error:
-                if error.template is None:
-                    return page(request, "error.html", 422, message=gettext("error.form"))
-                return page(request, error.template, 422, errors=error.errors, **error.context)
-            except VaultError as error:
-                key = {404: "error.not_found", 403: "error.forbidden", 410: "error.gone"}.get(
-                    error.status_code, "error.generic"
-                )
-                status = error.status_code if error.status_code < 500 else 503
-                return page(request, "error.html", status, message=gettext(key))
 
         return handle
+
+
+def error_page(request: Request, error: CsrfRefused | VaultError) -> Response:
+    """The page that says what went wrong and where to go."""
+    if isinstance(error, CsrfRefused):
+        return page(request, "error.html", 403, message=gettext("error.csrf"))
+    if isinstance(error, FormErrors):
+        status = error.status_code
+        if error.template is None:
+            return page(request, "error.html", status, message=gettext("error.form"))
+        return page(request, error.template, status, errors=error.errors, **error.context)
+    if isinstance(error, PageRefused):
+        return page(request, "error.html", error.status_code, message=error.text)
+    key = {404: "error.not_found", 403: "error.forbidden", 410: "error.gone"}.get(
+        error.status_code, "error.generic"
+    )
+    status = error.status_code if error.status_code < 500 else 503
+    return page(request, "error.html", status, message=gettext(key))
 
 
 router = APIRouter(route_class=SpaceRoute, include_in_schema=False)
@@ -191,6 +217,11 @@ NOTICES = frozenset(
         "opened",
         "signed_out",
         "accepted",
+        "export_requested",
+        "email_sent",
+        "email_events",
+        "email_stopped",
+        "email_removed",
     }
 )
 
@@ -961,6 +992,238 @@ def notifications_read(
     space(found).notifications(session, actor, principal, pid)
     space(found).mark_notifications_read(session, principal)
     return see_other(f"/dossiers/{quote(pid)}/notifications")
+
+
+# -- taking everything away ------------------------------------------------------------
+
+
+def _export_context(
+    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+) -> dict[str, Any]:
+    record = record_of(session, found, actor, data, pid)
+    rows = space(found).exports(session, actor, pid)
+    return {
+        "record": record,
+        "rows": rows,
+        "running": any(row.in_progress for row in rows),
+        "ttl_hours": found.settings.export_ttl_hours,
+        "daily_limit": found.settings.export_daily_limit,
+        "nav": "export",
+    }
+
+
+@router.get("/dossiers/{pid}/export", dependencies=[requires(Permission.RECORD_EXPORT)])
+def export_page(
+    request: Request,
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+    ok: OK = None,
+) -> Response:
+    context = _export_context(session, found, actor, data, pid)
+    return page(request, "export.html", errors={}, notice=notice(ok), **context)
+
+
+@router.post("/dossiers/{pid}/export", dependencies=[CsrfDep, requires(Permission.RECORD_EXPORT)])
+def export_request(
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+) -> Response:
+    record_of(session, found, actor, data, pid)
+    try:
+        space(found).request_export(session, actor, pid)
+    except FormErrors as error:
+        error.template = "export.html"
+        error.context = {"notice": None, **_export_context(session, found, actor, data, pid)}
+        raise
+    return see_other(f"/dossiers/{quote(pid)}/export", "export_requested")
+
+
+@router.get(
+    "/dossiers/{pid}/export/{eid}/archive", dependencies=[requires(Permission.RECORD_EXPORT)]
+)
+def export_archive(
+    pid: PatientId,
+    eid: Annotated[str, Path(max_length=64)],
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+) -> Response:
+    download = space(found).export_archive(session, actor, pid, eid)
+    return StreamingResponse(
+        download.chunks,
+        media_type="application/zip",
+        headers={
+            **csp.CONTENT_HEADERS,
+            "Content-Security-Policy": csp.render(csp.CONTENT_POLICY) + "; sandbox",
+            "Content-Length": str(download.size),
+            "Content-Disposition": f'attachment; filename="{download.file_name}"',
+        },
+    )
+
+
+# -- e-mail preferences -----------------------------------------------------------------
+
+
+def _email_context(
+    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+) -> dict[str, Any]:
+    record = record_of(session, found, actor, data, pid)
+    return {
+        "record": record,
+        "prefs": space(found).email_preferences(session, actor, pid),
+        "mail_on": bool(found.settings.smtp_host),
+        "hours": found.settings.email_confirmation_hours,
+        "values": {},
+        "nav": "notifications",
+    }
+
+
+EMAILS = "/dossiers/{pid}/notifications/courriel"
+
+
+@router.get(EMAILS, dependencies=[requires(Permission.NOTIFICATIONS_READ)])
+def emails(
+    request: Request,
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+    ok: OK = None,
+) -> Response:
+    context = _email_context(session, found, actor, data, pid)
+    return page(request, "emails.html", errors={}, notice=notice(ok), **context)
+
+
+@router.post(EMAILS + "/adresse", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
+def email_address(
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+    adresse: Annotated[str, Form(max_length=400)] = "",
+) -> Response:
+    record_of(session, found, actor, data, pid)
+    try:
+        space(found).set_email_address(session, actor, pid, adresse)
+    except FormErrors as error:
+        error.template = "emails.html"
+        context = _email_context(session, found, actor, data, pid)
+        error.context = {**context, "notice": None, "values": {"adresse": adresse}}
+        raise
+    return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_sent")
+
+
+@router.post(
+    EMAILS + "/evenements", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)]
+)
+def email_events(
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+    evenements: Annotated[list[str] | None, Form(max_length=32)] = None,
+) -> Response:
+    record_of(session, found, actor, data, pid)
+    space(found).set_email_events(session, actor, pid, evenements or [])
+    return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_events")
+
+
+@router.post(EMAILS + "/arreter", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
+def email_stop(
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+) -> Response:
+    record_of(session, found, actor, data, pid)
+    space(found).set_email_events(session, actor, pid, [])
+    return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_stopped")
+
+
+@router.post(EMAILS + "/oublier", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
+def email_forget(
+    pid: PatientId,
+    found: ServicesDep,
+    actor: WebActorDep,
+    session: WebTransactionDep,
+    data: WebSessionDep,
+) -> Response:
+    record_of(session, found, actor, data, pid)
+    space(found).remove_email_address(session, actor, pid)
+    return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_removed")
+
+
+# -- the links in e-mails (no session: the link is the credential) -----------------------
+
+LinkText = Annotated[str, Query(max_length=128)]
+
+
+def _link_page(
+    request: Request, key: str, *, action: str | None = None, status: int = 200
+) -> Response:
+    return page(
+        request,
+        "link.html",
+        status,
+        title=gettext(f"link.{key}.title"),
+        text=gettext(f"link.{key}.text"),
+        button=gettext(f"link.{key}.button") if action else None,
+        action=action,
+        refused=status != 200,
+    )
+
+
+# Opening a link only shows a button: mail scanners open links, and must not confirm or
+# opt out for the person.
+@router.get(CONFIRM_LINK, dependencies=[public("the e-mailed link is the credential")])
+def confirm_link(request: Request, token: LinkText = "") -> Response:
+    return _link_page(request, "confirm", action=f"{CONFIRM_LINK}?{urlencode({'token': token})}")
+
+
+@router.post(
+    CONFIRM_LINK,
+    dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
+)
+def confirm_address(request: Request, found: ServicesDep, token: LinkText = "") -> Response:
+    try:
+        with transaction(found.session_factory) as session:
+            found.notifications.confirm(session, token)
+    except LinkRefused:
+        return _link_page(request, "refused", status=404)
+    return _link_page(request, "confirmed")
+
+
+@router.get(UNSUBSCRIBE_LINK, dependencies=[public("the e-mailed link is the credential")])
+def unsubscribe_link(request: Request, record: LinkText = "", token: LinkText = "") -> Response:
+    query = urlencode({"record": record, "token": token})
+    return _link_page(request, "unsubscribe", action=f"{UNSUBSCRIBE_LINK}?{query}")
+
+
+@router.post(
+    UNSUBSCRIBE_LINK,
+    dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
+)
+def unsubscribe(
+    request: Request, found: ServicesDep, record: LinkText = "", token: LinkText = ""
+) -> Response:
+    """The opt-out, from the page's button or the mail client's one-click POST (RFC 8058:
+    its body, ``List-Unsubscribe=One-Click``, says nothing more than the link)."""
+    try:
+        with transaction(found.session_factory) as session:
+            found.notifications.unsubscribe(session, record, token)
+    except LinkRefused:
+        return _link_page(request, "refused", status=404)
+    return _link_page(request, "unsubscribed")
 
 
 def install(app: Any, services: Services) -> None:

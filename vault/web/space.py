@@ -37,13 +37,15 @@ from vault.audit.history import HistoryFilter, document_of
 from vault.documents import repository as documents_repository
 from vault.documents.repository import SearchCriteria
 from vault.documents.search import ListedDocument
-from vault.errors import InvalidResource, NotFound
+from vault.errors import Conflict, Gone, InvalidResource, NotFound, TooManyRequests, VaultError
+from vault.exports.service import IN_PROGRESS, Download, ExportNotReady
 from vault.identity.principal import INS_NIR_SYSTEM, Principal, Role
-from vault.models import AccessPolicyEntry, AuditEntry, AuditNotification, WebVisitor
-from vault.models.base import utcnow
+from vault.models import AccessPolicyEntry, AuditEntry, AuditNotification, RecordExport, WebVisitor
+from vault.models.base import as_utc, utcnow
+from vault.notifications import templates as email_templates
 from vault.policies.management import PolicyView
 from vault.services import Services
-from vault.web.i18n import gettext, short_date
+from vault.web.i18n import file_size, gettext, short_date
 from vault.web.terminology import terminology
 
 PAGE_SIZE = 20
@@ -75,9 +77,10 @@ class FormErrors(InvalidResource):
     request's transaction rolls back whatever the attempt wrote; the page that shows the
     form again is set by the route (``template`` and ``context``)."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, str], *, status_code: int = 422) -> None:
         super().__init__("The form has errors")
         self.errors = errors
+        self.status_code = status_code
         self.template: str | None = None
         self.context: dict[str, Any] = {}
 
@@ -154,6 +157,41 @@ class Relationship:
     until: datetime | None
     entry_id: str | None
     categories: str
+
+
+class PageRefused(VaultError):
+    """A refusal the person reads on an error page, in French, with the status the API
+    would answer."""
+
+    def __init__(self, text: str, status_code: int) -> None:
+        super().__init__("Refused")
+        self.text = text
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One of the person's exports, as the export page shows it: status is queued,
+    building, ready, failed or expired."""
+
+    id: str
+    status: str
+    progress: int
+    requested_at: datetime
+    expires_at: datetime | None
+    documents: int
+    size: str
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in IN_PROGRESS
+
+
+@dataclass(frozen=True)
+class EmailPreferences:
+    address: str | None
+    confirmed: bool
+    events: list[tuple[str, str, bool]]
 
 
 @dataclass(frozen=True)
@@ -728,6 +766,93 @@ class Space:
             "checkpoint": checkpoint_json(checkpoint),
             "verify": gettext("receipt.verify"),
         }
+
+    # -- taking everything away --------------------------------------------------------
+
+    def exports(self, session: Session, actor: Actor, patient_id: str) -> list[ExportRow]:
+        """The person's own latest exports of the record (an audited read)."""
+        now = utcnow()
+        return [
+            self._export_row(job, now)
+            for job in self.services.exports.mine(session, actor, patient_id)
+        ]
+
+    @staticmethod
+    def _export_row(job: RecordExport, now: datetime) -> ExportRow:
+        status = job.status
+        if status == "ready" and (job.expires_at is None or as_utc(job.expires_at) <= now):
+            status = "expired"
+        return ExportRow(
+            id=job.id,
+            status=status,
+            progress=max(0, min(100, job.progress)),
+            requested_at=job.requested_at,
+            expires_at=job.expires_at,
+            documents=job.documents,
+            size=file_size(job.archive_size or 0),
+        )
+
+    def request_export(self, session: Session, actor: Actor, patient_id: str) -> None:
+        try:
+            self.services.exports.request(session, actor, patient_id)
+        except TooManyRequests as error:
+            limit = self.services.settings.export_daily_limit
+            raise FormErrors(
+                {"export": gettext("error.export.limit", limit=limit)}, status_code=429
+            ) from error
+        except Conflict as error:
+            raise FormErrors(
+                {"export": gettext("error.export.running")}, status_code=409
+            ) from error
+
+    def export_archive(
+        self, session: Session, actor: Actor, patient_id: str, export_id: str
+    ) -> Download:
+        """The archive, for the person who asked for it: an audited download."""
+        try:
+            return self.services.exports.download(session, actor, patient_id, export_id)
+        except ExportNotReady as error:
+            raise PageRefused(gettext("error.export.not_ready"), 409) from error
+        except Gone as error:
+            raise PageRefused(gettext("error.export.gone"), 410) from error
+
+    # -- e-mail -----------------------------------------------------------------------
+
+    def email_preferences(
+        self, session: Session, actor: Actor, patient_id: str
+    ) -> EmailPreferences:
+        """The record's e-mail address and chosen events (an audited read)."""
+        found = self.services.notifications.view(session, actor, patient_id)
+        return EmailPreferences(
+            address=found.address,
+            confirmed=found.confirmed,
+            events=[
+                (kind, gettext(f"emails.event.{kind}"), kind in found.events)
+                for kind in email_templates.EVENT_KINDS
+            ],
+        )
+
+    def set_email_address(self, session: Session, actor: Actor, patient_id: str, text: str) -> None:
+        address = text.strip()
+        if not address:
+            raise FormErrors({"address": gettext("error.email.required")})
+        if len(address) > 320:
+            raise FormErrors({"address": gettext("error.email.invalid")})
+        try:
+            self.services.notifications.set_address(session, actor, patient_id, address)
+        except TooManyRequests as error:
+            raise FormErrors({"address": gettext("error.email.limit")}, status_code=429) from error
+        except InvalidResource as error:
+            raise FormErrors({"address": gettext("error.email.invalid")}) from error
+
+    def set_email_events(
+        self, session: Session, actor: Actor, patient_id: str, events: list[str]
+    ) -> None:
+        chosen = [kind for kind in email_templates.EVENT_KINDS if kind in set(events)]
+        self.services.notifications.set_events(session, actor, patient_id, chosen)
+
+    def remove_email_address(self, session: Session, actor: Actor, patient_id: str) -> None:
+        self.services.notifications.remove_address(session, actor, patient_id)
 
     # -- notifications ----------------------------------------------------------------
 
