@@ -157,39 +157,34 @@ class DocumentService:
         self.blobs.put(session, blob_key, sealed_content.chunks)
         author_kind, author_id = author_of(actor)
         pending.binaries.append(
-            {
-                "id": binary_id,
-                "document_id": document_id,
-                "patient_id": new.patient_id,
-                "content_type": new.metadata.content_type,
-                "size": len(new.content),
-                "blob_key": blob_key,
-                "segment_size": sealed_content.segment_size,
-                "wrapped_dek": sealed_content.wrapped_dek,
-                "kek_id": sealed_content.kek_id,
-                "created_at": now,
-                "shredded_at": None,
-            }
+            rows_sql.binary_row(
+                binary_id=binary_id,
+                document_id=document_id,
+                patient_id=new.patient_id,
+                content_type=new.metadata.content_type,
+                size=len(new.content),
+                blob_key=blob_key,
+                segment_size=sealed_content.segment_size,
+                wrapped_dek=sealed_content.wrapped_dek,
+                kek_id=sealed_content.kek_id,
+                created_at=now,
+            )
         )
         resource = self._stored_resource(new, document_id, binary_id, now)
         pending.documents.append(
-            {
-                "id": document_id,
-                "patient_id": new.patient_id,
-                "master_identifier": new.metadata.master_identifier,
-                "current_version": 1,
-                "status": "current",
-                "type_code": new.metadata.type_code,
-                "category_code": new.metadata.category_code,
-                "date": new.metadata.date,
-                "security_labels": repository.labels_text(new.metadata.security_labels),
-                "author_kind": author_kind,
-                "author_id": author_id,
-                "content_fingerprint": fingerprint,
-                "deleted_at": None,
-                "created_at": now,
-                "updated_at": now,
-            }
+            rows_sql.document_row(
+                document_id=document_id,
+                patient_id=new.patient_id,
+                master_identifier=new.metadata.master_identifier,
+                type_code=new.metadata.type_code,
+                category_code=new.metadata.category_code,
+                date=new.metadata.date,
+                security_labels=repository.labels_text(new.metadata.security_labels),
+                author_kind=author_kind,
+                author_id=author_id,
+                content_fingerprint=fingerprint,
+                created_at=now,
+            )
         )
         pending.versions.append(
             self._version_row(
@@ -281,20 +276,20 @@ class DocumentService:
             session, patient_id, resource, version_context(document_id, number, patient_id)
         )
         role, by = author_of(actor)
-        return {
-            "document_id": document_id,
-            "version": number,
-            "patient_id": patient_id,
-            "status": str(resource.get("status")),
-            "security_labels": repository.labels_text(security_label_codes(resource)),
-            "binary_id": binary_id,
-            "resource_ciphertext": sealed.ciphertext,
-            "resource_dek": sealed.wrapped_dek,
-            "kek_id": sealed.kek_id,
-            "created_by_role": role,
-            "created_by": by,
-            "created_at": now,
-        }
+        return rows_sql.version_row(
+            document_id=document_id,
+            version=number,
+            patient_id=patient_id,
+            status=str(resource.get("status")),
+            security_labels=repository.labels_text(security_label_codes(resource)),
+            binary_id=binary_id,
+            resource_ciphertext=sealed.ciphertext,
+            resource_dek=sealed.wrapped_dek,
+            kek_id=sealed.kek_id,
+            created_by_role=role,
+            created_by=by,
+            created_at=now,
+        )
 
     def _supersede(
         self, session: Session, actor: Actor, target_id: str, patient_id: str, replacement_id: str
