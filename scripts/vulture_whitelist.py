@@ -23,6 +23,7 @@ sent_at  # unused variable (vault/models/notification.py:89)
 previous_visit_at  # unused variable (vault/models/web.py:37)
 
 # Pydantic models and settings: fields serialised to JSON, model_config read by pydantic.
+opposed_at  # unused variable (vault/api/records.py:121)
 model_config  # unused variable (vault/api/exports.py:27)
 model_config  # unused variable (vault/identity/issuers.py:24)
 model_config  # unused variable (vault/notifications/schemas.py:13)

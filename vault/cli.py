@@ -16,6 +16,7 @@ from vault.commands.bench import bench as bench_command
 from vault.commands.clients import app as clients_app
 from vault.commands.exports import app as exports_app
 from vault.commands.notifications import app as notifications_app
+from vault.commands.records import app as records_app
 from vault.settings import Settings, get_settings
 
 app = typer.Typer(help="Patient health-document vault.", no_args_is_help=True, add_completion=False)
@@ -31,6 +32,7 @@ app.add_typer(backup_app, name="backup")
 app.add_typer(restore_app, name="restore")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(exports_app, name="exports")
+app.add_typer(records_app, name="records")
 app.command("bench")(bench_command)
 
 

@@ -35,6 +35,13 @@ class MissingToken(Unauthenticated):
     """No credentials at all: RFC 6750 says the challenge then carries no error code."""
 
 
+class Forbidden(VaultError):
+    """Only for actions on something the caller can already see; otherwise use NotFound."""
+
+    status_code = 403
+    issue_code = "forbidden"
+
+
 class NotFound(VaultError):
     status_code = 404
     issue_code = "not-found"

@@ -118,6 +118,15 @@ class Settings(BaseSettings):
     export_poll_seconds: float = Field(default=5.0, ge=0)
     export_lease_seconds: float = Field(default=3600.0, ge=60)
 
+    # A record's lifetime (docs/lifecycle.md, docs/operations.md): a closed record is kept,
+    # encrypted, this many days, then crypto-shredded by `vault records purge`; a patient who
+    # asks for early deletion has it within early_deletion_days (the law's bound: three
+    # months); the key that lets the purge tell them by e-mail that it is done is kept at
+    # most deletion_notice_hours after the shredding.
+    record_retention_days: int = Field(default=3650, ge=1)
+    early_deletion_days: int = Field(default=30, ge=0, le=90)
+    deletion_notice_hours: int = Field(default=72, ge=0, le=24 * 30)
+
     search_default_count: int = 20
     search_max_count: int = 200
     orphan_blob_grace_seconds: int = 3600

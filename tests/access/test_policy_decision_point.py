@@ -228,6 +228,16 @@ RECORD_ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/api/patients/{patient_id}/exports/{export_id}/archive"): _plain(
         "/api/patients/{patient_id}/exports/an-export/archive"
     ),
+    ("GET", "/api/patients/{patient_id}/closure"): _plain("/api/patients/{patient_id}/closure"),
+    ("POST", "/api/patients/{patient_id}/closure"): _plain(
+        "/api/patients/{patient_id}/closure", {"deleteNow": True}, JSON
+    ),
+    ("POST", "/api/patients/{patient_id}/closure/deletion"): _plain(
+        "/api/patients/{patient_id}/closure/deletion"
+    ),
+    ("POST", "/api/patients/{patient_id}/reopening"): _plain(
+        "/api/patients/{patient_id}/reopening"
+    ),
 }
 
 # Routes that touch no patient's record, and why.
@@ -241,6 +251,10 @@ OTHER_ROUTES = {
     ("GET", "/audit/checkpoints/{tree_size}"): "signed tree heads: sizes and hashes only",
     ("GET", "/audit/proofs/inclusion"): "Merkle proofs: hashes only",
     ("GET", "/audit/proofs/consistency"): "Merkle proofs: hashes only",
+    ("POST", "/api/oppositions"): "the caller's own opposition, by the INS of their token; "
+    "no record",
+    ("GET", "/api/oppositions/me"): "the caller's own opposition, by the INS of their token",
+    ("DELETE", "/api/oppositions/me"): "the caller's own opposition, by the INS of their token",
 }
 
 
@@ -360,6 +374,8 @@ ALLOWED = {
     "storage/blobs/sweep.py": "blob keys still referenced, to delete orphaned ciphertext",
     "backup/shreds.py": "ids of crypto-shredded documents, to re-shred restored backups",
     "backup/export.py": "copying ciphertext and wrapped keys for a backup",
+    "records/repository.py": "the purge destroying the keys of a whole record whose deletion "
+    "is due: reads no content, serves no caller",
 }
 
 

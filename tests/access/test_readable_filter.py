@@ -86,12 +86,17 @@ def _principal(role: Role, subject: str, scope: str, **kw: str | None) -> Princi
 
 actors = st.one_of(
     st.builds(
-        lambda scope, own, proxy: Actor(
-            _principal(Role.PATIENT, "185077512345653", scope), own_patient_id=own, proxy_key=proxy
+        lambda scope, own, proxy, closed: Actor(
+            _principal(Role.PATIENT, "185077512345653", scope),
+            own_patient_id=own,
+            proxy_key=proxy,
+            own_record_closed=closed,
         ),
         st.sampled_from(SCOPES),
         st.sampled_from([PATIENT, "patient-2", None]),
         st.sampled_from(["ins:parent", "ins:other", None]),
+        # Their own record closed (docs/lifecycle.md), as the actor says for a patient.
+        st.booleans(),
     ),
     st.builds(
         lambda scope, account: Actor(
@@ -173,7 +178,13 @@ def scenarios(draw: st.DrawFn) -> tuple[Actor, PatientPolicy | None, Authorisati
         st.sets(st.sampled_from(TOKENS), max_size=3),
     )
     found = draw(st.one_of(st.none(), st.lists(entry, max_size=6)))
-    policy = None if found is None else PatientPolicy(PATIENT, NOW, len(found), tuple(found))
+    # A closed record (docs/lifecycle.md) now and then: nobody reads it.
+    closed = draw(st.sampled_from([False, False, False, True]))
+    policy = (
+        None
+        if found is None
+        else PatientPolicy(PATIENT, NOW, len(found), tuple(found), closed=closed)
+    )
     # A table that names the reader's profession, often: the rules turn on it.
     named = st.fixed_dictionaries({"allow": token_sets, "deny": token_sets}).map(
         lambda rule: parse_matrix({"professions": {actor.principal.profession or "10": rule}})
@@ -226,6 +237,38 @@ def test_a_reader_refused_everything_gets_the_empty_filter() -> None:
 
     assert readable(operator, PATIENT) == filters.NOTHING
     assert readable(stranger, PATIENT) == filters.NOTHING
+
+
+def test_a_closed_record_is_read_by_nobody() -> None:
+    """Closed, the record is refused to its patient, their treating doctor and their
+    caregiver alike, by the filter as by the decision."""
+    patient = Actor(
+        _principal(Role.PATIENT, "185077512345653", ""),
+        own_patient_id=PATIENT,
+        own_record_closed=True,
+    )
+    doctor = Actor(_principal(Role.PROFESSIONAL, PROFESSIONALS[0], "", profession="10"))
+    carer = Actor(_principal(Role.CAREGIVER, "aidant", ""), proxy_key="caregiver:aidant")
+    entries = (
+        Entry("entry-1", EntryKind.TREATING_DOCTOR, PROFESSIONALS[0], NOW - timedelta(days=1)),
+        Entry(
+            "entry-2",
+            EntryKind.DELEGATION,
+            "caregiver:aidant",
+            NOW - timedelta(days=1),
+            categories=frozenset({"*"}),
+        ),
+    )
+    closed = PatientPolicy(PATIENT, NOW, 2, entries, closed=True)
+    document = DocumentFacts(PATIENT, "professional", PROFESSIONALS[1], frozenset(), "current")
+
+    assert readable(patient, PATIENT) == filters.NOTHING
+    assert not _reads(patient, document, None, default_matrix())
+    for reader in (doctor, carer):
+        assert readable(reader, PATIENT, policy=closed) == filters.NOTHING
+        assert not _reads(reader, document, closed, default_matrix())
+        opened = PatientPolicy(PATIENT, NOW, 2, entries)
+        assert _reads(reader, document, opened, default_matrix())
 
 
 # -- the same, run by PostgreSQL -------------------------------------------------------------

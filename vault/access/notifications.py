@@ -15,6 +15,8 @@ exists exactly when the access it reports happened.
 | `point-of-care-declared` | a professional declared the patient's consent at the point of care | entry |
 | `invitation-accepted` | a caregiver accepted the patient's invitation: the delegation now names them | entry |
 | `export-ready`       | the export worker built an export of the record                  | export                        |
+| `space-closed`       | the vault archived a record its patient (or representative) closed | entry                       |
+| `space-deleted`      | the purge crypto-shredded the record (early deletion or retention's end) | entry                 |
 
 An emergency access is reported as such, not also as a new reader. A new document hidden
 from the patient until its result is announced is held back by the delivery worker until
@@ -75,6 +77,8 @@ class NotificationKind(StrEnum):
     POINT_OF_CARE_DECLARED = "point-of-care-declared"
     INVITATION_ACCEPTED = "invitation-accepted"
     EXPORT_READY = "export-ready"
+    SPACE_CLOSED = "space-closed"
+    SPACE_DELETED = "space-deleted"
 
 
 def acting_person(entry: EntryFacts) -> str | None:
@@ -145,6 +149,16 @@ RULES: tuple[Rule, ...] = (
         lambda e: _permission(e) == "record:export" and e.detail.get("stage") == "built",
         NotificationKind.EXPORT_READY,
         lambda e: f"export:{e.detail.get('export')}",
+    ),
+    (
+        lambda e: _permission(e) == "record:close" and e.detail.get("stage") == "archived",
+        NotificationKind.SPACE_CLOSED,
+        lambda e: f"space-closed:{e.id}",
+    ),
+    (
+        lambda e: _permission(e) == "record:delete" and e.detail.get("stage") == "deleted",
+        NotificationKind.SPACE_DELETED,
+        lambda e: f"space-deleted:{e.id}",
     ),
 )
 

@@ -30,6 +30,12 @@ class Permission(StrEnum):
     NOTIFICATIONS_READ = "notifications:read"
     NOTIFICATIONS_MANAGE = "notifications:manage"
     RECORD_EXPORT = "record:export"
+    # The record's lifetime (docs/lifecycle.md): where it stands, closing it, asking for its
+    # deletion before the retention period ends, reopening it.
+    RECORD_STATUS = "record:status"
+    RECORD_CLOSE = "record:close"
+    RECORD_DELETE = "record:delete"
+    RECORD_REOPEN = "record:reopen"
 
 
 # The FHIR resource and SMART interaction a permission needs from the token's scopes. The
@@ -54,6 +60,10 @@ SCOPE_NEEDED: dict[Permission, tuple[str, Interaction]] = {
     Permission.NOTIFICATIONS_READ: ("Patient", Interaction.READ),
     Permission.NOTIFICATIONS_MANAGE: ("Patient", Interaction.UPDATE),
     Permission.RECORD_EXPORT: ("Patient", Interaction.READ),
+    Permission.RECORD_STATUS: ("Patient", Interaction.READ),
+    Permission.RECORD_CLOSE: ("Patient", Interaction.UPDATE),
+    Permission.RECORD_DELETE: ("Patient", Interaction.DELETE),
+    Permission.RECORD_REOPEN: ("Patient", Interaction.UPDATE),
 }
 
 # Audit action codes (FHIR restful interactions, BALP): C create, R read, U update,
@@ -78,4 +88,8 @@ AUDIT_ACTION: dict[Permission, str] = {
     Permission.NOTIFICATIONS_READ: "R",
     Permission.NOTIFICATIONS_MANAGE: "U",
     Permission.RECORD_EXPORT: "C",
+    Permission.RECORD_STATUS: "R",
+    Permission.RECORD_CLOSE: "U",
+    Permission.RECORD_DELETE: "D",
+    Permission.RECORD_REOPEN: "U",
 }

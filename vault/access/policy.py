@@ -49,6 +49,7 @@ REPRESENTATIVE_ROLE = "legal-representative"
 __all__ = [
     "INVISIBLE_PATIENT",
     "INVISIBLE_REPRESENTATIVES",
+    "LIFECYCLE",
     "MASKED",
     "Actor",
     "Basis",
@@ -57,6 +58,7 @@ __all__ = [
     "Purpose",
     "author_of",
     "decide",
+    "is_closed",
     "known_to_patient",
     "readable",
 ]
@@ -76,8 +78,25 @@ RECORD_WIDE = frozenset(
         Permission.NOTIFICATIONS_READ,
         Permission.NOTIFICATIONS_MANAGE,
         Permission.RECORD_EXPORT,
+        Permission.RECORD_STATUS,
+        Permission.RECORD_CLOSE,
+        Permission.RECORD_DELETE,
+        Permission.RECORD_REOPEN,
     }
 )
+# What may still be asked of a closed record: where it stands, its deletion, its reopening.
+# Everything else is refused, to everyone (docs/lifecycle.md).
+LIFECYCLE = frozenset(
+    {
+        Permission.RECORD_STATUS,
+        Permission.RECORD_CLOSE,
+        Permission.RECORD_DELETE,
+        Permission.RECORD_REOPEN,
+    }
+)
+# Writes into a closed record are refused saying so: feeding a record is open, so its
+# senders must learn why their push was not taken (answered 409).
+FEEDING = frozenset({Permission.DOCUMENT_CREATE, Permission.PATIENT_CREATE})
 
 
 class Purpose(StrEnum):
@@ -126,6 +145,9 @@ class Actor:
     proxy_key: str | None = None
     policies: PolicySource | None = field(default=None, compare=False, repr=False)
     proxy_issuer: str | None = None
+    # The actor's own record is closed: read with the record's id, since a patient's
+    # requests about their own record are decided without loading its policy.
+    own_record_closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +172,8 @@ class Decision:
     # Refused for what the request asks, not for who asks: the caller may make such a
     # request, so saying why hides nothing (answered 422, not 404).
     unprocessable: bool = False
+    # Refused because the patient closed the record: a push says so (answered 409).
+    closed: bool = False
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -241,8 +265,18 @@ def decide(
         change,
         matrix or default_matrix(),
     )
-    role = principal.role
-    if role is Role.PATIENT and actor.own_patient_id == patient_id:
+    decided = _by_role(request)
+    if permission not in LIFECYCLE and is_closed(actor, patient_id, request.policy):
+        # Nobody reads a closed record. Those who could write into it learn why they may
+        # not; to anyone else it stays what it was, something they may not see.
+        return _closed_refusal(decided, permission)
+    return decided
+
+
+def _by_role(request: _Request) -> Decision:
+    actor = request.actor
+    role = actor.principal.role
+    if role is Role.PATIENT and actor.own_patient_id == request.patient_id:
         return _decide_self(request)
     if role in (Role.PATIENT, Role.CAREGIVER):
         return _decide_proxy(request)
@@ -251,6 +285,20 @@ def decide(
     if role is Role.OPERATOR:
         return _decide_operator(request)
     return _deny("no rule grants this role access")
+
+
+def is_closed(actor: Actor, patient_id: str, policy: PatientPolicy | None) -> bool:
+    """The record is closed (or deleted), as the policy snapshot says, or, for a patient's
+    own record (decided without its policy), as their actor says."""
+    own = actor.principal.role is Role.PATIENT and actor.own_patient_id == patient_id
+    return (policy is not None and policy.closed) or (own and actor.own_record_closed)
+
+
+def _closed_refusal(decided: Decision, permission: Permission) -> Decision:
+    if not decided.allowed:
+        return decided
+    closed = permission in FEEDING
+    return Decision(False, "the patient's space is closed", decided.purpose, closed=closed)
 
 
 def needs_policy(actor: Actor, patient_id: str) -> bool:
@@ -671,6 +719,8 @@ def readable(
     if not scopes_allow(principal.scopes, resource, interaction):
         return NOTHING
     if policy is not None and policy.patient_id != patient_id:
+        return NOTHING
+    if is_closed(actor, patient_id, policy):
         return NOTHING
     policy = policy or _no_policy(patient_id)
     own = Authored(*author_of(actor))

@@ -14,7 +14,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from vault.access import notifications
 from vault.access.state import Entry, EntryKind, PatientPolicy
-from vault.models import AccessPolicy, AccessPolicyEntry, CaregiverInvitation, Patient
+from vault.models import (
+    AccessPolicy,
+    AccessPolicyEntry,
+    CaregiverInvitation,
+    Patient,
+    RecordLifecycle,
+)
 from vault.models.base import utcnow
 
 
@@ -39,6 +45,14 @@ class PolicySnapshots:
 
 _POLICIES = cast(Table, AccessPolicy.__table__)
 _ENTRIES = cast(Table, AccessPolicyEntry.__table__)
+_LIFECYCLES = cast(Table, RecordLifecycle.__table__)
+# Whether the record is closed or deleted (docs/lifecycle.md): a record never closed has no
+# lifecycle row.
+_CLOSED = (
+    select(_LIFECYCLES.c.status)
+    .where(_LIFECYCLES.c.patient_id == bindparam("patient_id"), _LIFECYCLES.c.status != "open")
+    .scalar_subquery()
+)
 # Every request reads its patient's policy: one statement, built once. The version comes
 # with each entry row; a lone row of NULL entry columns stands for a policy without entries.
 _POLICY_NOW = select(
@@ -46,6 +60,7 @@ _POLICY_NOW = select(
     .where(_POLICIES.c.patient_id == bindparam("patient_id"))
     .scalar_subquery()
     .label("version"),
+    _CLOSED.label("closed"),
     _ENTRIES.c.id,
     _ENTRIES.c.kind,
     _ENTRIES.c.subject,
@@ -68,19 +83,30 @@ _POLICY_NOW = select(
 )
 
 
-_OWN_RECORD = select(Patient.id).where(Patient.ins_index == bindparam("ins_index"))
+_OWN_RECORD = select(
+    Patient.id,
+    select(_LIFECYCLES.c.status)
+    .where(_LIFECYCLES.c.patient_id == Patient.id, _LIFECYCLES.c.status != "open")
+    .scalar_subquery()
+    .label("closed"),
+).where(Patient.ins_index == bindparam("ins_index"))
 
 
-def own_record(session: Session, ins_index: bytes) -> str | None:
-    """The record of the patient with this INS index, if they have one."""
-    return session.execute(_OWN_RECORD, {"ins_index": ins_index}).scalar()
+def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bool]:
+    """The record of the patient with this INS index, if they have one, and whether they
+    closed it."""
+    row = session.execute(_OWN_RECORD, {"ins_index": ins_index}).first()
+    if row is None:
+        return None, False
+    return row.id, row.closed is not None
 
 
 def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
     rows = session.execute(_POLICY_NOW, {"patient_id": patient_id, "at": at}).all()
     version = rows[0].version if rows else None
+    closed = bool(rows) and rows[0].closed is not None
     entries = tuple(entry_of(row) for row in rows if row.id is not None)
-    return PatientPolicy(patient_id, at, version or 0, entries)
+    return PatientPolicy(patient_id, at, version or 0, entries, closed=closed)
 
 
 def entry_of(row: Row[*tuple[Any, ...]]) -> Entry:

@@ -36,7 +36,7 @@ from vault.access.policy import (
     readable,
 )
 from vault.access.records import AuditRecord, Outcome, WrittenEntry
-from vault.access.repository import PolicySnapshots, load_policy, own_record
+from vault.access.repository import PolicySnapshots, load_policy, own_record_state
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
 from vault.errors import NotFound, VaultError
 from vault.identity.principal import INS_SYSTEMS, Principal, Role
@@ -81,6 +81,20 @@ class RequestRefused(AccessDenied):
         self.args = (self.message,)
         if record.detail.get("permission") == "document:create":
             self.expression = "DocumentReference.securityLabel"
+
+
+class SpaceClosed(AccessDenied):
+    """A write into a record its patient closed, by someone who could otherwise write into
+    it: they must learn why nothing was stored. 409: the refusal is about the record's
+    state, which its patient may change (by reopening it), not about the request."""
+
+    status_code = 409
+    issue_code = "business-rule"
+
+    def __init__(self, record: AuditRecord) -> None:
+        super().__init__(record)
+        self.message = "The patient's space is closed: nothing was stored"
+        self.args = (self.message,)
 
 
 def _acting(actor: Actor, decision: Decision, patient_id: str) -> dict[str, str | None]:
@@ -179,17 +193,25 @@ class AccessService:
         own = None
         proxy = None
         issuer = None
+        closed = False
         if principal.role is Role.PATIENT:
             # An INS is a national identifier: any issuer trusted for the patient role vouches
             # for it, so the key names no issuer.
             index = ins_index(self._keys, "ins", principal.subject)
-            own = own_record(session, index)
+            own, closed = own_record_state(session, index)
             proxy = _key_of_index(index)
         elif principal.role is Role.CAREGIVER:
             # A caregiver account exists only at the issuer that vouched for it.
             proxy = caregiver_key(principal.subject)
             issuer = principal.issuer
-        return Actor(principal, own, proxy, PolicySnapshots(session), proxy_issuer=issuer)
+        return Actor(
+            principal,
+            own,
+            proxy,
+            PolicySnapshots(session),
+            proxy_issuer=issuer,
+            own_record_closed=closed,
+        )
 
     def grantee_key(self, system: str, value: str, issuer: str | None) -> tuple[str, str | None]:
         """How a policy entry names a grantee: (key, issuer); a person named by INS needs no
@@ -401,6 +423,8 @@ class AccessService:
         metrics.access_decided(permission.value, decision.allowed)
         if decision.unprocessable:
             raise RequestRefused(record, decision.reason)
+        if decision.closed:
+            raise SpaceClosed(record)
         if not decision.allowed:
             _note_refusal(session)
             if permission in CHANGES and document is not None:

@@ -112,12 +112,15 @@ class Entry:
 
 @dataclass(frozen=True)
 class PatientPolicy:
-    """The entries not ended, as they stood at ``at``; expiry is judged against ``at``."""
+    """The entries not ended, as they stood at ``at``; expiry is judged against ``at``.
+    ``closed``: the patient closed the record (or it was deleted): nobody reads it any more
+    (docs/lifecycle.md)."""
 
     patient_id: str
     at: datetime
     version: int = 0
     entries: tuple[Entry, ...] = field(default=())
+    closed: bool = False
 
     def in_force(
         self, kind: EntryKind, subject: str | None = None, issuer: str | None = None

@@ -14,6 +14,7 @@ from vault.api import audit as audit_api
 from vault.api import docs, errors, middleware, openapi
 from vault.api import exports as exports_api
 from vault.api import notifications as notifications_api
+from vault.api import records as records_api
 from vault.api.deps import authenticate
 from vault.api.fhir import (
     audit_events,
@@ -107,5 +108,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     protected.include_router(access_api.router)
     protected.include_router(notifications_api.router)
     protected.include_router(exports_api.router)
+    protected.include_router(records_api.router)
     app.include_router(protected)
     return app

@@ -179,6 +179,23 @@ def _integrity(entry: AuditEntry, base: str) -> dict[str, Any]:
     return {"url": f"{base}{INTEGRITY_EXTENSION}", "extension": parts}
 
 
+# A record's lifetime, as ISO 21089 names its events: (permission, stage) -> code.
+RECORD_LIFECYCLE: dict[tuple[str, str | None], tuple[str, str]] = {
+    ("record:close", "closed"): ("deactivate", "De-activate Record Lifecycle Event"),
+    ("record:close", "archived"): ("archive", "Archive Record Lifecycle Event"),
+    ("record:reopen", "reopened"): ("reactivate", "Re-activate Record Lifecycle Event"),
+    ("record:delete", "deleted"): ("destroy", "Destroy/Delete Record Lifecycle Event"),
+}
+
+
+def _record_lifecycle(entry: AuditEntry) -> tuple[str, str] | None:
+    detail = entry.detail or {}
+    stage = detail.get("stage")
+    return RECORD_LIFECYCLE.get(
+        (str(detail.get("permission")), str(stage) if stage is not None else None)
+    )
+
+
 def audit_event(
     entry: AuditEntry, base: str, *, refusals: int = 1, earliest: datetime | None = None
 ) -> dict[str, Any]:
@@ -215,6 +232,10 @@ def audit_event(
             0, _coding(LIFECYCLE, "disclose", "Disclose Record Lifecycle Event")
         )
         profile = "PrivacyDisclosure.Source" if entry.action == "R" else ""
+    lifecycle = _record_lifecycle(entry)
+    if lifecycle is not None:
+        # Closing, archiving, reopening, deleting a record (docs/lifecycle.md): said so.
+        event["subtype"].insert(0, _coding(LIFECYCLE, *lifecycle))
     if not success:
         event["outcomeDesc"] = (
             "access refused" if entry.outcome == "denied" else "the request failed"

@@ -15,6 +15,7 @@ from vault.models.export import RecordExport
 from vault.models.notification import NotificationContact, NotificationEmail
 from vault.models.oauth import OAuthClient, UsedClientAssertion
 from vault.models.patient import Patient, PatientKey
+from vault.models.record import Opposition, RecordLifecycle
 from vault.models.submission import SubmissionSet, SubmissionSetMember
 from vault.models.web import WebSession, WebVisitor
 
@@ -35,9 +36,11 @@ __all__ = [
     "NotificationContact",
     "NotificationEmail",
     "OAuthClient",
+    "Opposition",
     "Patient",
     "PatientKey",
     "RecordExport",
+    "RecordLifecycle",
     "StoredBlobChunk",
     "SubmissionSet",
     "SubmissionSetMember",

@@ -19,6 +19,7 @@ from vault.identity.principal import INS_SYSTEMS, Role
 from vault.models import Patient
 from vault.models.base import new_id, utcnow
 from vault.patients import repository
+from vault.patients.oppositions import refuse_if_opposed
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
 from vault.storage.keys.provider import KeyProvider
@@ -108,6 +109,8 @@ class PatientService:
                 not_found_as="Patient",
             )
             return existing, False
+        # A person who opposed the creation of their space: nothing of this is stored.
+        refuse_if_opposed(session, actor, ins_index(self._keys, ins.system, ins.value))
         patient_id = new_id()
         if (
             actor.principal.role is Role.PATIENT

@@ -25,6 +25,8 @@ from vault.notifications.contacts import ContactKeys
 from vault.notifications.service import NotificationPreferences
 from vault.patients.service import PatientService
 from vault.policies.management import PolicyService
+from vault.records.oppositions import OppositionService
+from vault.records.service import RecordService
 from vault.settings import Settings
 from vault.storage.blobs.base import BlobStore
 from vault.storage.blobs.factory import blob_store_from_url
@@ -66,6 +68,9 @@ class Services:
     notifications: NotificationPreferences
     # Exports of whole records (docs/lifecycle.md, vault/exports/).
     exports: ExportService
+    # Closing, deleting, reopening records; oppositions (docs/lifecycle.md, vault/records/).
+    records: RecordService
+    oppositions: OppositionService
 
     def close(self) -> None:
         if self.access.group is not None:
@@ -190,4 +195,11 @@ def build_services(settings: Settings) -> Services:
             ttl_hours=settings.export_ttl_hours,
             daily_limit=settings.export_daily_limit,
         ),
+        records=RecordService(
+            access,
+            retention_days=settings.record_retention_days,
+            early_deletion_days=settings.early_deletion_days,
+            export_dir=settings.effective_export_dir,
+        ),
+        oppositions=OppositionService(access, key_provider),
     )
