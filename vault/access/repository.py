@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from vault.access import notifications
 from vault.access.state import Entry, EntryKind, PatientPolicy
 from vault.models import (
     AccessPolicy,
@@ -241,3 +242,16 @@ def delegations_of(session: Session, patient_id: str) -> Sequence[AccessPolicyEn
         )
         .order_by(AccessPolicyEntry.version_added.desc(), AccessPolicyEntry.id)
     ).all()
+
+
+def add(session: Session, row: AccessPolicyEntry | CaregiverInvitation) -> None:
+    session.add(row)
+    session.flush()
+
+
+def enqueue_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Outbox rows built by ``notifications.addressed_rows``, each skipped when one with its
+    key exists."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(notifications.outbox_insert(insert), rows)

@@ -1,4 +1,5 @@
-"""The only place that builds SQL for documents."""
+"""The only place that builds SQL for documents, with rows.py (the write path's Core
+statements)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def get_for_update(session: Session, document_id: str) -> Document | None:
     return session.get(Document, document_id, with_for_update=True)
 
 
-def get(session: Session, document_id: str) -> Document | None:
+def get_unchecked(session: Session, document_id: str) -> Document | None:
+    """A document's row, undecided: for the document service, which decides before anything
+    of it goes out (``DocumentService``), and nothing else."""
     return session.get(Document, document_id)
 
 
