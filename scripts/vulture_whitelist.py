@@ -85,6 +85,8 @@ category_label  # unused variable (vault/web/space.py:90)
 may_delete  # unused variable (vault/web/space.py:98)
 may_mask  # unused variable (vault/web/space.py:99)
 _.previous_visit_at  # unused attribute (vault/web/space.py:248)
+early_days  # unused variable (vault/web/lifetime.py:52)
+deleted_by  # unused variable (vault/web/lifetime.py:53)
 
 # Entry points reached by name: uvicorn's factory string (vault/cli.py), PyKCS11's attribute loop
 # variable, and a module's __getattr__ (PEP 562: CONFIRMATION_TEMPLATE, read from the catalog).

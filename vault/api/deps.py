@@ -25,7 +25,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.fhir import wire
-from vault.http.deps import ServicesDep, commit
+from vault.http.deps import commit
 from vault.identity.principal import Principal, Role
 from vault.identity.throttle import Throttle
 from vault.services import Services
