@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vault.commands import fail
 from vault.commands.audit import app as audit_app
 from vault.commands.backup import backup_app, restore_app
 from vault.commands.bench import bench as bench_command
@@ -33,11 +34,6 @@ app.add_typer(notifications_app, name="notifications")
 app.add_typer(exports_app, name="exports")
 app.add_typer(records_app, name="records")
 app.command("bench")(bench_command)
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()

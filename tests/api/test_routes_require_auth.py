@@ -15,6 +15,7 @@ from starlette.routing import Mount
 
 from vault.api.app import PUBLIC_PATHS, create_app
 from vault.api.deps import authenticate
+from vault.http.deps import declared
 from vault.web.deps import signed_in
 from vault.web.routes import PUBLIC_PATHS as SPACE_PUBLIC_PATHS
 from vault.web.routes import router as space_router
@@ -170,3 +171,41 @@ def test_public_routes_answer_without_a_token(walker):
     assert public
     for route in public:
         assert client.get(route.path).status_code != 401, route.path
+
+
+def test_every_route_declares_what_it_requires(walker):
+    """Each route says beside its path which permissions it asks the decision for, or why it
+    needs none (vault/http/deps.py ``requires`` and ``public``): the route table reads as an
+    access table, and a new route cannot be added without saying."""
+    app, _ = walker
+    undeclared = []
+    misplaced = []
+    for route in routes(app):
+        if not isinstance(route.original_route, APIRoute):
+            continue
+        # The patient's space has its own public list (sign-in, its assets).
+        public = SPACE_PUBLIC_PATHS if route.path in SPACE_PATHS else PUBLIC_PATHS
+        requirement = declared(route.original_route.dependencies)
+        if requirement is None:
+            undeclared.append((sorted(route.methods or ()), route.path))
+        elif requirement.public != (route.path in public):
+            misplaced.append(route.path)
+    assert undeclared == []
+    assert misplaced == []
+    # The walk saw the API and the space both.
+    assert any(route.path in SPACE_PATHS for route in routes(app))
+
+
+def test_the_openapi_description_says_what_each_operation_requires(walker):
+    _, client = walker
+    document = client.get("/openapi.json").json()
+    silent = [
+        (method, path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "x-vault-permissions" not in operation
+    ]
+    assert silent == []
+    read = document["paths"]["/fhir/DocumentReference/{document_id}"]["get"]
+    assert read["x-vault-permissions"] == ["document:read"]
+    assert "`document:read`" in read["description"]

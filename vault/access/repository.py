@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from vault.access import notifications
 from vault.access.state import Entry, EntryKind, PatientPolicy
 from vault.models import (
     AccessPolicy,
@@ -96,10 +97,6 @@ _OWN_RECORD = select(
     .label("closed"),
 ).where(_PATIENT_INS.c.ins_index == bindparam("ins_index"))
 
-_PATIENT_BY_INS = select(PatientIns.patient_id).where(
-    PatientIns.ins_index == bindparam("ins_index")
-)
-
 
 def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bool]:
     """The record of the patient with this INS index, if they have one, and whether they
@@ -111,16 +108,6 @@ def own_record_state(session: Session, ins_index: bytes) -> tuple[str | None, bo
     if row is None:
         return None, False
     return row.patient_id, row.closed is not None
-
-
-def patient_by_ins(session: Session, ins_index: bytes) -> str | None:
-    """The id of the record with this INS index, from the reference table."""
-    return session.scalar(_PATIENT_BY_INS, {"ins_index": ins_index})
-
-
-def add_patient_ins(session: Session, ins_index: bytes, patient_id: str) -> None:
-    """A new record's row in the reference table, in the record's transaction."""
-    session.add(PatientIns(ins_index=ins_index, patient_id=patient_id))
 
 
 def load_policy(session: Session, patient_id: str, at: datetime) -> PatientPolicy:
@@ -270,3 +257,16 @@ def delegations_of(session: Session, patient_id: str) -> Sequence[AccessPolicyEn
         )
         .order_by(AccessPolicyEntry.version_added.desc(), AccessPolicyEntry.id)
     ).all()
+
+
+def add(session: Session, row: AccessPolicyEntry | CaregiverInvitation) -> None:
+    session.add(row)
+    session.flush()
+
+
+def enqueue_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Outbox rows built by ``notifications.addressed_rows``, each skipped when one with its
+    key exists."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(notifications.outbox_insert(insert), rows)

@@ -13,8 +13,11 @@ goes out (``vault.access.group``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.filters import Filter
 from vault.access.group import WRITTEN, Deferred, GroupCommit, Pending
@@ -27,6 +30,7 @@ from vault.access.policy import (
     Basis,
     Decision,
     DocumentFacts,
+    Purpose,
     decide,
     needs_policy,
     readable,
@@ -34,7 +38,7 @@ from vault.access.policy import (
 from vault.access.records import AuditRecord, Outcome, WrittenEntry
 from vault.access.repository import PolicySnapshots, load_policy, own_record_state
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
-from vault.errors import NotFound
+from vault.errors import NotFound, VaultError
 from vault.identity.principal import INS_SYSTEMS, Principal, Role
 from vault.models.base import utcnow
 from vault.observability import metrics
@@ -140,6 +144,21 @@ def take_refusals(session: Session) -> int:
 
 def _note_refusal(session: Session) -> None:
     session.info[_REFUSALS] = int(session.info.get(_REFUSALS, 0)) + 1
+
+
+@dataclass(frozen=True)
+class Surface:
+    """What a surface's failed requests leave on record (``AccessService.end_failed``): the
+    request methods that write, each with the action it attempts, and the purpose of use."""
+
+    purpose: str
+    writes: Mapping[str, str]
+
+
+# The FHIR and JSON APIs (vault/api): every writing method, on behalf of care.
+API = Surface("TREAT", {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"})
+# The patient's space (vault/web): its forms post, at the patient's request.
+SPACE = Surface("PATRQT", {"POST": "C"})
 
 
 def caregiver_key(account: str) -> str:
@@ -503,3 +522,85 @@ class AccessService:
 
     def record(self, session: Session, record: AuditRecord) -> None:
         self.audit.append(session, record)
+
+    def authorize_search(
+        self, session: Session, actor: Actor, patient_id: str, *, resource_type: str
+    ) -> Pending | Deferred | None:
+        """``authorize_read`` for a search, whose refusal is no error: a search on a record
+        one may not search looks like a search on a record with no visible document (so a
+        patient cannot probe for others' INS). The refusal is recorded here, in the
+        caller's transaction, which writes nothing else; None says so."""
+        try:
+            return self.authorize_read(
+                session, actor, Permission.DOCUMENT_SEARCH, patient_id, resource_type=resource_type
+            )
+        except AccessDenied as denied:
+            self.audit.append(session, denied.audit_record)
+            return None
+
+    def refuse_unknown_search(self, session: Session, actor: Actor, *, resource_type: str) -> None:
+        """A search on a patient who has no record: refused and recorded as a search on a
+        record one may not search is (``authorize_search``), at the same cost."""
+        denied = self.refuse_unknown(
+            session, actor, Permission.DOCUMENT_SEARCH, resource_type=resource_type
+        )
+        self.audit.append(session, denied.audit_record)
+
+    def end_failed(
+        self,
+        factory: sessionmaker[Session],
+        session: Session,
+        principal: Principal,
+        error: BaseException,
+        *,
+        surface: Surface,
+        method: str,
+    ) -> None:
+        """After a request failed: roll its transaction back, then record, on its own, what
+        must outlive the rollback -- the refusal an ``AccessDenied`` carries, or a write that
+        failed with a ``VaultError``. Anything else (a cancellation, a bug) leaves no entry."""
+        try:
+            session.rollback()
+        finally:
+            session.close()
+        record: AuditRecord | None = None
+        if isinstance(error, AccessDenied):
+            record = error.audit_record
+        elif isinstance(error, VaultError) and method in surface.writes:
+            record = AuditRecord(
+                action=surface.writes[method],
+                outcome=Outcome.FAILED,
+                purpose=surface.purpose,
+                principal=principal,
+                detail={"error": type(error).__name__, "status": str(error.status_code)},
+            )
+        if record is not None:
+            self.audit.append_standalone(factory, record)
+
+    def record_replayed_deletion(
+        self,
+        session: Session,
+        operator: Principal,
+        patient_id: str,
+        document_id: str,
+        deleted_at: datetime,
+    ) -> None:
+        """A deletion shredded again after a restore (vault/backup/shreds.py): an operator's
+        act that no decision gates -- the deletion it replays was decided and recorded once
+        -- but which the log must show."""
+        self.audit.append(
+            session,
+            AuditRecord(
+                action=AUDIT_ACTION[Permission.DOCUMENT_DELETE],
+                outcome=Outcome.SUCCESS,
+                purpose=Purpose.OPERATIONS.value,
+                principal=operator,
+                patient_id=patient_id,
+                resource_type="DocumentReference",
+                resource_id=document_id,
+                detail={
+                    "reason": "deletion replayed after a restore",
+                    "deleted_at": deleted_at.isoformat(),
+                },
+            ),
+        )

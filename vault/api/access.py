@@ -9,10 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from vault.access.permissions import Permission
 from vault.access.state import CAREGIVER_SYSTEM, DelegationScope, EntryKind
-from vault.api.deps import ActorDep, SessionDep
-from vault.errors import InvalidResource, NotFound
-from vault.http.deps import ServicesDep
+from vault.api.deps import ActorDep, SessionDep, record_of
+from vault.errors import InvalidResource
+from vault.http.deps import ServicesDep, requires
 from vault.identity.principal import (
     IDNPS_SYSTEM,
     INS_SYSTEMS,
@@ -56,11 +57,7 @@ POLICY = RECORD + "/policy"
 
 
 def _patient(actor: ActorDep, patient_id: str) -> str:
-    if patient_id == "me":
-        if actor.own_patient_id is None:
-            raise NotFound("Patient not found")
-        return actor.own_patient_id
-    return patient_id
+    return record_of(actor, patient_id)
 
 
 def _idnps(identifier: Identifier) -> str:
@@ -84,7 +81,12 @@ def _created(response: Response, created: bool) -> None:
 # -- reading -------------------------------------------------------------------------------
 
 
-@router.get(POLICY, summary="The patient's current access policy", response_model=PolicyOut)
+@router.get(
+    POLICY,
+    summary="The patient's current access policy",
+    response_model=PolicyOut,
+    dependencies=[requires(Permission.POLICY_READ)],
+)
 def read_policy(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> PolicyOut:
@@ -95,6 +97,7 @@ def read_policy(
     POLICY + "/history",
     summary="Every change to the access policy, newest first",
     response_model=list[EventOut],
+    dependencies=[requires(Permission.POLICY_READ)],
 )
 def policy_history(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -107,6 +110,7 @@ def policy_history(
     "/me/relationships",
     summary="The delegations and legal representations naming the caller",
     response_model=list[RelationshipOut],
+    dependencies=[requires(Permission.POLICY_READ)],
 )
 def my_relationships(
     actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -138,6 +142,7 @@ def _add(
     POLICY + "/treating-doctor",
     summary="Designate the treating doctor (médecin traitant)",
     response_model=EntryOut,
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def set_treating_doctor(
     patient_id: PatientId,
@@ -150,7 +155,12 @@ def set_treating_doctor(
     return _add(EntryKind.TREATING_DOCTOR, patient_id, body, actor, found, session, response)
 
 
-@router.delete(POLICY + "/treating-doctor", status_code=204, summary="No treating doctor")
+@router.delete(
+    POLICY + "/treating-doctor",
+    status_code=204,
+    summary="No treating doctor",
+    dependencies=[requires(Permission.POLICY_MANAGE)],
+)
 def clear_treating_doctor(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> Response:
@@ -165,6 +175,7 @@ def clear_treating_doctor(
     status_code=201,
     summary="Authorise a professional as a member of the care team",
     response_model=EntryOut,
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def add_care_team_member(
     patient_id: PatientId,
@@ -177,7 +188,12 @@ def add_care_team_member(
     return _add(EntryKind.CARE_TEAM, patient_id, body, actor, found, session, response)
 
 
-@router.delete(POLICY + "/care-team/{idnps}", status_code=204, summary="Remove a care team member")
+@router.delete(
+    POLICY + "/care-team/{idnps}",
+    status_code=204,
+    summary="Remove a care team member",
+    dependencies=[requires(Permission.POLICY_MANAGE)],
+)
 def remove_care_team_member(
     patient_id: PatientId,
     idnps: Annotated[str, Path(max_length=64)],
@@ -196,6 +212,7 @@ def remove_care_team_member(
     status_code=201,
     summary="Block a professional: refused everything, whatever their relationship",
     response_model=EntryOut,
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def block_professional(
     patient_id: PatientId,
@@ -208,7 +225,12 @@ def block_professional(
     return _add(EntryKind.BLOCK, patient_id, body, actor, found, session, response)
 
 
-@router.delete(POLICY + "/blocks/{idnps}", status_code=204, summary="Unblock a professional")
+@router.delete(
+    POLICY + "/blocks/{idnps}",
+    status_code=204,
+    summary="Unblock a professional",
+    dependencies=[requires(Permission.POLICY_MANAGE)],
+)
 def unblock_professional(
     patient_id: PatientId,
     idnps: Annotated[str, Path(max_length=64)],
@@ -226,6 +248,7 @@ def unblock_professional(
     POLICY + "/point-of-care/{idnps}",
     status_code=204,
     summary="Withdraw the consent a professional recorded at the point of care",
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def withdraw_point_of_care(
     patient_id: PatientId,
@@ -246,6 +269,7 @@ def withdraw_point_of_care(
     summary="In one step: block a professional who declared consent at the point of care, "
     "and end that consent",
     response_model=EntryOut,
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def block_point_of_care_declarer(
     patient_id: PatientId,
@@ -267,6 +291,7 @@ def block_point_of_care_declarer(
     POLICY + "/masks",
     summary="Mask a document from professionals (MASQUE_PS); a new document version",
     response_model=MaskOut,
+    dependencies=[requires(Permission.DOCUMENT_UPDATE)],
 )
 def mask_document(
     patient_id: PatientId,
@@ -281,7 +306,12 @@ def mask_document(
     return MaskOut(document=body.document, masked=True, version=version)
 
 
-@router.delete(POLICY + "/masks/{document_id}", summary="Unmask a document", response_model=MaskOut)
+@router.delete(
+    POLICY + "/masks/{document_id}",
+    summary="Unmask a document",
+    response_model=MaskOut,
+    dependencies=[requires(Permission.DOCUMENT_UPDATE)],
+)
 def unmask_document(
     patient_id: PatientId,
     document_id: Annotated[str, Path(max_length=64)],
@@ -304,6 +334,7 @@ def unmask_document(
     summary="Delegate access to a caregiver: read or read and upload, some categories, "
     "for at most a year",
     response_model=EntryOut,
+    dependencies=[requires(Permission.DELEGATION_GRANT)],
 )
 def grant_delegation(
     patient_id: PatientId,
@@ -329,6 +360,7 @@ def grant_delegation(
     POLICY + "/delegations/{delegation_id}",
     status_code=204,
     summary="Revoke a delegation (the caregiver may also give theirs up); effective at once",
+    dependencies=[requires(Permission.DELEGATION_REVOKE)],
 )
 def revoke_delegation(
     patient_id: PatientId,
@@ -346,6 +378,7 @@ def revoke_delegation(
     summary="Every delegation, in force or past, with who holds it, and the invitations "
     "waiting to be accepted",
     response_model=DelegationsOut,
+    dependencies=[requires(Permission.POLICY_READ)],
 )
 def list_delegations(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -360,6 +393,7 @@ def list_delegations(
     summary="Invite a caregiver: read, or read and add, some categories, until a day at most "
     "a year ahead; the answer carries a one-time code valid for a week",
     response_model=InvitationOut,
+    dependencies=[requires(Permission.DELEGATION_GRANT)],
 )
 def invite_caregiver(
     patient_id: PatientId,
@@ -392,6 +426,7 @@ def invite_caregiver(
     summary="Caregivers: accept an invitation with its code; the delegation then names the "
     "identity that accepted it",
     response_model=RelationshipOut,
+    dependencies=[requires(Permission.INVITATION_ACCEPT)],
 )
 def accept_invitation(
     body: AcceptRequest, actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -406,6 +441,7 @@ def accept_invitation(
     summary="Register a legal representative: of a minor, or of an adult under a named "
     "legal protection measure; the patient (an adult) and the other representatives are told",
     response_model=EntryOut,
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def add_representative(
     patient_id: PatientId,
@@ -440,6 +476,7 @@ def add_representative(
     POLICY + "/representatives/{entry_id}",
     status_code=204,
     summary="End a legal representation",
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def end_representative(
     patient_id: PatientId,
@@ -459,6 +496,7 @@ def end_representative(
     POLICY + "/emergency-access-refusal",
     summary="Refuse (or stop refusing) emergency access in advance",
     response_model=EmergencyRefusalRequest,
+    dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def set_emergency_refusal(
     patient_id: PatientId,
@@ -479,6 +517,7 @@ def set_emergency_refusal(
     summary="Professionals: declare an emergency (bris de glace, or SAMU regulation) with "
     "a written reason; time-limited read access to non-masked documents",
     response_model=EntryOut,
+    dependencies=[requires(Permission.EMERGENCY_DECLARE)],
 )
 def declare_emergency(
     patient_id: PatientId,
@@ -498,6 +537,7 @@ def declare_emergency(
     status_code=201,
     summary="Professionals: record that the patient, present, was informed and agreed",
     response_model=EntryOut,
+    dependencies=[requires(Permission.CONSENT_DECLARE)],
 )
 def declare_point_of_care(
     patient_id: PatientId,

@@ -18,7 +18,7 @@ from vault.api.hosts import public_url
 from vault.audit import merkle
 from vault.audit.checkpoints import checkpoint_json
 from vault.errors import BadRequest, NotFound
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/audit", tags=["Audit log integrity"])
 
@@ -31,7 +31,13 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
 
 
-@router.get("/public-key", summary="The key checkpoints are signed with (Ed25519)")
+@router.get(
+    "/public-key",
+    summary="The key checkpoints are signed with (Ed25519)",
+    dependencies=[
+        requires(reason="the audit log's verification material: hashes and signatures only")
+    ],
+)
 def public_key(found: ServicesDep) -> Response:
     verifier = found.audit_log.checkpoints.key.verifier_if_present()
     if verifier is None:
@@ -47,7 +53,13 @@ def public_key(found: ServicesDep) -> Response:
     )
 
 
-@router.get("/checkpoints", summary="Signed checkpoints, newest first")
+@router.get(
+    "/checkpoints",
+    summary="Signed checkpoints, newest first",
+    dependencies=[
+        requires(reason="the audit log's verification material: hashes and signatures only")
+    ],
+)
 def checkpoints(
     found: ServicesDep,
     session: SessionDep,
@@ -66,7 +78,13 @@ def checkpoints(
     return JSONResponse(document)
 
 
-@router.get("/checkpoints/latest", summary="The newest signed checkpoint")
+@router.get(
+    "/checkpoints/latest",
+    summary="The newest signed checkpoint",
+    dependencies=[
+        requires(reason="the audit log's verification material: hashes and signatures only")
+    ],
+)
 def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
     row = found.audit_log.checkpoints.latest(session)
     if row is None:
@@ -74,7 +92,13 @@ def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
     return JSONResponse(checkpoint_json(row))
 
 
-@router.get("/checkpoints/{tree_size}", summary="The checkpoint signed at a tree size")
+@router.get(
+    "/checkpoints/{tree_size}",
+    summary="The checkpoint signed at a tree size",
+    dependencies=[
+        requires(reason="the audit log's verification material: hashes and signatures only")
+    ],
+)
 def checkpoint(
     tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)], found: ServicesDep, session: SessionDep
 ) -> Response:
@@ -93,7 +117,13 @@ def _default_size(found: ServicesDep, session: SessionDep, given: int | None) ->
     return row.tree_size
 
 
-@router.get("/proofs/inclusion", summary="RFC 9162 inclusion proof of an entry")
+@router.get(
+    "/proofs/inclusion",
+    summary="RFC 9162 inclusion proof of an entry",
+    dependencies=[
+        requires(reason="the audit log's verification material: hashes and signatures only")
+    ],
+)
 def inclusion(
     found: ServicesDep,
     session: SessionDep,
@@ -132,7 +162,13 @@ def inclusion(
     )
 
 
-@router.get("/proofs/consistency", summary="RFC 9162 consistency proof between two tree sizes")
+@router.get(
+    "/proofs/consistency",
+    summary="RFC 9162 consistency proof between two tree sizes",
+    dependencies=[
+        requires(reason="the audit log's verification material: hashes and signatures only")
+    ],
+)
 def consistency(
     found: ServicesDep,
     session: SessionDep,

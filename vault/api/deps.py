@@ -14,23 +14,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.records import AuditRecord, Outcome
-from vault.access.service import AccessDenied, take_refusals
+from vault.access.service import API, take_refusals
 from vault.errors import (
     BadRequest,
     MissingToken,
+    NotFound,
     PayloadTooLarge,
     Unauthenticated,
     UnsupportedMediaType,
     VaultError,
 )
 from vault.fhir import wire
-from vault.http.deps import commit, roll_back_and_record
+from vault.http.deps import commit
 from vault.identity.principal import Principal, Role
 from vault.identity.throttle import Throttle
 from vault.services import Services
-
-WRITE_ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
 
 bearer = HTTPBearer(auto_error=False, description="An OAuth 2 access token (JWT)")
 
@@ -93,29 +91,24 @@ async def transaction(request: Request, principal: PrincipalDep) -> AsyncIterato
             await run_in_threadpool(commit, session)
         else:
             session.close()  # nothing is open: no statement, no I/O
-    except AccessDenied as denied:
-        _count_refusals(request, principal, session)
-        await run_in_threadpool(roll_back_and_record, found, session, denied.audit_record)
-        raise
     except VaultError as error:
         _count_refusals(request, principal, session)
-        record = None
-        if request.method in WRITE_ACTIONS:
-            record = AuditRecord(
-                action=WRITE_ACTIONS[request.method],
-                outcome=Outcome.FAILED,
-                purpose="TREAT",
-                principal=principal,
-                detail={"error": type(error).__name__, "status": str(error.status_code)},
-            )
-        await run_in_threadpool(roll_back_and_record, found, session, record)
+        await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
         raise
-    except BaseException:
+    except BaseException as error:
         # Cancelled or failed unexpectedly: the thread must not be abandoned mid-rollback,
         # so this one is shielded from the cancellation that may have brought us here.
         with CancelScope(shield=True):
-            await run_in_threadpool(roll_back_and_record, found, session, None)
+            await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
         raise
+
+
+def _end_failed(
+    found: Services, session: Session, principal: Principal, error: BaseException, method: str
+) -> None:
+    found.access.end_failed(
+        found.session_factory, session, principal, error, surface=API, method=method
+    )
 
 
 def _count_refusals(request: Request, principal: Principal, session: Session) -> None:
@@ -147,6 +140,15 @@ def end_reads(session: Session) -> None:
     the transaction dependency has no commit left to make and spares a hop to the thread
     pool. A failure here fails the request as a failed commit would."""
     session.commit()
+
+
+def record_of(actor: Actor, patient_id: str) -> str:
+    """The record a path names: 'me' is the caller's own (none: nothing is there)."""
+    if patient_id == "me":
+        if actor.own_patient_id is None:
+            raise NotFound("Patient not found")
+        return actor.own_patient_id
+    return patient_id
 
 
 async def read_body(request: Request, limit: int) -> bytes:

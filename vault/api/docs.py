@@ -9,13 +9,15 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from vault.http.deps import public
+
 ASSETS = "/docs/assets"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/docs")
+@router.get("/docs", dependencies=[public("the interactive API documentation")])
 def swagger_ui() -> HTMLResponse:
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
@@ -29,7 +31,7 @@ def swagger_ui() -> HTMLResponse:
     )
 
 
-@router.get(OAUTH2_REDIRECT)
+@router.get(OAUTH2_REDIRECT, dependencies=[public("the API documentation's sign-in redirect")])
 def swagger_ui_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
 

@@ -10,9 +10,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from vault.api.deps import ActorDep, SessionDep
-from vault.api.notifications import PatientId, record_of
-from vault.http.deps import ServicesDep
+from vault.access.permissions import Permission
+from vault.api.deps import ActorDep, SessionDep, record_of
+from vault.api.notifications import PatientId
+from vault.http.deps import ServicesDep, requires
 from vault.models import RecordExport
 from vault.models.base import as_utc
 
@@ -60,6 +61,7 @@ def _job_url(found: ServicesDep, patient_id: str, export_id: str) -> str:
     status_code=202,
     summary="Ask for an export of the whole record; the job's URL is in Location",
     response_model=ExportOut,
+    dependencies=[requires(Permission.RECORD_EXPORT)],
 )
 def request_export(
     patient_id: PatientId,
@@ -76,7 +78,10 @@ def request_export(
 
 
 @router.get(
-    EXPORTS + "/{export_id}", summary="An export's status and progress", response_model=ExportOut
+    EXPORTS + "/{export_id}",
+    summary="An export's status and progress",
+    response_model=ExportOut,
+    dependencies=[requires(Permission.RECORD_EXPORT)],
 )
 def export_status(
     patient_id: PatientId,
@@ -93,6 +98,7 @@ def export_status(
     EXPORTS + "/{export_id}/archive",
     summary="Download the export (a zip), for the person who asked for it, until it expires",
     response_class=StreamingResponse,
+    dependencies=[requires(Permission.RECORD_EXPORT)],
 )
 def export_archive(
     patient_id: PatientId,

@@ -11,11 +11,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Path, Query, Response
 from starlette.responses import HTMLResponse
 
-from vault.access.policy import Actor
-from vault.api.deps import ActorDep, SessionDep
+from vault.access.permissions import Permission
+from vault.api.deps import ActorDep, SessionDep, record_of
 from vault.db import transaction
-from vault.errors import NotFound
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public, requires
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
 
@@ -28,15 +27,6 @@ PatientId = Annotated[
         description="The patient's record id, or 'me' for the caller's own record",
     ),
 ]
-
-
-def record_of(actor: Actor, patient_id: str) -> str:
-    """The record a path names: 'me' is the caller's own (none: nothing is there)."""
-    if patient_id == "me":
-        if actor.own_patient_id is None:
-            raise NotFound("Patient not found")
-        return actor.own_patient_id
-    return patient_id
 
 
 public_router = APIRouter(prefix="/api/notifications", tags=["Notifications"])
@@ -55,7 +45,12 @@ PAGE_HEADERS = {
 }
 
 
-@router.get(PREFERENCES, summary="The patient's e-mail preferences", response_model=PreferencesOut)
+@router.get(
+    PREFERENCES,
+    summary="The patient's e-mail preferences",
+    response_model=PreferencesOut,
+    dependencies=[requires(Permission.NOTIFICATIONS_READ)],
+)
 def read_preferences(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> PreferencesOut:
@@ -67,6 +62,7 @@ def read_preferences(
     status_code=202,
     summary="Set the e-mail address; a link is sent to it, and nothing else until it is followed",
     response_model=PreferencesOut,
+    dependencies=[requires(Permission.NOTIFICATIONS_MANAGE)],
 )
 def set_address(
     patient_id: PatientId,
@@ -80,7 +76,12 @@ def set_address(
     )
 
 
-@router.delete(PREFERENCES + "/address", status_code=204, summary="Forget the e-mail address")
+@router.delete(
+    PREFERENCES + "/address",
+    status_code=204,
+    summary="Forget the e-mail address",
+    dependencies=[requires(Permission.NOTIFICATIONS_MANAGE)],
+)
 def remove_address(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> Response:
@@ -92,6 +93,7 @@ def remove_address(
     PREFERENCES + "/events",
     summary="Choose the events to be told about by e-mail",
     response_model=PreferencesOut,
+    dependencies=[requires(Permission.NOTIFICATIONS_MANAGE)],
 )
 def set_events(
     patient_id: PatientId,
@@ -127,7 +129,12 @@ _REFUSED = ("Lien invalide", "Ce lien est inconnu, a déjà servi ou a expiré."
 
 
 # A GET only shows a button: mail scanners open links, and must not confirm or opt out.
-@public_router.get(CONFIRM, summary="The confirmation link's page", response_class=HTMLResponse)
+@public_router.get(
+    CONFIRM,
+    summary="The confirmation link's page",
+    response_class=HTMLResponse,
+    dependencies=[public("the e-mailed link is the credential")],
+)
 def confirm_page(token: Token) -> HTMLResponse:
     return _page(
         "Confirmer mon adresse",
@@ -137,7 +144,10 @@ def confirm_page(token: Token) -> HTMLResponse:
 
 
 @public_router.post(
-    CONFIRM, summary="Confirm the address the link was sent to", response_class=HTMLResponse
+    CONFIRM,
+    summary="Confirm the address the link was sent to",
+    response_class=HTMLResponse,
+    dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
 def confirm(token: Token, found: ServicesDep) -> HTMLResponse:
     try:
@@ -148,7 +158,12 @@ def confirm(token: Token, found: ServicesDep) -> HTMLResponse:
     return _page("Adresse confirmée", "Vous recevrez désormais les e-mails que vous avez choisis.")
 
 
-@public_router.get(UNSUBSCRIBE, summary="The opt-out link's page", response_class=HTMLResponse)
+@public_router.get(
+    UNSUBSCRIBE,
+    summary="The opt-out link's page",
+    response_class=HTMLResponse,
+    dependencies=[public("the e-mailed link is the credential")],
+)
 def unsubscribe_page(record: Record, token: Token) -> HTMLResponse:
     return _page(
         "Ne plus recevoir d'e-mails",
@@ -162,6 +177,7 @@ def unsubscribe_page(record: Record, token: Token) -> HTMLResponse:
     UNSUBSCRIBE,
     summary="One-click opt-out (RFC 8058: the body is List-Unsubscribe=One-Click)",
     response_class=HTMLResponse,
+    dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
 def unsubscribe(record: Record, token: Token, found: ServicesDep) -> HTMLResponse:
     try:

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from vault.api.deps import read_body
 from vault.errors import NotFound
 from vault.fhir import wire
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public
 from vault.identity.oauth import TokenRequest, TokenResponse, invalid_request
 
 router = APIRouter(tags=["OAuth 2"])
@@ -53,6 +53,7 @@ FORM_SCHEMA = {
     summary="Token for professional software (client credentials, private_key_jwt)",
     openapi_extra=FORM_SCHEMA,
     response_class=JSONResponse,
+    dependencies=[public("the client's own signed assertion is the credential")],
 )
 async def token(request: Request, found: ServicesDep) -> Response:
     if found.oauth is None:

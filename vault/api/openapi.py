@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from vault.api.fhir.audit_events import SEARCH_PARAMETERS as AUDIT_EVENT_PARAMETERS
 from vault.api.fhir.consent import SEARCH_PARAMETERS as CONSENT_PARAMETERS
 from vault.api.fhir.documents import SEARCH_PARAMETERS as DOCUMENT_PARAMETERS
 from vault.api.notifications import PUBLIC_PATHS as HTML_PAGES
 from vault.fhir.wire import FHIR_JSON
+from vault.http.deps import declared
 
 OUTCOME = "#/components/schemas/OperationOutcome"
 RESOURCE = "#/components/schemas/FhirResource"
@@ -96,7 +98,9 @@ def install(app: FastAPI, public_paths: frozenset[str]) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
             # FastAPI's own document (which it caches), described once.
-            describe(generate(), public_paths)
+            document = generate()
+            describe(document, public_paths)
+            _requirements(app, document)
         assert app.openapi_schema is not None
         return app.openapi_schema
 
@@ -114,6 +118,28 @@ def describe(document: dict[str, Any], public_paths: frozenset[str]) -> None:
             if path in PLAIN:
                 continue
             _describe_operation(path, method, operation, protected=path not in public_paths)
+
+
+def _requirements(app: FastAPI, document: dict[str, Any]) -> None:
+    """Each operation says what it requires, as its route declares it (``Requires`` in
+    vault/http/deps.py): in its description, and as ``x-vault-permissions``."""
+    paths = document.get("paths", {})
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or context.path not in paths:
+            continue
+        requirement = declared(route.dependencies)
+        if requirement is None:
+            continue
+        for method in context.methods or ():
+            operation = paths[context.path].get(method.lower())
+            if operation is None:
+                continue
+            text = requirement.describe()
+            if text:
+                described = operation.get("description", "")
+                operation["description"] = f"{described}\n\n{text}".strip()
+            operation["x-vault-permissions"] = [p.value for p in requirement.permissions]
 
 
 def _describe_operation(

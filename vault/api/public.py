@@ -9,21 +9,29 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from vault.errors import NotFound
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public
 from vault.observability import metrics
 from vault.services import health
 
 router = APIRouter(tags=["Public"])
 
 
-@router.get("/.well-known/jwks.json", summary="The embedded issuer's public keys")
+@router.get(
+    "/.well-known/jwks.json",
+    summary="The embedded issuer's public keys",
+    dependencies=[public("the embedded issuer's public keys")],
+)
 def jwks(found: ServicesDep) -> Response:
     if found.issuer is None:
         raise NotFound("The embedded issuer is off")
     return JSONResponse(found.issuer.jwks())
 
 
-@router.get("/.well-known/smart-configuration", summary="SMART App Launch 2 discovery")
+@router.get(
+    "/.well-known/smart-configuration",
+    summary="SMART App Launch 2 discovery",
+    dependencies=[public("how to obtain a token (SMART configuration)")],
+)
 def smart_configuration(found: ServicesDep) -> Response:
     base = found.settings.issuer
     document: dict[str, Any] = {
@@ -66,7 +74,11 @@ def smart_configuration(found: ServicesDep) -> Response:
     return JSONResponse(document)
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get(
+    "/healthz",
+    summary="The process is alive",
+    dependencies=[public("liveness: says nothing but ok")],
+)
 def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -75,6 +87,7 @@ def healthz() -> Response:
     "/readyz",
     summary="The database, blob store and key provider answer",
     responses={503: {"description": "Not ready; the body says nothing more"}},
+    dependencies=[public("readiness: names failing components only")],
 )
 def readyz(found: ServicesDep) -> Response:
     if health.failing_components(found):
@@ -90,6 +103,7 @@ def readyz(found: ServicesDep) -> Response:
     "/metrics",
     summary="Prometheus metrics (no identifiers); VAULT_METRICS_TOKEN, when set, guards it",
     response_class=PlainTextResponse,
+    dependencies=[public("counters and timings, no health data; VAULT_METRICS_TOKEN may guard it")],
 )
 def prometheus_metrics(found: ServicesDep, request: Request) -> Response:
     # An empty VAULT_METRICS_TOKEN means unset, as for every other setting.

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from vault.api.deps import ActorDep, SessionDep
-from vault.api.notifications import PatientId, record_of
-from vault.http.deps import ServicesDep
+from vault.access.permissions import Permission
+from vault.api.deps import ActorDep, SessionDep, record_of
+from vault.api.notifications import PatientId
+from vault.http.deps import ServicesDep, requires
 from vault.records.service import Standing
 
 router = APIRouter(prefix="/api", tags=["Record lifetime"])
@@ -64,7 +65,11 @@ class ClosureRequest(BaseModel):
     )
 
 
-@router.get(CLOSURE, summary="Where the record stands: open, closed or deleted")
+@router.get(
+    CLOSURE,
+    summary="Where the record stands: open, closed or deleted",
+    dependencies=[requires(Permission.RECORD_STATUS)],
+)
 def closure_status(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
 ) -> StandingOut:
@@ -75,6 +80,7 @@ def closure_status(
     CLOSURE,
     status_code=201,
     summary="Close the space: nobody reads it any more; kept, encrypted, then deleted",
+    dependencies=[requires(Permission.RECORD_CLOSE, Permission.RECORD_DELETE)],
 )
 def close_record(
     patient_id: PatientId,
@@ -93,6 +99,7 @@ def close_record(
     CLOSURE + "/deletion",
     status_code=202,
     summary="Ask for the closed space's deletion before the retention period ends",
+    dependencies=[requires(Permission.RECORD_DELETE)],
 )
 def request_deletion(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -105,6 +112,7 @@ def request_deletion(
 @router.post(
     "/patients/{patient_id}/reopening",
     summary="Reopen a closed (not deleted) space: its documents and policy come back",
+    dependencies=[requires(Permission.RECORD_REOPEN)],
 )
 def reopen_record(
     patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -121,11 +129,19 @@ class OppositionOut(BaseModel):
     opposed_at: str
 
 
+# What the opposition routes need instead of a permission: there is no record to decide on.
+_OPPOSITION = (
+    "the person's own opposition to a space being created, about no record: the person"
+    " themselves only, by a patient token that may create their Patient"
+)
+
+
 @router.post(
     "/oppositions",
     summary="Oppose the creation of one's space (the person themselves, by patient token)",
     responses={200: {"description": "Already opposed"}, 201: {"description": "Opposed"}},
     status_code=201,
+    dependencies=[requires(reason=_OPPOSITION)],
 )
 def oppose(
     actor: ActorDep, found: ServicesDep, session: SessionDep, response: Response
@@ -136,13 +152,21 @@ def oppose(
     return OppositionOut(opposed_at=since.isoformat())
 
 
-@router.get("/oppositions/me", summary="One's opposition, if any (404 otherwise)")
+@router.get(
+    "/oppositions/me",
+    summary="One's opposition, if any (404 otherwise)",
+    dependencies=[requires(reason=_OPPOSITION)],
+)
 def opposition_status(actor: ActorDep, found: ServicesDep, session: SessionDep) -> OppositionOut:
     return OppositionOut(opposed_at=found.oppositions.status(session, actor).isoformat())
 
 
 @router.delete(
-    "/oppositions/me", status_code=204, summary="Withdraw one's opposition", response_class=Response
+    "/oppositions/me",
+    status_code=204,
+    summary="Withdraw one's opposition",
+    response_class=Response,
+    dependencies=[requires(reason=_OPPOSITION)],
 )
 def withdraw_opposition(actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     found.oppositions.withdraw(session, actor)

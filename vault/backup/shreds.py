@@ -29,10 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.access.journal import AuditService
-from vault.access.permissions import AUDIT_ACTION, Permission
-from vault.access.policy import Purpose
-from vault.access.records import AuditRecord, Outcome
+from vault.access.service import AccessService
 from vault.backup.archive import MAGIC, SUMMARY, ArchiveReader, BackupError
 from vault.db import make_engine
 from vault.documents import repository
@@ -142,7 +139,7 @@ def load_tombstones(source: str, provider: KeyProvider) -> list[Tombstone]:
 
 
 def replay(
-    session: Session, tombstones: list[Tombstone], audit: AuditService, operator: str
+    session: Session, tombstones: list[Tombstone], access: AccessService, operator: str
 ) -> int:
     """Shred again every document the tombstones name that the restored database still
     holds alive, exactly as DocumentService.delete does, and record each in the audit log.
@@ -154,21 +151,8 @@ def replay(
         if document is None or document.deleted_at is not None:
             continue
         repository.shred(session, document, tombstone.deleted_at)
-        audit.append(
-            session,
-            AuditRecord(
-                action=AUDIT_ACTION[Permission.DOCUMENT_DELETE],
-                outcome=Outcome.SUCCESS,
-                purpose=Purpose.OPERATIONS.value,
-                principal=principal,
-                patient_id=document.patient_id,
-                resource_type="DocumentReference",
-                resource_id=document.id,
-                detail={
-                    "reason": "deletion replayed after a restore",
-                    "deleted_at": tombstone.deleted_at.isoformat(),
-                },
-            ),
+        access.record_replayed_deletion(
+            session, principal, document.patient_id, document.id, tombstone.deleted_at
         )
         shredded += 1
     session.flush()

@@ -47,6 +47,7 @@ from vault.bench.workload import (
     patient_resource,
     pdf_document,
 )
+from vault.documents import rows as document_rows
 from vault.documents.service import binary_context, version_context
 from vault.errors import VaultError
 from vault.models.base import new_id
@@ -135,6 +136,15 @@ COLUMNS = {
     "patient_ins": "ins_index, patient_id",
     "resource_patients": "kind, resource_id, patient_id",
 }
+
+
+_COPIED_NAMES = {table: tuple(columns.split(", ")) for table, columns in COLUMNS.items()}
+
+
+def _copied(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row from the document service's builders (vault/documents/rows.py), as COPY takes
+    it: the values of COLUMNS[table], in order (the columns left out take their default)."""
+    return tuple(row[name] for name in _COPIED_NAMES[table])
 
 
 def seal_json(kek: bytes, resource: dict[str, Any], context: bytes) -> tuple[bytes, bytes]:
@@ -423,17 +433,20 @@ class StoreLoader:
             chunk = sealed[index * READ_CHUNK : (index + 1) * READ_CHUNK]
             batch.blob_chunks.append((blob_key, index, chunk, created))
         batch.binaries.append(
-            (
-                binary_id,
-                document_id,
-                patient_id,
-                "application/pdf",
-                len(content.data),
-                blob_key,
-                crypto.DEFAULT_SEGMENT_SIZE,
-                crypto.seal(kek, dek, dek_context(context)),
-                kek_id,
-                created,
+            _copied(
+                "binaries",
+                document_rows.binary_row(
+                    binary_id=binary_id,
+                    document_id=document_id,
+                    patient_id=patient_id,
+                    content_type="application/pdf",
+                    size=len(content.data),
+                    blob_key=blob_key,
+                    segment_size=crypto.DEFAULT_SEGMENT_SIZE,
+                    wrapped_dek=crypto.seal(kek, dek, dek_context(context)),
+                    kek_id=kek_id,
+                    created_at=created,
+                ),
             )
         )
         resource = document_reference(patient_id, content, inline=False)
@@ -443,37 +456,40 @@ class StoreLoader:
         resource["content"][0]["attachment"]["url"] = f"Binary/{binary_id}"
         ciphertext, wrapped = seal_json(kek, resource, version_context(document_id, 1, patient_id))
         batch.documents.append(
-            (
-                document_id,
-                patient_id,
-                master,
-                1,
-                "current",
-                TYPE_CODE,
-                CATEGORY_CODE,
-                DOCUMENT_DATE,
-                " ",
-                "professional",
-                AUTHOR_IDNPS,
-                self.provider.blind_index("content", content.data),
-                created,
-                created,
+            _copied(
+                "documents",
+                document_rows.document_row(
+                    document_id=document_id,
+                    patient_id=patient_id,
+                    master_identifier=master,
+                    type_code=TYPE_CODE,
+                    category_code=CATEGORY_CODE,
+                    date=DOCUMENT_DATE,
+                    security_labels=" ",
+                    author_kind="professional",
+                    author_id=AUTHOR_IDNPS,
+                    content_fingerprint=self.provider.blind_index("content", content.data),
+                    created_at=created,
+                ),
             )
         )
         batch.versions.append(
-            (
-                document_id,
-                1,
-                patient_id,
-                "current",
-                " ",
-                binary_id,
-                ciphertext,
-                wrapped,
-                kek_id,
-                "professional",
-                AUTHOR_IDNPS,
-                created,
+            _copied(
+                "document_versions",
+                document_rows.version_row(
+                    document_id=document_id,
+                    version=1,
+                    patient_id=patient_id,
+                    status="current",
+                    security_labels=" ",
+                    binary_id=binary_id,
+                    resource_ciphertext=ciphertext,
+                    resource_dek=wrapped,
+                    kek_id=kek_id,
+                    created_by_role="professional",
+                    created_by=AUTHOR_IDNPS,
+                    created_at=created,
+                ),
             )
         )
         self._audit(batch, patient_id, "DocumentReference", document_id, "document:create", created)

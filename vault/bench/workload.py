@@ -11,7 +11,6 @@ import hashlib
 import json
 import random
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +53,6 @@ def pdf_document(size: int, seed: int) -> bytes:
     if len(document) < size:
         document = document.replace(b"%%EOF\n", b"%%EOF\n" + b" " * (size - len(document)))
     return document[:size] if len(document) > size else document
-
-
-def is_incompressible(content: bytes) -> bool:
-    return len(zlib.compress(content, 1)) > 0.95 * len(content)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vault.commands import fail
 from vault.errors import VaultError
 from vault.settings import get_settings
 
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
 @contextmanager
 def _services() -> Iterator[Services]:
     from vault.services import build_services  # noqa: PLC0415
@@ -35,12 +31,12 @@ def _services() -> Iterator[Services]:
     try:
         services = build_services(get_settings())
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
         raise  # unreachable: _fail exits
     try:
         yield services
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
     finally:
         services.close()
 
@@ -92,11 +88,11 @@ def verify(
     """Exit 0 when every chain and the Merkle tree match the signed checkpoints; otherwise
     print the first entry that fails and exit 1."""
     if patient is not None and since is not None:
-        _fail("--patient and --since check different things: give one of them")
+        fail("--patient and --since check different things: give one of them")
     try:
         published = read_published(checkpoints) if checkpoints else []
     except (ValueError, KeyError, TypeError):
-        _fail("the checkpoints file holds no signed checkpoints")
+        fail("the checkpoints file holds no signed checkpoints")
         return
     with _services() as services:
         verifier = services.audit_log.verifier
@@ -119,7 +115,7 @@ def verify(
             )
         return
     typer.echo(f"FAILED {failure.describe()}")
-    _fail(f"the audit log failed verification ({len(report.failures)} problems found)")
+    fail(f"the audit log failed verification ({len(report.failures)} problems found)")
 
 
 @app.command()
@@ -130,7 +126,7 @@ def checkpoint() -> None:
     with _services() as services:
         row = services.audit_log.checkpoints.make(services.session_factory)
     if row is None:
-        _fail("the audit log is empty: nothing to sign")
+        fail("the audit log is empty: nothing to sign")
         return
     typer.echo(json.dumps(checkpoint_json(row)))
 
@@ -217,7 +213,7 @@ def verify_export(
     try:
         result = verify_archive(archive, key)
     except ExportInvalid as error:
-        _fail(f"export does not verify: {error}")
+        fail(f"export does not verify: {error}")
         return
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vault.commands import fail
 from vault.errors import IntegrityError, VaultError
 from vault.keyfiles import create_private_file
 from vault.settings import get_settings
@@ -33,11 +34,6 @@ PassphraseFile = Annotated[
 ]
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
 @contextmanager
 def _services() -> Iterator[Services]:
     from vault.services import build_services  # noqa: PLC0415
@@ -45,16 +41,16 @@ def _services() -> Iterator[Services]:
     try:
         services = build_services(get_settings())
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
         raise  # unreachable: _fail exits
     try:
         yield services
     except IntegrityError:
-        _fail("the backup is damaged or was altered (it does not authenticate)")
+        fail("the backup is damaged or was altered (it does not authenticate)")
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
     except OSError as error:
-        _fail(f"{error.strerror}: {error.filename}")
+        fail(f"{error.strerror}: {error.filename}")
     finally:
         services.close()
 
@@ -63,7 +59,7 @@ def _passphrase(path: Path | None, *, confirm: bool) -> str:
     if path is not None:
         return path.read_text().rstrip("\r\n")
     if not sys.stdin.isatty():
-        _fail("--passphrase-file is required when not run from a terminal")
+        fail("--passphrase-file is required when not run from a terminal")
     entered: str = typer.prompt(
         "Key backup passphrase", hide_input=True, confirmation_prompt=confirm
     )
@@ -136,16 +132,16 @@ def keys(
     from vault.backup import keys as key_backup  # noqa: PLC0415
 
     if out.exists():
-        _fail(f"{out} exists; a backup never overwrites a file")
+        fail(f"{out} exists; a backup never overwrites a file")
     try:
         material = key_backup.collect(get_settings())
         sealed = key_backup.seal(material, _passphrase(passphrase_file, confirm=True))
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
         return
     # Whole or not at all, and 0600 from its first byte.
     if not create_private_file(out, sealed):
-        _fail(f"{out} exists; a backup never overwrites a file")
+        fail(f"{out} exists; a backup never overwrites a file")
     held = (["keyring"] if material.keyring else []) + sorted(material.files)
     typer.echo(f"key backup written to {out}: {', '.join(held)}")
 
@@ -179,7 +175,7 @@ def restore_data(
         summary = restore_backup(services, backup)
         tombstones += [Tombstone.decode(item) for item in summary.tombstones]
         with services.session_factory() as session, session.begin():
-            replayed = replay(session, tombstones, services.audit, operator or getpass.getuser())
+            replayed = replay(session, tombstones, services.access, operator or getpass.getuser())
         typer.echo(
             f"restored backup {summary.backup_id} of {summary.created_at}: "
             f"{sum(summary.tables.values())} rows, {summary.blobs} blobs; "
@@ -188,7 +184,7 @@ def restore_data(
         report = services.audit_log.verifier.verify(services.session_factory)
         if not report.ok:
             failure = report.first_failure
-            _fail(
+            fail(
                 "the restored audit log does not verify: "
                 f"{failure.describe() if failure else 'unknown failure'}; do not serve it"
             )
@@ -217,7 +213,7 @@ def restore_shreds(
         for source in sources:
             tombstones += load_tombstones(source, services.key_provider)
         with services.session_factory() as session, session.begin():
-            replayed = replay(session, tombstones, services.audit, operator or getpass.getuser())
+            replayed = replay(session, tombstones, services.access, operator or getpass.getuser())
         typer.echo(f"{replayed} deletions replayed")
 
 
@@ -239,6 +235,6 @@ def restore_keys(
         )
         written = key_backup.install(material, settings)
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
         return
     typer.echo(f"restored {len(written)} key files: {', '.join(str(path) for path in written)}")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from vault.commands import fail
 from vault.settings import get_settings
 
 
@@ -53,8 +54,7 @@ def bench(
         try:
             stages = tuple(sorted(int(part) for part in sizes.split(",") if part.strip()))
         except ValueError:
-            typer.echo("error: --sizes takes numbers separated by commas", err=True)
-            raise typer.Exit(1) from None
+            fail("--sizes takes numbers separated by commas")
     plan = with_overrides(
         plan,
         stages=stages,
@@ -67,6 +67,5 @@ def bench(
     try:
         results = run(get_settings(), plan, progress=_say)
     except VaultError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from None
+        fail(error.message)
     typer.echo(json.dumps(results, sort_keys=True) if json_output else table(results))

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
+from vault.commands import fail
 from vault.db import make_engine, make_session_factory
 from vault.errors import VaultError
 from vault.identity.clients import ClientRegistry, RegisteredClient
@@ -20,11 +21,6 @@ from vault.settings import get_settings
 DEFAULT_SCOPES = "system/DocumentReference.crus system/Binary.r system/Patient.cr"
 
 app = typer.Typer(help="Professional software allowed to ask /oauth/token.", no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @contextmanager
@@ -85,7 +81,7 @@ def add(
     try:
         jwks = json.loads(jwks_file.read_text()) if jwks_file is not None else None
     except (OSError, ValueError) as error:
-        _fail(f"cannot read {jwks_file}: {error}")
+        fail(f"cannot read {jwks_file}: {error}")
         return
     try:
         with _session() as session:
@@ -100,7 +96,7 @@ def add(
                 name=name,
             )
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
         return
     typer.echo(f"registered {_describe(client)}", err=True)
     typer.echo(generated if generated is not None else client.client_id)
@@ -120,5 +116,5 @@ def remove(client_id: Annotated[str, typer.Argument(help="The client to remove."
     with _session() as session:
         removed = ClientRegistry().remove(session, client_id)
     if not removed:
-        _fail(f"no client {client_id}")
+        fail(f"no client {client_id}")
     typer.echo(f"removed {client_id}", err=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from vault.commands import fail
 from vault.errors import VaultError
 from vault.settings import get_settings
 
@@ -24,8 +25,7 @@ def build(
     try:
         services = build_services(get_settings())
     except VaultError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from None
+        fail(error.message)
     try:
         worker = export_worker(services)
         while True:

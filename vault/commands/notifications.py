@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vault.commands import fail
 from vault.errors import VaultError
 from vault.services import Services, build_services
 from vault.settings import get_settings
@@ -21,19 +22,14 @@ def _services() -> Iterator[Services]:
     try:
         services = build_services(get_settings())
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
         raise  # unreachable: _fail exits
     try:
         yield services
     except VaultError as error:
-        _fail(error.message)
+        fail(error.message)
     finally:
         services.close()
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -46,7 +42,7 @@ def send(
     with _services() as services:
         worker = email_worker(services)
         if worker is None:
-            _fail("e-mail is off: set VAULT_SMTP_HOST (docs/operations.md)")
+            fail("e-mail is off: set VAULT_SMTP_HOST (docs/operations.md)")
             return
         while True:
             stats = worker.run_once()
@@ -86,5 +82,5 @@ def replay(email_id: Annotated[int, typer.Argument(help="The dead letter's id.")
         try:
             replay_one(services.session_factory, email_id)
         except NotDead as error:
-            _fail(str(error))
+            fail(str(error))
     typer.echo(f"queued {email_id}")

@@ -1,4 +1,5 @@
-"""The only place that builds SQL for documents."""
+"""The only place that builds SQL for documents, with rows.py (the write path's Core
+statements)."""
 
 from __future__ import annotations
 
@@ -77,8 +78,12 @@ def get_for_update(
     )
 
 
-def get(session: Session, document_id: str, patient_id: str | None = None) -> Document | None:
-    """A document by id; pass its patient when it is known, to skip the reference table."""
+def get_unchecked(
+    session: Session, document_id: str, patient_id: str | None = None
+) -> Document | None:
+    """A document's row, undecided: for the document service, which decides before anything
+    of it goes out (``DocumentService``), and nothing else. Pass its patient when it is
+    known, to skip the reference table."""
     patient_id = patient_id or patient_of(session, DOCUMENT, document_id)
     if patient_id is None:
         return None

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from vault.access import filters
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts
-from vault.access.service import AccessDenied, AccessService
+from vault.access.service import AccessService
 from vault.documents import repository
 from vault.documents.repository import SearchCriteria
 from vault.documents.service import DocumentService
@@ -75,10 +75,7 @@ class DocumentSearch:
         """A search on a patient who has no record answers as a search on a record one may
         not search does (an empty page), at the same cost: the refusal decided and
         recorded in this transaction, as ``search`` does."""
-        denied = self.access.refuse_unknown(
-            session, actor, Permission.DOCUMENT_SEARCH, resource_type="DocumentReference"
-        )
-        self.access.record(session, denied.audit_record)
+        self.access.refuse_unknown_search(session, actor, resource_type="DocumentReference")
         return SearchPage([], None)
 
     def search(
@@ -91,19 +88,11 @@ class DocumentSearch:
     ) -> SearchPage:
         # A malformed cursor is refused before anything is read or recorded.
         after = decode_cursor(cursor) if cursor else None
-        try:
-            recorded = self.access.authorize_read(
-                session,
-                actor,
-                Permission.DOCUMENT_SEARCH,
-                criteria.patient_id,
-                resource_type="DocumentReference",
-            )
-        except AccessDenied as denied:
-            # A search on a record one may not search looks like a search on a record with
-            # no visible document (so a patient cannot probe for others' INS); the refusal
-            # is still on record, in this transaction, which writes nothing else.
-            self.access.record(session, denied.audit_record)
+        recorded = self.access.authorize_search(
+            session, actor, criteria.patient_id, resource_type="DocumentReference"
+        )
+        if recorded is None:
+            # Refused, and on record: the answer is a page with no visible document.
             return SearchPage([], None)
         # The page is read, then the search's entry committed; the page goes out after.
         page = self._page(session, actor, criteria, count, after)

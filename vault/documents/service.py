@@ -116,7 +116,7 @@ class DocumentService:
             session, sender_of(actor, new.patient_id), new.metadata.master_identifier
         )
         existing = (
-            repository.get(session, existing_id, new.patient_id)
+            repository.get_unchecked(session, existing_id, new.patient_id)
             if existing_id is not None
             else None
         )
@@ -159,39 +159,34 @@ class DocumentService:
         self.blobs.put(session, blob_key, sealed_content.chunks)
         author_kind, author_id = author_of(actor)
         pending.binaries.append(
-            {
-                "id": binary_id,
-                "document_id": document_id,
-                "patient_id": new.patient_id,
-                "content_type": new.metadata.content_type,
-                "size": len(new.content),
-                "blob_key": blob_key,
-                "segment_size": sealed_content.segment_size,
-                "wrapped_dek": sealed_content.wrapped_dek,
-                "kek_id": sealed_content.kek_id,
-                "created_at": now,
-                "shredded_at": None,
-            }
+            rows_sql.binary_row(
+                binary_id=binary_id,
+                document_id=document_id,
+                patient_id=new.patient_id,
+                content_type=new.metadata.content_type,
+                size=len(new.content),
+                blob_key=blob_key,
+                segment_size=sealed_content.segment_size,
+                wrapped_dek=sealed_content.wrapped_dek,
+                kek_id=sealed_content.kek_id,
+                created_at=now,
+            )
         )
         resource = self._stored_resource(new, document_id, binary_id, now)
         pending.documents.append(
-            {
-                "id": document_id,
-                "patient_id": new.patient_id,
-                "master_identifier": new.metadata.master_identifier,
-                "current_version": 1,
-                "status": "current",
-                "type_code": new.metadata.type_code,
-                "category_code": new.metadata.category_code,
-                "date": new.metadata.date,
-                "security_labels": repository.labels_text(new.metadata.security_labels),
-                "author_kind": author_kind,
-                "author_id": author_id,
-                "content_fingerprint": fingerprint,
-                "deleted_at": None,
-                "created_at": now,
-                "updated_at": now,
-            }
+            rows_sql.document_row(
+                document_id=document_id,
+                patient_id=new.patient_id,
+                master_identifier=new.metadata.master_identifier,
+                type_code=new.metadata.type_code,
+                category_code=new.metadata.category_code,
+                date=new.metadata.date,
+                security_labels=repository.labels_text(new.metadata.security_labels),
+                author_kind=author_kind,
+                author_id=author_id,
+                content_fingerprint=fingerprint,
+                created_at=now,
+            )
         )
         pending.versions.append(
             self._version_row(
@@ -285,20 +280,20 @@ class DocumentService:
             session, patient_id, resource, version_context(document_id, number, patient_id)
         )
         role, by = author_of(actor)
-        return {
-            "document_id": document_id,
-            "version": number,
-            "patient_id": patient_id,
-            "status": str(resource.get("status")),
-            "security_labels": repository.labels_text(security_label_codes(resource)),
-            "binary_id": binary_id,
-            "resource_ciphertext": sealed.ciphertext,
-            "resource_dek": sealed.wrapped_dek,
-            "kek_id": sealed.kek_id,
-            "created_by_role": role,
-            "created_by": by,
-            "created_at": now,
-        }
+        return rows_sql.version_row(
+            document_id=document_id,
+            version=number,
+            patient_id=patient_id,
+            status=str(resource.get("status")),
+            security_labels=repository.labels_text(security_label_codes(resource)),
+            binary_id=binary_id,
+            resource_ciphertext=sealed.ciphertext,
+            resource_dek=sealed.wrapped_dek,
+            kek_id=sealed.kek_id,
+            created_by_role=role,
+            created_by=by,
+            created_at=now,
+        )
 
     def _supersede(
         self, session: Session, actor: Actor, target_id: str, patient_id: str, replacement_id: str
@@ -337,7 +332,7 @@ class DocumentService:
     ) -> Document:
         """Load a document and authorise the action on it in one step; what may not be
         seen answers exactly like what does not exist."""
-        load = repository.get_for_update if for_update else repository.get
+        load = repository.get_for_update if for_update else repository.get_unchecked
         document = load(session, document_id)
         if document is None:
             raise self.access.refuse_unknown(
@@ -366,6 +361,12 @@ class DocumentService:
     def read(
         self, session: Session, actor: Actor, document_id: str, version: int | None = None
     ) -> dict[str, Any]:
+        return self.read_with_row(session, actor, document_id, version)[1]
+
+    def read_with_row(
+        self, session: Session, actor: Actor, document_id: str, version: int | None = None
+    ) -> tuple[Document, dict[str, Any]]:
+        """``read``, with the document's row (its access facts and dates, for a listing)."""
         document = self._guarded(session, actor, document_id, Permission.DOCUMENT_READ)
         if document.deleted_at is not None:
             raise Gone("This document was deleted")
@@ -373,7 +374,26 @@ class DocumentService:
         row = repository.version(session, document.patient_id, document.id, number)
         if row is None:
             raise NotFound("DocumentReference version not found")
-        return self.decrypt_version(session, row)
+        return document, self.decrypt_version(session, row)
+
+    @staticmethod
+    def patient_of(session: Session, document_id: str) -> str | None:
+        """Whose record a document is in, if it exists; nothing else of it."""
+        document = repository.get_unchecked(session, document_id)
+        return document.patient_id if document is not None else None
+
+    def readable(self, session: Session, actor: Actor, document_id: str) -> Document | None:
+        """The row of a live document the actor may read, decided without recording (the
+        caller then reads it through ``read``, which records); None for one that does not
+        exist, was deleted or may not be read: an export leaves those out without a trace,
+        as a search does."""
+        document = repository.get_unchecked(session, document_id)
+        if document is None or document.deleted_at is not None:
+            return None
+        facts = repository.facts(document)
+        if not self.access.check(actor, Permission.DOCUMENT_READ, document.patient_id, facts):
+            return None
+        return document
 
     def decrypt_version(
         self, session: Session, row: DocumentVersion | SealedVersion

@@ -37,7 +37,6 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService
 from vault.audit.events import audit_event
@@ -194,17 +193,10 @@ class ArchiveBuilder:
         names: _Names,
     ) -> tuple[Exported, int] | None:
         readers = self._readers
-        document = documents_repository.get(session, document_id, patient_id)
-        if document is None or document.deleted_at is not None:
-            return None
         # Skipped without a trace, as a search leaves out what it may not show: only the
         # reads below are accesses.
-        if not readers.access.check(
-            actor,
-            Permission.DOCUMENT_READ,
-            document.patient_id,
-            documents_repository.facts(document),
-        ):
+        document = readers.documents.readable(session, actor, document_id)
+        if document is None:
             return None
         resource = readers.documents.read(session, actor, document.id)
         version = documents_repository.version(

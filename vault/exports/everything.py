@@ -20,9 +20,9 @@ from vault.access.policy import Actor
 from vault.audit.events import audit_event
 from vault.documents import repository as documents_repository
 from vault.documents.search import decode_cursor, encode_cursor
-from vault.errors import BadRequest, NotFound
+from vault.errors import BadRequest
 from vault.exports.archive import Readers
-from vault.models import Patient
+from vault.patients import repository as patients_repository
 from vault.policies.consent import consents
 
 
@@ -41,8 +41,7 @@ class Everything:
         self, session: Session, actor: Actor, patient_id: str, count: int, cursor: str | None
     ) -> EverythingPage:
         readers = self._readers
-        if session.get(Patient, patient_id) is None:
-            raise NotFound("Patient not found")
+        patients_repository.require(session, patient_id)
         readers.access.authorize(
             session,
             actor,

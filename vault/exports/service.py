@@ -38,8 +38,9 @@ from vault.errors import Conflict, Gone, NotFound, TooManyRequests
 from vault.exports.archive import ArchiveBuilder, archive_context
 from vault.identity.principal import Principal, Role
 from vault.identity.scopes import format_scope, parse_scopes
-from vault.models import Patient, RecordExport
+from vault.models import RecordExport
 from vault.models.base import as_utc, utcnow
+from vault.patients import repository as patients_repository
 from vault.storage import crypto
 from vault.storage.envelope import dek_context
 from vault.storage.keys.service import KeyService
@@ -95,9 +96,7 @@ class ExportService:
         )
 
     def request(self, session: Session, actor: Actor, patient_id: str) -> RecordExport:
-        patient = session.scalar(select(Patient).where(Patient.id == patient_id).with_for_update())
-        if patient is None:
-            raise NotFound("Patient not found")
+        patients_repository.require(session, patient_id, for_update=True)
         self._authorize(session, actor, patient_id, "requested", None)
         now = utcnow()
         running = session.scalar(

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-SEVERITY_FOR_STATUS = {True: "error", False: "information"}
-
 
 def operation_outcome(
     code: str, message: str, *, severity: str = "error", expression: str | None = None

@@ -81,14 +81,3 @@ GLOBAL: Final[dict[str, str]] = {
         "at sharding scale the blobs are in the object store (s3://)"
     ),
 }
-
-
-def classification(table: str) -> str | None:
-    """``patient-owned``, ``reference``, ``global``, or None for a table nobody classified."""
-    if table in PATIENT_OWNED:
-        return "patient-owned"
-    if table in REFERENCE:
-        return "reference"
-    if table in GLOBAL:
-        return "global"
-    return None

@@ -31,8 +31,6 @@ from rich.progress import (
 class Tracker(Protocol):
     def advance(self, amount: int = 1) -> None: ...
 
-    def set_total(self, total: int) -> None: ...
-
 
 class _RichTracker:
     def __init__(self, bar: Progress, description: str, total: int | None) -> None:
@@ -41,9 +39,6 @@ class _RichTracker:
 
     def advance(self, amount: int = 1) -> None:
         self._bar.advance(self._task, amount)
-
-    def set_total(self, total: int) -> None:
-        self._bar.update(self._task, total=total)
 
 
 class _LineTracker:
@@ -75,10 +70,6 @@ class _LineTracker:
         if self._done >= self._next:
             self._line(self._status())
             self._plan()
-
-    def set_total(self, total: int) -> None:
-        self._total = total
-        self._plan()
 
     def finish(self) -> None:
         self._line(f"done, {self._done}")

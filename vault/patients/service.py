@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vault.access import repository as access_repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService, ins_index
@@ -19,6 +18,7 @@ from vault.fhir.validate import validate_resource
 from vault.identity.principal import INS_SYSTEMS, Role
 from vault.models import Patient
 from vault.models.base import new_id, utcnow
+from vault.patients import repository
 from vault.patients.oppositions import refuse_if_opposed
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
@@ -71,8 +71,7 @@ class PatientService:
     def find(self, session: Session, system: str, value: str) -> Patient | None:
         if system not in INS_SYSTEMS:
             return None
-        patient_id = access_repository.patient_by_ins(session, ins_index(self._keys, system, value))
-        return None if patient_id is None else session.get(Patient, patient_id)
+        return repository.by_ins_index(session, ins_index(self._keys, system, value))
 
     def id_by_query(self, session: Session, query: str, *, expression: str) -> str | None:
         """The record id an INS query names, if any, without loading the record: the same
@@ -80,10 +79,13 @@ class PatientService:
         system, value = parse_identifier_query(query, expression=expression)
         if system not in INS_SYSTEMS:
             return None
-        return access_repository.patient_by_ins(session, ins_index(self._keys, system, value))
+        return repository.id_by_ins_index(session, ins_index(self._keys, system, value))
 
-    def get(self, session: Session, patient_id: str) -> Patient | None:
-        return session.get(Patient, patient_id)
+    @staticmethod
+    def exists(session: Session, patient_id: str) -> bool:
+        """Whether a record has this id: nothing of it is returned (reading it is
+        ``read``, through the decision)."""
+        return repository.get(session, patient_id) is not None
 
     def ensure(
         self, session: Session, actor: Actor, resource: dict[str, Any], *, expression: str
@@ -144,13 +146,22 @@ class PatientService:
             created_at=now,
             updated_at=now,
         )
-        session.add(patient)
-        access_repository.add_patient_ins(session, patient.ins_index, patient_id)
-        session.flush()
+        repository.add(session, patient)
         return patient, True
 
+    def read_back(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any] | None:
+        """A record just created, back to its patient when their token may read it: a token
+        that may only create gets None (the caller answers with an outcome alone) rather
+        than a refusal undoing the creation."""
+        owner = self.access.actor(session, actor.principal)
+        if owner.own_patient_id != patient_id:
+            return None
+        if not self.access.check(owner, Permission.PATIENT_READ, patient_id).allowed:
+            return None
+        return self.read(session, owner, patient_id)
+
     def read(self, session: Session, actor: Actor, patient_id: str) -> dict[str, Any]:
-        patient = session.get(Patient, patient_id)
+        patient = repository.get(session, patient_id)
         if patient is None:
             # Refused as another's record is, at the same cost (docs/threat-model.md).
             raise self.access.refuse_unknown(

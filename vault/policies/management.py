@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vault.access import notifications, repository
@@ -41,6 +40,7 @@ from vault.errors import InvalidResource, NotFound
 from vault.identity.principal import INS_SYSTEMS
 from vault.models import AccessPolicyEntry, CaregiverInvitation, Patient
 from vault.models.base import new_id, utcnow
+from vault.patients import repository as patients_repository
 from vault.patients.service import patient_context
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
@@ -442,9 +442,8 @@ class PolicyService:
             created_by_role=role,
             created_by=by,
         )
-        session.add(row)
+        repository.add(session, row)
         repository.add_invitation_code(session, row)
-        session.flush()
         return row, code
 
     def accept_invitation(self, session: Session, actor: Actor, code: str) -> AccessPolicyEntry:
@@ -608,9 +607,7 @@ class PolicyService:
             written, notifications.NotificationKind.REPRESENTATIVE_REGISTERED, others
         )
         if rows:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            session.execute(notifications.outbox_insert(insert), rows)
+            repository.enqueue_notifications(session, rows)
         self.access.forget(actor, patient_id)
         return Change(row, created=True)
 
@@ -647,8 +644,7 @@ class PolicyService:
     ) -> int:
         """Mask or unmask one document: a metadata update of its securityLabel, decided
         like a PATCH and kept as a new version. Returns the document's version."""
-        document = documents.get(session, document_id)
-        if document is None or document.patient_id != patient_id:
+        if self.documents.patient_of(session, document_id) != patient_id:
             raise NotFound("DocumentReference not found")
         operations = [Operation(kind="delete", field="securityLabel", label_code=MASKED)]
         if masked:
@@ -779,10 +775,7 @@ class PolicyService:
 
     @staticmethod
     def _require_patient(session: Session, patient_id: str) -> Patient:
-        patient = session.get(Patient, patient_id)
-        if patient is None:
-            raise NotFound("Patient not found")
-        return patient
+        return patients_repository.require(session, patient_id)
 
     def _seal_note(self, session: Session, row: AccessPolicyEntry, note: dict[str, str]) -> None:
         sealed = self.envelope.seal_json(
@@ -845,8 +838,7 @@ class PolicyService:
             created_by_role=role,
             created_by=by,
         )
-        session.add(row)
-        session.flush()
+        repository.add(session, row)
         return row
 
     @staticmethod

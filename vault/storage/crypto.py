@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault.errors import IntegrityError
 
-KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 PREFIX_BYTES = 7

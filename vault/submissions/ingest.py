@@ -32,9 +32,16 @@ from vault.submissions.subject import SubjectResolver, UnknownSubject
 
 @dataclass
 class EntryResult:
-    status: str
-    location: str | None = None
-    etag: str | None = None
+    """What one entry of a submission did; the HTTP layer says it as a transaction-response
+    entry (vault/api/fhir/bundles.py: status, location, ETag)."""
+
+    resource_type: str
+    id: str
+    created: bool
+    # The version the entry left, for its ETag; None for a record (a Patient has none).
+    version: int | None = None
+    # Whether its location names that version (a document's history) or the resource.
+    versioned_location: bool = False
     last_modified: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -154,7 +161,7 @@ class Ingestion:
             results[document.entry.index] = _document_result(stored)
             if document.binary is not None:
                 results[document.binary.index] = EntryResult(
-                    results[document.entry.index].status, f"Binary/{stored.binary_id}"
+                    "Binary", stored.binary_id, stored.created
                 )
         rows.insert(session)
         for patch in patches:
@@ -169,10 +176,7 @@ class Ingestion:
             retried=retried,
         )
         results[submission.submission_set.index] = EntryResult(
-            "201 Created" if kept.created else "200 OK",
-            f"List/{kept.id}",
-            'W/"1"',
-            kept.last_updated,
+            "List", kept.id, kept.created, version=1, last_modified=kept.last_updated
         )
         return [results[entry.index] for entry in submission.entries]
 
@@ -194,9 +198,7 @@ class Ingestion:
                 session, actor, entry.resource, expression=entry.resource_where
             )
             found[entry.index] = patient.id
-            results[entry.index] = EntryResult(
-                "201 Created" if created else "200 OK", f"Patient/{patient.id}"
-            )
+            results[entry.index] = EntryResult("Patient", patient.id, created)
         return found
 
     def _single_patient(
@@ -275,7 +277,7 @@ class Ingestion:
     ) -> EntryResult:
         if _only_supersedes(patch.operations) and patch.document_id in superseded:
             # The replacing DocumentReference of this submission already superseded it.
-            return EntryResult("200 OK", f"DocumentReference/{patch.document_id}")
+            return EntryResult("DocumentReference", patch.document_id, created=False)
         document, resource = self.documents.update_metadata(
             session, actor, patch.document_id, patch.operations
         )
@@ -286,10 +288,12 @@ class Ingestion:
                 expression=f"{patch.entry.where}.request.url",
             )
         return EntryResult(
-            "200 OK",
-            f"DocumentReference/{document.id}/_history/{document.current_version}",
-            f'W/"{document.current_version}"',
-            resource["meta"]["lastUpdated"],
+            "DocumentReference",
+            document.id,
+            created=False,
+            version=document.current_version,
+            versioned_location=True,
+            last_modified=resource["meta"]["lastUpdated"],
         )
 
 
@@ -467,9 +471,11 @@ def _only_supersedes(operations: list[Any]) -> bool:
 
 def _document_result(stored: StoredDocument) -> EntryResult:
     return EntryResult(
-        "201 Created" if stored.created else "200 OK",
-        f"DocumentReference/{stored.id}/_history/{stored.version}",
-        f'W/"{stored.version}"',
-        stored.last_updated.isoformat(),
-        stored.warnings,
+        "DocumentReference",
+        stored.id,
+        stored.created,
+        version=stored.version,
+        versioned_location=True,
+        last_modified=stored.last_updated.isoformat(),
+        warnings=stored.warnings,
     )

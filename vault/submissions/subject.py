@@ -112,13 +112,12 @@ class SubjectResolver:
         seen = _seen_patients(session)
         if patient_id in seen or self._keys.find_active_kek(session, patient_id) is not None:
             return patient_id
-        patient = self.patients.get(session, patient_id)
-        if patient is None:
+        if not self.patients.exists(session, patient_id):
             raise UnknownSubject(
                 "subject names a patient that does not exist", expression=expression
             )
-        seen.add(patient.id)
-        return patient.id
+        seen.add(patient_id)
+        return patient_id
 
     def _contained(
         self, session: Session, actor: Actor, local_id: str, contained: list[Any], expression: str

@@ -13,11 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
-from vault.access.records import AuditRecord, Outcome
-from vault.access.service import AccessDenied
-from vault.errors import VaultError
-from vault.http.deps import ServicesDep, commit, roll_back_and_record
+from vault.access.service import SPACE
+from vault.http.deps import ServicesDep, commit
 from vault.identity.principal import Principal
+from vault.services import Services
 from vault.web.sessions import SessionData, csrf_valid
 from vault.web.signin import session_principal
 
@@ -76,8 +75,6 @@ async def csrf_checked(request: Request, data: WebSessionDep, found: ServicesDep
 
 CsrfDep = Depends(csrf_checked)
 
-WRITES = {"POST"}
-
 
 async def web_transaction(
     request: Request, found: ServicesDep, principal: SignedInDep
@@ -104,24 +101,23 @@ async def web_transaction(
 
 async def _end_failed(
     request: Request,
-    found: ServicesDep,
+    found: Services,
     principal: Principal,
     session: Session,
     error: BaseException,
 ) -> None:
-    record = None
-    if isinstance(error, AccessDenied):
-        record = error.audit_record
-    elif isinstance(error, VaultError) and request.method in WRITES:
-        record = AuditRecord(
-            action="C",
-            outcome=Outcome.FAILED,
-            purpose="PATRQT",
-            principal=principal,
-            detail={"error": type(error).__name__, "status": str(error.status_code)},
-        )
+    """Roll back, then let access record what must outlive the rollback (a refusal, a
+    failed form); shielded, so that a cancellation cannot abandon it halfway."""
     with CancelScope(shield=True):
-        await run_in_threadpool(roll_back_and_record, found, session, record)
+        await run_in_threadpool(
+            found.access.end_failed,
+            found.session_factory,
+            session,
+            principal,
+            error,
+            surface=SPACE,
+            method=request.method,
+        )
 
 
 WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]

@@ -15,9 +15,10 @@ from urllib.parse import quote
 from fastapi import Form, Query, Request
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.state import EntryKind
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.identity.principal import Role
 from vault.services import Services
 from vault.web.deps import CsrfDep, WebActorDep, WebSessionDep, WebTransactionDep
@@ -76,7 +77,14 @@ def _closure_context(
     }
 
 
-@router.get(CLOSURE)
+# The person's own opposition is about no record (vault/api/records.py says the same).
+_OPPOSITION = (
+    "the person's own opposition to a space being created, about no record: the person"
+    " themselves only, by a patient token that may create their Patient"
+)
+
+
+@router.get(CLOSURE, dependencies=[requires(Permission.RECORD_STATUS)])
 def closure(
     request: Request,
     pid: PatientId,
@@ -92,7 +100,7 @@ def closure(
     return page(request, "closure.html", notice=notice(ok), **context)
 
 
-@router.get(CLOSURE + "/confirmer")
+@router.get(CLOSURE + "/confirmer", dependencies=[requires(Permission.RECORD_STATUS)])
 def closure_confirm(
     request: Request,
     pid: PatientId,
@@ -109,7 +117,10 @@ def closure_confirm(
     return page(request, "closure_confirm.html", delete_now=suppression == YES, **context)
 
 
-@router.post(CLOSURE, dependencies=[CsrfDep])
+@router.post(
+    CLOSURE,
+    dependencies=[CsrfDep, requires(Permission.RECORD_CLOSE, Permission.RECORD_DELETE)],
+)
 def close(
     pid: PatientId,
     found: ServicesDep,
@@ -121,7 +132,7 @@ def close(
     return see_other(closure_url(pid), "closed")
 
 
-@router.get(CLOSURE + "/suppression")
+@router.get(CLOSURE + "/suppression", dependencies=[requires(Permission.RECORD_STATUS)])
 def deletion_confirm(
     request: Request,
     pid: PatientId,
@@ -137,7 +148,7 @@ def deletion_confirm(
     return page(request, "deletion_confirm.html", **context)
 
 
-@router.post(CLOSURE + "/suppression", dependencies=[CsrfDep])
+@router.post(CLOSURE + "/suppression", dependencies=[CsrfDep, requires(Permission.RECORD_DELETE)])
 def request_deletion(
     pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
 ) -> Response:
@@ -145,7 +156,9 @@ def request_deletion(
     return see_other(closure_url(pid), "deletion_requested")
 
 
-@router.post("/dossiers/{pid}/reouverture", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/reouverture", dependencies=[CsrfDep, requires(Permission.RECORD_REOPEN)]
+)
 def reopen(
     pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
 ) -> Response:
@@ -163,7 +176,7 @@ def _opposition_context(session: Any, found: Services, actor: Actor) -> dict[str
     return {"opposed_at": lifetime(found).opposition(session, actor)}
 
 
-@router.get(OPPOSITION)
+@router.get(OPPOSITION, dependencies=[requires(reason=_OPPOSITION)])
 def opposition(
     request: Request,
     found: ServicesDep,
@@ -177,7 +190,7 @@ def opposition(
     return page(request, "opposition.html", errors={}, notice=notice(ok), **context)
 
 
-@router.post(OPPOSITION, dependencies=[CsrfDep])
+@router.post(OPPOSITION, dependencies=[CsrfDep, requires(reason=_OPPOSITION)])
 def oppose(
     found: ServicesDep,
     actor: WebActorDep,
@@ -196,7 +209,7 @@ def oppose(
     return see_other(OPPOSITION, "opposed")
 
 
-@router.post(OPPOSITION + "/retrait", dependencies=[CsrfDep])
+@router.post(OPPOSITION + "/retrait", dependencies=[CsrfDep, requires(reason=_OPPOSITION)])
 def withdraw(found: ServicesDep, actor: WebActorDep, session: WebTransactionDep) -> Response:
     if _opposition_context(session, found, actor) is None:
         return see_other("/")

@@ -23,11 +23,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.state import EntryKind
 from vault.db import transaction
 from vault.errors import Unauthenticated, VaultError
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, public, requires
 from vault.identity.principal import Principal, Role
 from vault.notifications.service import LinkRefused
 from vault.observability.logs import get_logger
@@ -237,7 +238,7 @@ def notice(ok: str | None) -> str | None:
 # -- assets -----------------------------------------------------------------------------
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", dependencies=[public("the space's own scripts, styles and images")])
 def asset(
     name: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")],
 ) -> Response:
@@ -251,7 +252,10 @@ def asset(
 # -- signing in and out -----------------------------------------------------------------
 
 
-@router.get("/")
+@router.get(
+    "/",
+    dependencies=[public("the sign-in page, or the list of records the signed-in person may open")],
+)
 async def home(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     principal = session_principal(data)
     if principal is None:
@@ -280,7 +284,7 @@ def _home(request: Request, found: Services, data: SessionData, principal: Princ
     return page(request, "people.html", relationships=relationships, own=own, closed_records=closed)
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[public("signing in")])
 async def login(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     oauth: OAuth | None = request.app.state.web_oauth
     if oauth is None:
@@ -301,7 +305,7 @@ async def login(request: Request, found: ServicesDep, data: WebSessionDep) -> Re
         return page(request, "error.html", 503, message=gettext("error.provider"))
 
 
-@router.get("/login/callback", name="login_callback")
+@router.get("/login/callback", name="login_callback", dependencies=[public("signing in")])
 async def login_callback(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     oauth: OAuth | None = request.app.state.web_oauth
     if oauth is None:
@@ -317,7 +321,7 @@ async def login_callback(request: Request, found: ServicesDep, data: WebSessionD
     return await _start(request, found, data, principal, claims, str(token.get("id_token") or ""))
 
 
-@router.post("/login/demo", dependencies=[CsrfDep])
+@router.post("/login/demo", dependencies=[CsrfDep, public("signing in to a demonstration account")])
 async def demo_login(
     request: Request,
     found: ServicesDep,
@@ -365,14 +369,14 @@ async def _start(
     return see_other("/")
 
 
-@router.get("/logout")
+@router.get("/logout", dependencies=[public("signing out")])
 def logout_page(request: Request, data: WebSessionDep) -> Response:
     if session_principal(data) is None:
         return see_other("/")
     return page(request, "logout.html")
 
 
-@router.post("/logout", dependencies=[CsrfDep])
+@router.post("/logout", dependencies=[CsrfDep, public("signing out")])
 async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
     """Ends the session here, then at the provider when it offers RP-initiated logout."""
     id_token = data.get("id_token")
@@ -401,7 +405,7 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
 # -- first visit ------------------------------------------------------------------------
 
 
-@router.get("/bienvenue")
+@router.get("/bienvenue", dependencies=[requires(reason="a page of text")])
 def welcome(
     request: Request, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
 ) -> Response:
@@ -412,7 +416,7 @@ def welcome(
     return page(request, "welcome.html")
 
 
-@router.post("/bienvenue", dependencies=[CsrfDep])
+@router.post("/bienvenue", dependencies=[CsrfDep, requires(Permission.PATIENT_CREATE)])
 def open_record(
     principal: SignedInDep,
     found: ServicesDep,
@@ -437,12 +441,14 @@ def _since(data: SessionData) -> datetime | None:
         return None
 
 
-@router.get("/dossiers/{pid}")
+@router.get(
+    "/dossiers/{pid}", dependencies=[requires(reason="a redirect to the record's documents")]
+)
 def record_home(pid: PatientId, principal: SignedInDep) -> Response:
     return see_other(f"/dossiers/{quote(pid)}/documents")
 
 
-@router.get("/dossiers/{pid}/documents")
+@router.get("/dossiers/{pid}/documents", dependencies=[requires(Permission.DOCUMENT_SEARCH)])
 def documents(
     request: Request,
     pid: PatientId,
@@ -475,7 +481,10 @@ def documents(
     )
 
 
-@router.get("/dossiers/{pid}/documents/{did}")
+@router.get(
+    "/dossiers/{pid}/documents/{did}",
+    dependencies=[requires(Permission.DOCUMENT_READ, Permission.DOCUMENT_CONTENT)],
+)
 def document(
     request: Request,
     pid: PatientId,
@@ -500,7 +509,10 @@ def document(
     )
 
 
-@router.get("/dossiers/{pid}/documents/{did}/contenu")
+@router.get(
+    "/dossiers/{pid}/documents/{did}/contenu",
+    dependencies=[requires(Permission.DOCUMENT_READ, Permission.DOCUMENT_CONTENT)],
+)
 def content(
     pid: PatientId,
     did: DocumentId,
@@ -534,7 +546,9 @@ def _deletion_context(
     return {"record": record, "doc": row, "nav": "documents"}
 
 
-@router.get("/dossiers/{pid}/documents/{did}/supprimer")
+@router.get(
+    "/dossiers/{pid}/documents/{did}/supprimer", dependencies=[requires(Permission.DOCUMENT_READ)]
+)
 def confirm_delete(
     request: Request,
     pid: PatientId,
@@ -547,7 +561,10 @@ def confirm_delete(
     return page(request, "delete.html", **_deletion_context(session, found, actor, data, pid, did))
 
 
-@router.post("/dossiers/{pid}/documents/{did}/supprimer", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/documents/{did}/supprimer",
+    dependencies=[CsrfDep, requires(Permission.DOCUMENT_DELETE)],
+)
 def delete(
     pid: PatientId,
     did: DocumentId,
@@ -559,7 +576,10 @@ def delete(
     return see_other(f"/dossiers/{quote(pid)}/documents", "deleted")
 
 
-@router.post("/dossiers/{pid}/documents/{did}/masquage", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/documents/{did}/masquage",
+    dependencies=[CsrfDep, requires(Permission.DOCUMENT_UPDATE)],
+)
 def mask(
     pid: PatientId,
     did: DocumentId,
@@ -588,7 +608,10 @@ def _add_context(record: Record) -> dict[str, Any]:
     }
 
 
-@router.get("/dossiers/{pid}/ajouter")
+@router.get(
+    "/dossiers/{pid}/ajouter",
+    dependencies=[requires(reason="an empty form, for a record the signed-in person may open")],
+)
 def add_form(
     request: Request,
     pid: PatientId,
@@ -601,7 +624,9 @@ def add_form(
     return page(request, "add.html", values={}, errors={}, **_add_context(record))
 
 
-@router.post("/dossiers/{pid}/ajouter", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/ajouter", dependencies=[CsrfDep, requires(Permission.DOCUMENT_CREATE)]
+)
 async def add(
     pid: PatientId,
     found: ServicesDep,
@@ -673,7 +698,7 @@ def _access_context(
     }
 
 
-@router.get("/dossiers/{pid}/acces")
+@router.get("/dossiers/{pid}/acces", dependencies=[requires(Permission.POLICY_READ)])
 def access(
     request: Request,
     pid: PatientId,
@@ -695,7 +720,10 @@ KINDS = {
 }
 
 
-@router.post("/dossiers/{pid}/acces/{kind}/ajouter", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/acces/{kind}/ajouter",
+    dependencies=[CsrfDep, requires(Permission.POLICY_MANAGE)],
+)
 def access_add(
     pid: PatientId,
     kind: Annotated[str, Path(max_length=32)],
@@ -722,7 +750,10 @@ def access_add(
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
 
 
-@router.post("/dossiers/{pid}/acces/{kind}/retirer", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/acces/{kind}/retirer",
+    dependencies=[CsrfDep, requires(Permission.POLICY_MANAGE)],
+)
 def access_remove(
     pid: PatientId,
     kind: Annotated[str, Path(max_length=32)],
@@ -739,7 +770,9 @@ def access_remove(
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
 
 
-@router.post("/dossiers/{pid}/acces/urgence", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/acces/urgence", dependencies=[CsrfDep, requires(Permission.POLICY_MANAGE)]
+)
 def access_emergency(
     pid: PatientId,
     found: ServicesDep,
@@ -754,7 +787,7 @@ def access_emergency(
 # -- who looked at my record ------------------------------------------------------------
 
 
-@router.get("/dossiers/{pid}/historique")
+@router.get("/dossiers/{pid}/historique", dependencies=[requires(Permission.AUDIT_READ)])
 def history(
     request: Request,
     pid: PatientId,
@@ -795,7 +828,7 @@ def history(
     )
 
 
-@router.get("/dossiers/{pid}/historique/{eid}/recu")
+@router.get("/dossiers/{pid}/historique/{eid}/recu", dependencies=[requires(Permission.AUDIT_READ)])
 def receipt(
     request: Request,
     pid: PatientId,
@@ -846,7 +879,7 @@ def _caregivers_context(
     }
 
 
-@router.get("/dossiers/{pid}/aidants")
+@router.get("/dossiers/{pid}/aidants", dependencies=[requires(Permission.POLICY_READ)])
 def caregivers(
     request: Request,
     pid: PatientId,
@@ -860,7 +893,9 @@ def caregivers(
     return page(request, "caregivers.html", errors={}, values={}, notice=notice(ok), **context)
 
 
-@router.post("/dossiers/{pid}/aidants", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/aidants", dependencies=[CsrfDep, requires(Permission.DELEGATION_GRANT)]
+)
 def invite(
     request: Request,
     pid: PatientId,
@@ -899,7 +934,7 @@ def invite(
     )
 
 
-@router.get("/invitation")
+@router.get("/invitation", dependencies=[requires(reason="a form for an invitation's code")])
 def invitation_form(
     request: Request,
     principal: SignedInDep,
@@ -908,7 +943,7 @@ def invitation_form(
     return page(request, "accept.html", values={"code": code}, errors={})
 
 
-@router.post("/invitation", dependencies=[CsrfDep])
+@router.post("/invitation", dependencies=[CsrfDep, requires(Permission.INVITATION_ACCEPT)])
 def accept_invitation(
     found: ServicesDep,
     actor: WebActorDep,
@@ -924,7 +959,10 @@ def accept_invitation(
     return see_other(f"/dossiers/{quote(patient_id)}/documents", "accepted")
 
 
-@router.post("/dossiers/{pid}/aidants/{eid}/revoquer", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/aidants/{eid}/revoquer",
+    dependencies=[CsrfDep, requires(Permission.DELEGATION_REVOKE)],
+)
 def revoke(
     pid: PatientId,
     eid: Annotated[str, Path(max_length=64)],
@@ -942,7 +980,7 @@ def revoke(
 # -- notifications ----------------------------------------------------------------------
 
 
-@router.get("/dossiers/{pid}/notifications")
+@router.get("/dossiers/{pid}/notifications", dependencies=[requires(Permission.AUDIT_READ)])
 def notifications(
     request: Request,
     pid: PatientId,
@@ -957,7 +995,9 @@ def notifications(
     return page(request, "notifications.html", record=record, rows=rows, nav="notifications")
 
 
-@router.post("/dossiers/{pid}/notifications/lues", dependencies=[CsrfDep])
+@router.post(
+    "/dossiers/{pid}/notifications/lues", dependencies=[CsrfDep, requires(Permission.AUDIT_READ)]
+)
 def notifications_read(
     pid: PatientId,
     found: ServicesDep,
@@ -988,7 +1028,7 @@ def _export_context(
     }
 
 
-@router.get("/dossiers/{pid}/export")
+@router.get("/dossiers/{pid}/export", dependencies=[requires(Permission.RECORD_EXPORT)])
 def export_page(
     request: Request,
     pid: PatientId,
@@ -1002,7 +1042,7 @@ def export_page(
     return page(request, "export.html", errors={}, notice=notice(ok), **context)
 
 
-@router.post("/dossiers/{pid}/export", dependencies=[CsrfDep])
+@router.post("/dossiers/{pid}/export", dependencies=[CsrfDep, requires(Permission.RECORD_EXPORT)])
 def export_request(
     pid: PatientId,
     found: ServicesDep,
@@ -1020,7 +1060,9 @@ def export_request(
     return see_other(f"/dossiers/{quote(pid)}/export", "export_requested")
 
 
-@router.get("/dossiers/{pid}/export/{eid}/archive")
+@router.get(
+    "/dossiers/{pid}/export/{eid}/archive", dependencies=[requires(Permission.RECORD_EXPORT)]
+)
 def export_archive(
     pid: PatientId,
     eid: Annotated[str, Path(max_length=64)],
@@ -1061,7 +1103,7 @@ def _email_context(
 EMAILS = "/dossiers/{pid}/notifications/courriel"
 
 
-@router.get(EMAILS)
+@router.get(EMAILS, dependencies=[requires(Permission.NOTIFICATIONS_READ)])
 def emails(
     request: Request,
     pid: PatientId,
@@ -1075,7 +1117,7 @@ def emails(
     return page(request, "emails.html", errors={}, notice=notice(ok), **context)
 
 
-@router.post(EMAILS + "/adresse", dependencies=[CsrfDep])
+@router.post(EMAILS + "/adresse", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
 def email_address(
     pid: PatientId,
     found: ServicesDep,
@@ -1095,7 +1137,9 @@ def email_address(
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_sent")
 
 
-@router.post(EMAILS + "/evenements", dependencies=[CsrfDep])
+@router.post(
+    EMAILS + "/evenements", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)]
+)
 def email_events(
     pid: PatientId,
     found: ServicesDep,
@@ -1109,7 +1153,7 @@ def email_events(
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_events")
 
 
-@router.post(EMAILS + "/arreter", dependencies=[CsrfDep])
+@router.post(EMAILS + "/arreter", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
 def email_stop(
     pid: PatientId,
     found: ServicesDep,
@@ -1122,7 +1166,7 @@ def email_stop(
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_stopped")
 
 
-@router.post(EMAILS + "/oublier", dependencies=[CsrfDep])
+@router.post(EMAILS + "/oublier", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
 def email_forget(
     pid: PatientId,
     found: ServicesDep,
@@ -1157,12 +1201,15 @@ def _link_page(
 
 # Opening a link only shows a button: mail scanners open links, and must not confirm or
 # opt out for the person.
-@router.get(CONFIRM_LINK)
+@router.get(CONFIRM_LINK, dependencies=[public("the e-mailed link is the credential")])
 def confirm_link(request: Request, token: LinkText = "") -> Response:
     return _link_page(request, "confirm", action=f"{CONFIRM_LINK}?{urlencode({'token': token})}")
 
 
-@router.post(CONFIRM_LINK)
+@router.post(
+    CONFIRM_LINK,
+    dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
+)
 def confirm_address(request: Request, found: ServicesDep, token: LinkText = "") -> Response:
     try:
         with transaction(found.session_factory) as session:
@@ -1172,13 +1219,16 @@ def confirm_address(request: Request, found: ServicesDep, token: LinkText = "") 
     return _link_page(request, "confirmed")
 
 
-@router.get(UNSUBSCRIBE_LINK)
+@router.get(UNSUBSCRIBE_LINK, dependencies=[public("the e-mailed link is the credential")])
 def unsubscribe_link(request: Request, record: LinkText = "", token: LinkText = "") -> Response:
     query = urlencode({"record": record, "token": token})
     return _link_page(request, "unsubscribe", action=f"{UNSUBSCRIBE_LINK}?{query}")
 
 
-@router.post(UNSUBSCRIBE_LINK)
+@router.post(
+    UNSUBSCRIBE_LINK,
+    dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
+)
 def unsubscribe(
     request: Request, found: ServicesDep, record: LinkText = "", token: LinkText = ""
 ) -> Response:

@@ -430,9 +430,8 @@ class Space:
         self, session: Session, actor: Actor, patient_id: str, document_id: str
     ) -> DocumentRow:
         """One document's metadata: an audited read."""
-        resource = self.services.documents.read(session, actor, document_id)
-        stored = documents_repository.get(session, document_id, patient_id)
-        if stored is None or stored.patient_id != patient_id:
+        stored, resource = self.services.documents.read_with_row(session, actor, document_id)
+        if stored.patient_id != patient_id:
             raise NotFound("DocumentReference not found")
         facts = documents_repository.facts(stored)
         sort_at = stored.date or stored.created_at

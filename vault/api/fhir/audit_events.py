@@ -6,20 +6,25 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.hosts import public_url
 from vault.api.responses import FhirResponse
 from vault.audit.events import audit_event
 from vault.errors import BadRequest
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["AuditEvent"])
 
 SEARCH_PARAMETERS = frozenset({"patient", "_count", "_cursor", "_format", "_pretty"})
 
 
-@router.get("/AuditEvent", summary="A patient's access history (IHE BALP), newest first")
+@router.get(
+    "/AuditEvent",
+    summary="A patient's access history (IHE BALP), newest first",
+    dependencies=[requires(Permission.AUDIT_READ)],
+)
 def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
     params = request.query_params
     unknown = set(params.keys()) - SEARCH_PARAMETERS

@@ -11,9 +11,10 @@ from itertools import chain
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from vault.access.permissions import Permission
 from vault.api.deps import PrincipalDep, SessionDep, end_reads
 from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["Binary"])
 
@@ -28,7 +29,11 @@ SANDBOXED = {
 }
 
 
-@router.get("/Binary/{binary_id}", summary="ITI-68 Retrieve Document")
+@router.get(
+    "/Binary/{binary_id}",
+    summary="ITI-68 Retrieve Document",
+    dependencies=[requires(Permission.DOCUMENT_CONTENT)],
+)
 def retrieve(
     binary_id: str,
     principal: PrincipalDep,

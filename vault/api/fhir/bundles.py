@@ -74,11 +74,15 @@ def history_bundle(base: str, versions: list[dict[str, Any]], self_url: str) -> 
 def transaction_response(results: list[EntryResult]) -> dict[str, Any]:
     entries = []
     for result in results:
-        response: dict[str, Any] = {"status": result.status}
-        if result.location:
-            response["location"] = result.location
-        if result.etag:
-            response["etag"] = result.etag
+        location = f"{result.resource_type}/{result.id}"
+        if result.versioned_location:
+            location += f"/_history/{result.version}"
+        response: dict[str, Any] = {
+            "status": "201 Created" if result.created else "200 OK",
+            "location": location,
+        }
+        if result.version is not None:
+            response["etag"] = f'W/"{result.version}"'
         if result.last_modified:
             response["lastModified"] = result.last_modified
         if result.warnings:

@@ -8,11 +8,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.policies.consent import consents
 
 router = APIRouter(prefix="/fhir", tags=["Consent"])
@@ -20,7 +21,11 @@ router = APIRouter(prefix="/fhir", tags=["Consent"])
 SEARCH_PARAMETERS = frozenset({"patient", "_format", "_pretty"})
 
 
-@router.get("/Consent", summary="A patient's access policy as Consent resources (IHE PCF)")
+@router.get(
+    "/Consent",
+    summary="A patient's access policy as Consent resources (IHE PCF)",
+    dependencies=[requires(Permission.POLICY_READ)],
+)
 def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
     params = request.query_params
     unknown = set(params.keys()) - SEARCH_PARAMETERS

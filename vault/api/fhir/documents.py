@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import URL
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, FhirBody, PatchBody, PrincipalDep, SessionDep, end_reads
 from vault.api.fhir.bundles import history_bundle, searchset
 from vault.api.fhir.params import apply_date, split_or
@@ -20,7 +21,7 @@ from vault.documents.repository import SearchCriteria
 from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import with_warnings
 from vault.fhir.wire import parse_json, parse_resource
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.identity.principal import normalise_professional_id
 
 router = APIRouter(prefix="/fhir", tags=["DocumentReference"])
@@ -76,7 +77,11 @@ def _search_url(base: str, request: Request, **replace: str | int) -> str:
     return f"{base}/fhir/DocumentReference" + (f"?{query}" if query else "")
 
 
-@router.post("/DocumentReference", summary="ITI-105 Simplified Publish, or a patient's own upload")
+@router.post(
+    "/DocumentReference",
+    summary="ITI-105 Simplified Publish, or a patient's own upload",
+    dependencies=[requires(Permission.DOCUMENT_CREATE, Permission.DOCUMENT_UPDATE)],
+)
 def publish(
     actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
 ) -> Response:
@@ -94,7 +99,11 @@ def publish(
     )
 
 
-@router.get("/DocumentReference", summary="ITI-67 Find Document References")
+@router.get(
+    "/DocumentReference",
+    summary="ITI-67 Find Document References",
+    dependencies=[requires(Permission.DOCUMENT_SEARCH)],
+)
 def search(
     principal: PrincipalDep, found: ServicesDep, session: SessionDep, request: Request
 ) -> Response:
@@ -157,8 +166,7 @@ def _patient_of_search(
         if patient_id == actor.own_patient_id:
             # A patient's own record, found by their token in this transaction already.
             return patient_id
-        patient = found.patients.get(session, patient_id)
-        return patient.id if patient else None
+        return patient_id if found.patients.exists(session, patient_id) else None
     if identifiers:
         return found.patients.id_by_query(session, identifiers[0], expression="patient.identifier")
     if actor.own_patient_id is not None:
@@ -176,14 +184,20 @@ def _count(text: str | None, default: int, maximum: int) -> int:
     return max(1, min(int(text) if len(text) < 10 else maximum, maximum))
 
 
-@router.get("/DocumentReference/{document_id}", summary="Read a DocumentReference")
+@router.get(
+    "/DocumentReference/{document_id}",
+    summary="Read a DocumentReference",
+    dependencies=[requires(Permission.DOCUMENT_READ)],
+)
 def read(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     resource = found.documents.read(session, actor, document_id)
     return FhirResponse(resource, headers=_version_headers(resource))
 
 
 @router.get(
-    "/DocumentReference/{document_id}/_history", summary="Every version of a DocumentReference"
+    "/DocumentReference/{document_id}/_history",
+    summary="Every version of a DocumentReference",
+    dependencies=[requires(Permission.DOCUMENT_READ)],
 )
 def history(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     versions = found.documents.history(session, actor, document_id)
@@ -194,6 +208,7 @@ def history(document_id: str, actor: ActorDep, found: ServicesDep, session: Sess
 @router.get(
     "/DocumentReference/{document_id}/_history/{version}",
     summary="Read one version of a DocumentReference",
+    dependencies=[requires(Permission.DOCUMENT_READ)],
 )
 def read_version(
     document_id: str, version: int, actor: ActorDep, found: ServicesDep, session: SessionDep
@@ -207,6 +222,7 @@ def read_version(
 @router.patch(
     "/DocumentReference/{document_id}",
     summary="Metadata update (status, securityLabel): FHIRPath Patch or JSON Patch",
+    dependencies=[requires(Permission.DOCUMENT_UPDATE)],
 )
 def patch(
     document_id: str,
@@ -238,6 +254,7 @@ def patch(
     "/DocumentReference/{document_id}",
     status_code=204,
     summary="Withdraw a document: its keys are destroyed",
+    dependencies=[requires(Permission.DOCUMENT_DELETE)],
 )
 def delete(
     document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request

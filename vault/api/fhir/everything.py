@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, SessionDep
 from vault.api.fhir.bundles import searchset
 from vault.api.responses import FhirResponse
 from vault.errors import BadRequest
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 from vault.services.exports import everything
 
 router = APIRouter(prefix="/fhir", tags=["Patient"])
@@ -24,6 +25,15 @@ PARAMETERS = frozenset({"_count", "_cursor", "_format", "_pretty"})
     "/Patient/{patient_id}/$everything",
     summary="Patient/$everything: the Patient, Consents, DocumentReferences (content by "
     "reference to Binary) and AuditEvents, paged",
+    dependencies=[
+        requires(
+            Permission.RECORD_EXPORT,
+            Permission.PATIENT_READ,
+            Permission.DOCUMENT_READ,
+            Permission.POLICY_READ,
+            Permission.AUDIT_READ,
+        )
+    ],
 )
 def patient_everything(
     patient_id: Annotated[str, Path(max_length=64)],

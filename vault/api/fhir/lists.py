@@ -5,14 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, SessionDep
 from vault.api.responses import FhirResponse
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["List"])
 
 
-@router.get("/List/{list_id}", summary="Read the SubmissionSet of an ITI-65 submission")
+@router.get(
+    "/List/{list_id}",
+    summary="Read the SubmissionSet of an ITI-65 submission",
+    dependencies=[requires(Permission.DOCUMENT_READ)],
+)
 def read(list_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     resource = found.submission_sets.read(session, actor, list_id)
     return FhirResponse(resource, headers={"ETag": 'W/"1"'})

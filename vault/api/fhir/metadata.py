@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from vault import __version__
 from vault.api.responses import FhirResponse
+from vault.http.deps import public
 
 router = APIRouter(prefix="/fhir", tags=["Capabilities"])
 
@@ -126,6 +127,8 @@ def capability_statement(base: str) -> dict[str, Any]:
     }
 
 
-@router.get("/metadata", summary="CapabilityStatement")
+@router.get(
+    "/metadata", summary="CapabilityStatement", dependencies=[public("the CapabilityStatement")]
+)
 def metadata(request: Request) -> Response:
     return FhirResponse(capability_statement(request.app.state.services.settings.issuer))

@@ -11,7 +11,7 @@ from vault.api.responses import FhirResponse
 from vault.errors import BadRequest, PreconditionFailed
 from vault.fhir.outcome import operation_outcome
 from vault.fhir.wire import parse_resource
-from vault.http.deps import ServicesDep
+from vault.http.deps import ServicesDep, requires
 
 router = APIRouter(prefix="/fhir", tags=["Patient"])
 
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/fhir", tags=["Patient"])
 @router.post(
     "/Patient",
     summary="Create a patient's record (conditional on If-None-Exist: identifier=system|value)",
+    dependencies=[requires(Permission.PATIENT_CREATE, Permission.PATIENT_READ)],
 )
 def create(
     actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
@@ -43,15 +44,7 @@ def create(
             "informational", "A patient with this identifier already exists", severity="information"
         )
         return FhirResponse(outcome, status_code=200, headers={"Location": location})
-    owner = found.access.actor(session, actor.principal)
-    # The record comes back to its patient when their token may read it; a token that
-    # may only create gets the outcome alone, rather than a refusal undoing the creation.
-    stored = (
-        found.patients.read(session, owner, patient.id)
-        if owner.own_patient_id == patient.id
-        and found.access.check(owner, Permission.PATIENT_READ, patient.id).allowed
-        else None
-    )
+    stored = found.patients.read_back(session, actor, patient.id)
     return FhirResponse(
         stored or operation_outcome("informational", "Created", severity="information"),
         status_code=201,
@@ -59,7 +52,11 @@ def create(
     )
 
 
-@router.get("/Patient/{patient_id}", summary="Read a patient's record")
+@router.get(
+    "/Patient/{patient_id}",
+    summary="Read a patient's record",
+    dependencies=[requires(Permission.PATIENT_READ)],
+)
 def read(patient_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
     resource = found.patients.read(session, actor, patient_id)
     version = (resource.get("meta") or {}).get("versionId", "1")
