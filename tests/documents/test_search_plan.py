@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,3 +275,46 @@ def test_a_reader_who_sees_only_what_they_authored_pages_on_the_author_index(
 
     indexes = {node.get("Index Name") for node in _nodes(plan)}
     assert "ix_documents_patient_author_created" in indexes
+
+
+def test_a_prepared_search_pages_a_long_record_with_the_plan_made_for_any_patient(
+    record: Connection,
+) -> None:
+    """The server's statements are prepared, and after a few runs PostgreSQL plans them once
+    for any patient (a generic plan, blind to the record's size): that plan too must read a
+    page, not the record."""
+    compiled = candidates_query(SearchCriteria(LONG), after=False, with_current=True).compile(
+        dialect=postgresql.dialect()  # type: ignore[no-untyped-call]
+    )
+    values = {**compiled.params, "patient_id": LONG, "limit": PAGE + 1}
+    names: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", positional, str(compiled))
+    record.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    record.exec_driver_sql(f"PREPARE page_of_any_patient AS {sql}")
+    try:
+        arguments = ", ".join(_literal(values[name]) for name in names)
+        row = record.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page_of_any_patient({arguments})"
+        ).scalar_one()
+    finally:
+        record.exec_driver_sql("DEALLOCATE page_of_any_patient")
+        record.exec_driver_sql("RESET plan_cache_mode")
+    plan = (row if isinstance(row, list) else json.loads(row))[0]["Plan"]
+
+    for node in _nodes(plan):
+        described = f"{node['Node Type']} {node.get('Index Name', '')}"
+        assert node["Actual Rows"] * node["Actual Loops"] <= BOUND, described
+        assert node["Node Type"] not in ("Seq Scan", "Sort", "Hash", "Materialize"), described
+
+
+def _literal(value: Any) -> str:
+    """A test constant as SQL (EXECUTE's arguments are not bound parameters)."""
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
