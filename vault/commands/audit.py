@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,30 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vault.commands import fail
-from vault.errors import VaultError
+from vault.commands import services as command_services
 from vault.settings import get_settings
 
 if TYPE_CHECKING:
-    from vault.services import Services
+    pass
 
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-
-
-@contextmanager
-def _services() -> Iterator[Services]:
-    from vault.services import build_services  # noqa: PLC0415
-
-    try:
-        services = build_services(get_settings())
-    except VaultError as error:
-        fail(error.message)
-        raise  # unreachable: _fail exits
-    try:
-        yield services
-    except VaultError as error:
-        fail(error.message)
-    finally:
-        services.close()
 
 
 def read_published(path: Path) -> list[str]:
@@ -94,7 +75,7 @@ def verify(
     except (ValueError, KeyError, TypeError):
         fail("the checkpoints file holds no signed checkpoints")
         return
-    with _services() as services:
+    with command_services() as services:
         verifier = services.audit_log.verifier
         if workers is not None:
             verifier.workers = workers
@@ -123,7 +104,7 @@ def checkpoint() -> None:
     """Take every committed entry into the tree and sign a checkpoint; prints it as JSON."""
     from vault.audit.checkpoints import checkpoint_json  # noqa: PLC0415
 
-    with _services() as services:
+    with command_services() as services:
         row = services.audit_log.checkpoints.make(services.session_factory)
     if row is None:
         fail("the audit log is empty: nothing to sign")
@@ -156,7 +137,7 @@ def export(
     from vault.audit.export import export_lines  # noqa: PLC0415
 
     start = _parse_since(since)
-    with _services() as services, services.session_factory() as session:
+    with command_services() as services, services.session_factory() as session:
         stream = export_lines(session, start, after_id)
         if output is None:
             for line in stream:
@@ -175,7 +156,7 @@ def deliver(
     from vault.services.delivery import delivery_worker  # noqa: PLC0415
 
     settings = get_settings()
-    with _services() as services:
+    with command_services() as services:
         worker = delivery_worker(settings, services.session_factory)
         while True:
             stats = worker.run_once()
@@ -191,7 +172,7 @@ def deliver(
 def public_key() -> None:
     """Print the checkpoint signing key as a C2SP verifier key, to publish (created on
     first use)."""
-    with _services() as services:
+    with command_services() as services:
         typer.echo(services.audit_log.checkpoints.key.signer().verifier.verifier_key)
 
 

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from vault.commands import fail
-from vault.errors import VaultError
-from vault.services import Services, build_services
-from vault.settings import get_settings
+from vault.commands import services as command_services
 
 app = typer.Typer(help="E-mail notifications to patients.", no_args_is_help=True)
-
-
-@contextmanager
-def _services() -> Iterator[Services]:
-    try:
-        services = build_services(get_settings())
-    except VaultError as error:
-        fail(error.message)
-        raise  # unreachable: _fail exits
-    try:
-        yield services
-    except VaultError as error:
-        fail(error.message)
-    finally:
-        services.close()
 
 
 @app.command()
@@ -39,7 +20,7 @@ def send(
     """Send the e-mails that are due (VAULT_SMTP_*), retrying with backoff."""
     from vault.services.email import email_worker  # noqa: PLC0415
 
-    with _services() as services:
+    with command_services() as services:
         worker = email_worker(services)
         if worker is None:
             fail("e-mail is off: set VAULT_SMTP_HOST (docs/operations.md)")
@@ -62,7 +43,7 @@ def dead_letters(
     """List the e-mails given up on: id, event, record, attempts, last error (no address)."""
     from vault.notifications.outbox import dead_letters as list_dead  # noqa: PLC0415
 
-    with _services() as services:
+    with command_services() as services:
         rows = list_dead(services.session_factory, limit)
     typer.echo("id\tkind\trecord\tattempts\tlast_error\tcreated_at\tfailed_at")
     for row in rows:
@@ -78,7 +59,7 @@ def replay(email_id: Annotated[int, typer.Argument(help="The dead letter's id.")
     from vault.notifications.outbox import NotDead  # noqa: PLC0415
     from vault.notifications.outbox import replay as replay_one  # noqa: PLC0415
 
-    with _services() as services:
+    with command_services() as services:
         try:
             replay_one(services.session_factory, email_id)
         except NotDead as error:
