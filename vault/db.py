@@ -1,4 +1,11 @@
-"""Engine and sessions. One transaction per unit of work; services flush, callers commit."""
+"""Engine and sessions. One transaction per unit of work; services flush, callers commit.
+
+The rooms above the repositories name a unit of work (``Session``) and the factory that
+opens one (``SessionFactory``) from here: they hand them down to their repositories, which
+(with the models) are the only modules that build SQL and so the only ones that import
+SQLAlchemy (pyproject's ``sql-in-repositories`` contract). The database errors the HTTP
+surface maps to statuses are named here for the same reason.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,27 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = [
+    "DBAPIError",
+    "DataError",
+    "Engine",
+    "IntegrityError",
+    "OperationalError",
+    "Session",
+    "SessionFactory",
+    "make_engine",
+    "make_session_factory",
+    "transaction",
+]
+
+SessionFactory: TypeAlias = sessionmaker[Session]
 
 # libpq parameters the vault sets unless the URL's query names them (docs/operations.md).
 # A server that does not answer must cost a request a few seconds, not a hang: a connection
@@ -107,12 +130,12 @@ def _refuse_nul(
             raise sqlite3.DataError("A text value holds a NUL character")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+def transaction(factory: SessionFactory) -> Iterator[Session]:
     """Commit on success, roll back on any exception."""
     session = factory()
     try:
