@@ -111,19 +111,26 @@ def violations(
     tables: dict[str, Table],
     patient_owned: dict[str, str] | None = None,
     others: set[str] | None = None,
+    per_log: set[str] | None = None,
 ) -> list[str]:
     """Each way the schema breaks the rule, as "<table>: <what>"; empty when it holds.
 
-    ``patient_owned`` maps a patient-owned table to its patient column and ``others`` names
-    the reference and global tables (by default, the lists in ``vault.models.sharding``).
+    ``patient_owned`` maps a patient-owned table to its patient column, ``per_log`` names
+    the tables kept per audit log (led by ``log_id``) and ``others`` names the reference
+    and global tables (by default, the lists in ``vault.models.sharding``).
     """
+    defaults = patient_owned is None and others is None and per_log is None
     owned = sharding.PATIENT_OWNED if patient_owned is None else patient_owned
+    logs = (set(sharding.PER_LOG) if defaults else set()) if per_log is None else per_log
     classified_elsewhere = (
         set(sharding.REFERENCE) | set(sharding.GLOBAL) if others is None else others
     )
     found: list[str] = []
     for name in sorted(tables):
         table = tables[name]
+        if name in logs:
+            found.extend(_led_by(table, LOG_KEY))
+            continue
         if name not in owned:
             if name not in classified_elsewhere:
                 found.append(
@@ -135,15 +142,7 @@ def violations(
         if key not in table.columns:
             found.append(f"{name}: patient-owned but has no {key} column")
             continue
-        if not table.primary_key or table.primary_key[0] != key:
-            found.append(
-                f"{name}: primary key ({', '.join(table.primary_key)}) does not start with {key}"
-            )
-        for unique_name, columns in sorted(table.uniques.items()):
-            if not columns or columns[0] != key:
-                found.append(
-                    f"{name}: unique {unique_name} ({', '.join(columns)}) does not start with {key}"
-                )
+        found.extend(_led_by(table, key))
         for fk in table.foreign_keys:
             if fk.referred_table not in owned:
                 continue
@@ -155,7 +154,29 @@ def violations(
                 )
     found.extend(
         f"{name}: classified but not in the database"
-        for name in sorted((set(owned) | classified_elsewhere) - set(tables))
-        if patient_owned is None and others is None
+        for name in sorted((set(owned) | logs | classified_elsewhere) - set(tables))
+        if defaults
     )
+    return found
+
+
+# The column a table kept per audit log is distributed by.
+LOG_KEY = "log_id"
+
+
+def _led_by(table: Table, key: str) -> list[str]:
+    """The table's primary key and every unique constraint or index start with ``key``."""
+    name = table.name
+    if key not in table.columns:
+        return [f"{name}: has no {key} column"]
+    found = []
+    if not table.primary_key or table.primary_key[0] != key:
+        found.append(
+            f"{name}: primary key ({', '.join(table.primary_key)}) does not start with {key}"
+        )
+    for unique_name, columns in sorted(table.uniques.items()):
+        if not columns or columns[0] != key:
+            found.append(
+                f"{name}: unique {unique_name} ({', '.join(columns)}) does not start with {key}"
+            )
     return found

@@ -28,12 +28,37 @@ def test_the_migrated_schema_follows_the_sharding_rule(services):
 
 
 def test_every_model_is_classified_once():
-    classes = [set(sharding.PATIENT_OWNED), set(sharding.REFERENCE), set(sharding.GLOBAL)]
+    classes = [
+        set(sharding.PATIENT_OWNED),
+        set(sharding.REFERENCE),
+        set(sharding.GLOBAL),
+        set(sharding.PER_LOG),
+    ]
     assert not classes[0] & classes[1]
     assert not classes[0] & classes[2]
     assert not classes[1] & classes[2]
+    assert all(not classes[3] & other for other in classes[:3])
     assert set(Base.metadata.tables) - set().union(*classes) == set()
     assert all(reason.strip() for reason in sharding.GLOBAL.values())
+    assert all(reason.strip() for reason in sharding.PER_LOG.values())
+
+
+def test_the_audit_log_is_distributed_by_chain_and_its_trees_by_log(services):
+    """Entries and chain heads go with their chain (a patient's stays with the patient);
+    the tree tables are led by the log id, as the migrated database says."""
+    assert sharding.PATIENT_OWNED["audit_entries"] == "chain_key"
+    assert sharding.PATIENT_OWNED["audit_chain_heads"] == "chain_key"
+    with services.engine.connect() as connection:
+        tables = read_schema(connection)
+    assert tables["audit_entries"].primary_key == ["chain_key", "chain_seq"]
+    assert tables["audit_entries"].uniques == {}
+    for name, key in (
+        ("audit_tree_head", ["log_id"]),
+        ("audit_tree_nodes", ["log_id", "level", "node_index"]),
+        ("audit_checkpoints", ["log_id", "tree_size"]),
+    ):
+        assert name in sharding.PER_LOG
+        assert tables[name].primary_key == key
 
 
 @pytest.fixture
@@ -117,6 +142,37 @@ def test_the_checker_names_each_table_that_breaks_the_rule(scratch):
         )
         == []
     )
+
+
+PER_LOG_SCRATCH = [
+    "CREATE TABLE log_heads (log_id SMALLINT PRIMARY KEY, size BIGINT NOT NULL)",
+    "CREATE TABLE log_nodes (log_id SMALLINT NOT NULL, level SMALLINT NOT NULL,"
+    " node_index BIGINT NOT NULL, hash BLOB, PRIMARY KEY (log_id, level, node_index))",
+    "CREATE TABLE log_nodes_global (level SMALLINT NOT NULL, node_index BIGINT NOT NULL,"
+    " log_id SMALLINT NOT NULL, PRIMARY KEY (level, node_index))",
+    "CREATE TABLE log_marks (log_id SMALLINT NOT NULL, size BIGINT NOT NULL,"
+    " root VARCHAR(64), PRIMARY KEY (log_id, size))",
+    "CREATE UNIQUE INDEX ix_log_marks_root ON log_marks (root)",
+    "CREATE TABLE log_orphans (size BIGINT PRIMARY KEY)",
+]
+
+
+def test_the_checker_names_each_per_log_table_that_breaks_the_rule(scratch):
+    with scratch.begin() as connection:
+        blob = "BYTEA" if scratch.dialect.name == "postgresql" else "BLOB"
+        for statement in PER_LOG_SCRATCH:
+            connection.execute(text(statement.replace("BLOB", blob)))
+    with scratch.connect() as connection:
+        tables = read_schema(connection)
+    per_log = {"log_heads", "log_nodes", "log_nodes_global", "log_marks", "log_orphans"}
+
+    assert violations(tables, patient_owned={}, others=set(), per_log=per_log) == [
+        "log_marks: unique ix_log_marks_root (root) does not start with log_id",
+        "log_nodes_global: primary key (level, node_index) does not start with log_id",
+        "log_orphans: has no log_id column",
+    ]
+    good = {name: tables[name] for name in ("log_heads", "log_nodes")}
+    assert violations(good, patient_owned={}, others=set(), per_log=per_log) == []
 
 
 BEFORE = "e7a3c91b5d20"

@@ -8,15 +8,30 @@ Every audited request pays for this, so each append is two statements on Postgre
 once: the claim (which also draws the entry's id from its sequence), then the entry, the
 chain head's new hash and the patient's notification, if any, together in one statement.
 SQLite, which has neither sequences nor writing CTEs, takes a statement for each.
+
+The claim also says which audit log (Merkle tree) the chain belongs to: a new chain is
+assigned one by ``log_of`` when its head is created, and keeps it for ever (the head's
+``log_id``); the entry carries it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, CursorResult, Table, bindparam, literal_column, update
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert, Update
@@ -24,7 +39,7 @@ from sqlalchemy.sql.dml import Insert, Update
 from vault.access import notifications
 from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
 from vault.access.records import AuditRecord, WrittenEntry
-from vault.models import AuditChainHead, AuditEntry
+from vault.models import AuditChainHead, AuditEntry, AuditTreeHead
 from vault.models.base import utcnow
 from vault.observability import metrics
 
@@ -36,8 +51,17 @@ _ENTRIES = cast(Table, AuditEntry.__table__)
 _ENTRY_VALUES: dict[str, BindParameter[Any]] = {
     c.name: bindparam(f"e_{c.name}") for c in _ENTRIES.c if c.name != "leaf_index"
 }
-# Where the id is not drawn with the claim, the insert draws it.
-_ENTRY_VALUES_BUT_ID = {name: value for name, value in _ENTRY_VALUES.items() if name != "id"}
+_TREES = cast(Table, AuditTreeHead.__table__)
+# The number of audit logs: one row per log's tree, none yet meaning one.
+_LOG_COUNT = (
+    select(case((func.count() > 0, func.count()), else_=1)).select_from(_TREES).scalar_subquery()
+)
+
+
+def chain_number(chain_key: str) -> int:
+    """A stable number for a chain key, whatever the process (not Python's ``hash``):
+    the chain's log is this modulo the number of logs."""
+    return int.from_bytes(hashlib.sha256(chain_key.encode()).digest()[:8], "big") >> 1
 
 
 @dataclass(frozen=True)
@@ -55,21 +79,30 @@ def _statements(dialect: str) -> _Statements:
     # under its row lock, and either way the claimed link comes back.
     claim = (
         insert(_HEADS)
-        .values(chain_key=bindparam("chain_key"), last_seq=1, last_hash=GENESIS)
+        .values(
+            chain_key=bindparam("chain_key"),
+            last_seq=1,
+            last_hash=GENESIS,
+            log_id=bindparam("chain_number", type_=BigInteger) % _LOG_COUNT,
+        )
         .on_conflict_do_update(
             index_elements=["chain_key"], set_={"last_seq": _HEADS.c.last_seq + 1}
         )
-        .returning(_HEADS.c.last_seq, _HEADS.c.last_hash)
+        .returning(_HEADS.c.last_seq, _HEADS.c.last_hash, _HEADS.c.log_id)
     )
     if dialect == "postgresql":
         # The id the entry's insert would have drawn from its bigserial's sequence, drawn
         # now so that the notification's row can name the entry in the same statement.
         claim = claim.returning(literal_column("nextval('audit_entries_id_seq')"))
+    else:
+        # The id is no longer the table's rowid (the key is the chain's): the next one,
+        # under the write lock the claim has just taken.
+        claim = claim.returning(
+            select(func.coalesce(func.max(_ENTRIES.c.id), 0) + 1).scalar_subquery()
+        )
     return _Statements(
         claim=claim,
-        insert_entry=insert(_ENTRIES).values(
-            _ENTRY_VALUES if dialect == "postgresql" else _ENTRY_VALUES_BUT_ID
-        ),
+        insert_entry=insert(_ENTRIES).values(_ENTRY_VALUES),
         move_head=update(_HEADS)
         .where(_HEADS.c.chain_key == bindparam("e_chain_key"))
         .values(last_hash=bindparam("e_entry_hash")),
@@ -93,9 +126,11 @@ class AuditService:
         chain_key = record.patient_id or NO_PATIENT_CHAIN
         dialect = session.get_bind().dialect.name
         built = _statements(dialect)
-        claimed = session.execute(built.claim, {"chain_key": chain_key}).one()
+        claimed = session.execute(
+            built.claim, {"chain_key": chain_key, "chain_number": chain_number(chain_key)}
+        ).one()
         session.info[_CHAIN_CLAIMED_IN] = session.get_transaction()
-        seq, prev_hash = int(claimed[0]), bytes(claimed[1])
+        seq, prev_hash, log_id = int(claimed[0]), bytes(claimed[1]), int(claimed[2])
         principal = record.principal
         fields: dict[str, Any] = {
             "chain_key": chain_key,
@@ -117,26 +152,13 @@ class AuditService:
             "detail": dict(record.detail),
         }
         digest = entry_hash(prev_hash, canonical_fields(**fields))
+        entry = WrittenEntry(id=int(claimed[3]), prev_hash=prev_hash, entry_hash=digest, **fields)
+        params = _entry_params(entry, log_id)
         if dialect == "postgresql":
-            entry = WrittenEntry(
-                id=int(claimed[2]), prev_hash=prev_hash, entry_hash=digest, **fields
-            )
             outbox = notifications.outbox_row(entry)
-            session.execute(
-                _write_at_once(outbox is not None), {**_entry_params(entry), **(outbox or {})}
-            )
+            session.execute(_write_at_once(outbox is not None), {**params, **(outbox or {})})
         else:
-            params = _entry_params(
-                WrittenEntry(id=0, prev_hash=prev_hash, entry_hash=digest, **fields)
-            )
-            del params["e_id"]
-            inserted = cast(CursorResult[Any], session.execute(built.insert_entry, params))
-            entry = WrittenEntry(
-                id=inserted.lastrowid,
-                prev_hash=prev_hash,
-                entry_hash=digest,
-                **fields,
-            )
+            session.execute(built.insert_entry, params)
             session.execute(built.move_head, params)
             outbox = notifications.outbox_row(entry)
             if outbox is not None:
@@ -161,8 +183,11 @@ def holds_chain(session: Session) -> bool:
     return held is not None and held is session.get_transaction()
 
 
-def _entry_params(entry: WrittenEntry) -> dict[str, Any]:
-    return {f"e_{name}": getattr(entry, name) for name in _ENTRY_VALUES}
+def _entry_params(entry: WrittenEntry, log_id: int) -> dict[str, Any]:
+    # The log is the chain's, not part of what the entry's hash covers.
+    return {
+        f"e_{name}": log_id if name == "log_id" else getattr(entry, name) for name in _ENTRY_VALUES
+    }
 
 
 def _actor_id(record: AuditRecord) -> str | None:

@@ -4,6 +4,10 @@ The body follows the C2SP tlog-checkpoint format (origin, tree size, base64 root
 with one extension line for the time; it is signed as a C2SP signed note. Outside
 parties keep the notes they fetched: any later rewrite of the log changes a root they
 hold, and any truncation makes a tree smaller than one they hold.
+
+Each audit log's tree has its own checkpoints. A single log's origin is the configured one
+(``VAULT_AUDIT_LOG_ORIGIN``); with several, log ``i``'s is that origin followed by
+``/<i>``, so that no checkpoint of one log passes for one of another.
 """
 
 from __future__ import annotations
@@ -70,6 +74,23 @@ def open_checkpoint(note: str, verifiers: list[NoteVerifier], origin: str) -> Ch
     return checkpoint
 
 
+def open_checkpoint_of(
+    note: str, verifiers: list[NoteVerifier], origins: dict[str, int]
+) -> tuple[int, Checkpoint]:
+    """A checkpoint whose signature is valid and whose origin is one of this vault's logs,
+    with that log's id."""
+    checkpoint = parse_checkpoint_body(open_note(note, verifiers).body)
+    log = origins.get(checkpoint.origin)
+    if log is None:
+        raise SignatureError("The checkpoint is for another log")
+    return log, checkpoint
+
+
+def log_origin(origin: str, logs: int, log: int) -> str:
+    """The origin line of a log's checkpoints, among ``logs`` logs."""
+    return origin if logs == 1 else f"{origin}/{log}"
+
+
 def checkpoint_json(row: AuditCheckpoint) -> dict[str, Any]:
     return {
         "treeSize": row.tree_size,
@@ -102,23 +123,41 @@ class CheckpointService:
         mine = [own] if own is not None else []
         return mine + [v for v in self._trusted if v not in mine]
 
-    def make(self, factory: sessionmaker[Session]) -> AuditCheckpoint | None:
-        """Take every committed entry into the tree, then sign the new head. Returns the
-        latest checkpoint (unchanged when nothing new was committed)."""
+    def origin_of(self, session: Session, log: int) -> str:
+        return log_origin(self.origin, self.tree.logs(session), log)
+
+    def make(self, factory: sessionmaker[Session], log: int = 0) -> AuditCheckpoint | None:
+        """Take every committed entry into its log's tree, then sign each log's new head.
+        Returns ``log``'s latest checkpoint (unchanged when nothing new was committed)."""
+        with factory() as session:
+            logs = self.tree.logs(session)
+        made: AuditCheckpoint | None = None
+        for each in range(logs):
+            latest = self._make_one(factory, each, logs)
+            if each == log:
+                made = latest
+        return made
+
+    def _make_one(
+        self, factory: sessionmaker[Session], log: int, logs: int
+    ) -> AuditCheckpoint | None:
         while True:
             with transaction(factory) as session:
-                added = self.tree.extend(session, self._batch)
+                added = self.tree.extend(session, self._batch, log)
                 if added == self._batch:
                     continue
-                return self._sign_head(session)
+                return self._sign_head(session, log, logs)
 
-    def _sign_head(self, session: Session) -> AuditCheckpoint | None:
-        size = self.tree.lock(session)
-        latest = self.latest(session)
+    def _sign_head(self, session: Session, log: int, logs: int) -> AuditCheckpoint | None:
+        size = self.tree.lock(session, log)
+        latest = self.latest(session, log)
         if size == 0 or (latest is not None and latest.tree_size >= size):
             return latest
-        checkpoint = Checkpoint(self.origin, size, self.tree.root(session, size), utcnow())
+        checkpoint = Checkpoint(
+            log_origin(self.origin, logs, log), size, self.tree.root(session, size, log), utcnow()
+        )
         row = AuditCheckpoint(
+            log_id=log,
             tree_size=size,
             root_hash=checkpoint.root_hash,
             created_at=checkpoint.timestamp,
@@ -129,17 +168,31 @@ class CheckpointService:
         session.flush()
         return row
 
-    def latest(self, session: Session) -> AuditCheckpoint | None:
+    def latest(self, session: Session, log: int = 0) -> AuditCheckpoint | None:
         return session.scalar(
-            select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.log_id == log)
+            .order_by(AuditCheckpoint.tree_size.desc())
+            .limit(1)
         )
 
-    def get(self, session: Session, tree_size: int) -> AuditCheckpoint | None:
-        return session.get(AuditCheckpoint, tree_size)
+    def get(self, session: Session, tree_size: int, log: int = 0) -> AuditCheckpoint | None:
+        return session.scalar(
+            select(AuditCheckpoint).where(
+                AuditCheckpoint.log_id == log, AuditCheckpoint.tree_size == tree_size
+            )
+        )
 
-    def page(self, session: Session, before: int | None, count: int) -> list[AuditCheckpoint]:
+    def page(
+        self, session: Session, before: int | None, count: int, log: int = 0
+    ) -> list[AuditCheckpoint]:
         """Newest first; ``before`` is a tree size, for the next page."""
-        query = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(count)
+        query = (
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.log_id == log)
+            .order_by(AuditCheckpoint.tree_size.desc())
+            .limit(count)
+        )
         if before is not None:
             query = query.where(AuditCheckpoint.tree_size < before)
         return list(session.scalars(query))

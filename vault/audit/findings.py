@@ -19,6 +19,8 @@ class Failure:
     chain_key: str | None = None
     chain_seq: int | None = None
     leaf_index: int | None = None
+    # Named only when there are several audit logs (a leaf index is a log's own).
+    log_id: int | None = None
 
     @classmethod
     def at(cls, reason: str, row: Any) -> Failure:
@@ -31,6 +33,8 @@ class Failure:
             where.append(f"entry {self.entry_id}")
         if self.chain_key is not None:
             where.append(f"chain {self.chain_key} seq {self.chain_seq}")
+        if self.log_id is not None:
+            where.append(f"log {self.log_id}")
         if self.leaf_index is not None:
             where.append(f"leaf {self.leaf_index}")
         return f"{' '.join(where) or 'log'}: {self.reason}"
@@ -51,8 +55,10 @@ class Report:
     checkpoints: int = 0
     failures: list[Failure] = field(default_factory=list)
     # The largest signed tree size the run found the log intact up to: where the next
-    # verification may start (``vault audit verify --since``).
-    signed_size: int | None = None
+    # verification may start (``vault audit verify --since``); one per audit log.
+    signed_sizes: list[int] | None = None
+    # The leaves of each log's tree the run went through.
+    log_leaves: dict[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -62,9 +68,32 @@ class Report:
     def first_failure(self) -> Failure | None:
         return min(self.failures, key=lambda failure: failure.order, default=None)
 
-    def note_signed(self, roots: dict[int, set[bytes]]) -> None:
-        if self.ok:
-            self.signed_size = max((size for size in roots if size <= self.leaves), default=None)
+    @property
+    def signed_size(self) -> int | str | None:
+        """Where ``vault audit verify --since`` may start next: the signed size, or with
+        several logs each log's, separated by commas."""
+        if self.signed_sizes is None:
+            return None
+        if len(self.signed_sizes) == 1:
+            return self.signed_sizes[0]
+        return ",".join(str(size) for size in self.signed_sizes)
+
+    def add_leaves(self, log: int, leaves: int) -> None:
+        self.log_leaves[log] = leaves
+        self.leaves = sum(self.log_leaves.values())
+
+    def note_signed(self, roots: dict[int, dict[int, set[bytes]]]) -> None:
+        if not self.ok:
+            return
+        sizes = [
+            max((size for size in signed if size <= self.log_leaves.get(log, 0)), default=None)
+            for log, signed in sorted(roots.items())
+        ]
+        if len(sizes) == 1:
+            self.signed_sizes = None if sizes[0] is None else [sizes[0]]
+        else:
+            # A log with nothing signed yet starts from its empty tree.
+            self.signed_sizes = [size or 0 for size in sizes]
 
     def summary(self) -> str:
         return (

@@ -18,6 +18,9 @@ What it proves, given that the log was intact up to the checkpoint signed at tre
 What it does not: re-read the entries before ``since`` that no new entry links to. An old
 entry rewritten since the last verification, without its tree nodes, is found by the next
 full verification, not by this one.
+
+With several audit logs, each log has its own ``since`` (a size signed for that log's
+tree), and all of the above holds for each.
 """
 
 from __future__ import annotations
@@ -37,27 +40,41 @@ from vault.models import AuditEntry
 _PROOFS_TOGETHER = 1000
 
 
-def added_since(since: int) -> ColumnElement[bool]:
-    """Entries placed in the tree from leaf ``since`` on, or not placed yet."""
-    return or_(AuditEntry.leaf_index >= since, AuditEntry.leaf_index.is_(None))
+def added_since(sizes: dict[int, int]) -> ColumnElement[bool]:
+    """Entries placed in their log's tree from leaf ``sizes[log]`` on, or not placed yet."""
+    return or_(
+        *(
+            and_(AuditEntry.log_id == log, AuditEntry.leaf_index >= since)
+            for log, since in sizes.items()
+        ),
+        AuditEntry.leaf_index.is_(None),
+    )
 
 
 def verified_edge(
-    session: Session, tree: AuditTree, since: int, root: bytes, report: Report
+    session: Session,
+    tree: AuditTree,
+    since: int,
+    root: bytes,
+    report: Report,
+    log: int = 0,
+    logs: int = 1,
 ) -> merkle.CompactRange | None:
-    """The tree's left edge at ``since``, from its stored nodes, if they still give the
+    """A log's tree's left edge at ``since``, from its stored nodes, if they still give the
     signed root; None (and the failure on the report) if not."""
     try:
-        edge = tree.hashes(session, merkle.complete_subtrees(0, since))
+        edge = tree.hashes(session, merkle.complete_subtrees(0, since), log)
     except VaultError:
         edge = None
     start = None if edge is None else merkle.CompactRange(since, edge)
     if start is None or start.root() != root:
+        of_log = f" of log {log}" if logs > 1 else ""
         report.failures.append(
             Failure(
-                f"the tree's stored nodes no longer give the root signed at tree size {since}: "
-                "the part verified before was altered (run a full verification)",
+                f"the tree's stored nodes no longer give the root signed at tree size {since}"
+                f"{of_log}: the part verified before was altered (run a full verification)",
                 leaf_index=since,
+                log_id=log if logs > 1 else None,
             )
         )
         return None
@@ -65,14 +82,24 @@ def verified_edge(
 
 
 def check_new_chains(
-    session: Session, report: Report, tree: AuditTree, since: int, root: bytes, batch: int
+    session: Session,
+    report: Report,
+    tree: AuditTree,
+    anchors: dict[int, tuple[int, bytes]],
+    batch: int,
 ) -> None:
-    """Each chain the new entries extend, from the entry before its first new one."""
-    # Each part by its own index (the leaf range, the partial index of unplaced entries),
-    # then each chain from its entry before the first new one, again by index: the plan
-    # stays proportional to what was added, whatever the size of the log.
+    """Each chain the new entries extend, from the entry before its first new one.
+    ``anchors`` holds each log's verified size and its signed root."""
+    # Each part by its own index (the leaf range of each log, the partial index of
+    # unplaced entries), then each chain from its entry before the first new one, again by
+    # index: the plan stays proportional to what was added, whatever the size of the log.
     added = union_all(
-        select(AuditEntry.chain_key, AuditEntry.chain_seq).where(AuditEntry.leaf_index >= since),
+        *(
+            select(AuditEntry.chain_key, AuditEntry.chain_seq).where(
+                AuditEntry.log_id == log, AuditEntry.leaf_index >= since
+            )
+            for log, (since, _root) in anchors.items()
+        ),
         select(AuditEntry.chain_key, AuditEntry.chain_seq).where(AuditEntry.leaf_index.is_(None)),
     ).subquery()
     first_new = (
@@ -94,20 +121,21 @@ def check_new_chains(
         chains = AuditEntry.__table__
         query = select(chains).join(first_new, from_before)
     query = query.order_by(chains.c.chain_key, chains.c.chain_seq)
-    anchors: list[Any] = []
+    verified: list[Any] = []
     current: str | None = None
     walk = ChainWalk()
     for row in stream_rows(session, query, batch):
         if row.chain_key != current:
             current = row.chain_key
             report.chains += 1
+            since = anchors[row.log_id][0] if row.log_id in anchors else 0
             if row.leaf_index is not None and row.leaf_index < since:
                 # The last verified entry of the chain: it must match its own hash, and
                 # still be what the tree signed at ``since`` holds.
                 walk = ChainWalk(row.chain_seq, bytes(row.prev_hash))
                 walk.check(report, row)
                 if not walk.broken:
-                    anchors.append(row)
+                    verified.append(row)
                 continue
             walk = ChainWalk()
             if row.chain_seq != 1:
@@ -116,15 +144,23 @@ def check_new_chains(
                 )
         report.entries += 1
         walk.check(report, row)
-    _check_included(session, report, tree, anchors, since, root)
+    for log, (since, root) in anchors.items():
+        rows = [row for row in verified if row.log_id == log]
+        _check_included(session, report, tree, rows, since, root, log)
 
 
 def _check_included(
-    session: Session, report: Report, tree: AuditTree, rows: list[Any], size: int, root: bytes
+    session: Session,
+    report: Report,
+    tree: AuditTree,
+    rows: list[Any],
+    size: int,
+    root: bytes,
+    log: int,
 ) -> None:
     for group in batches(rows, _PROOFS_TOGETHER):
         try:
-            proofs = tree.inclusion_proofs(session, [row.leaf_index for row in group], size)
+            proofs = tree.inclusion_proofs(session, [row.leaf_index for row in group], size, log)
         except VaultError:
             proofs = [[] for _ in group]
         for row, proof in zip(group, proofs, strict=True):

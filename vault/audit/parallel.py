@@ -55,11 +55,15 @@ ORDER BY part, chain_key
 """
 
 
+# Each audit log's signed roots by tree size, and the size its tree head records.
+Trees = Mapping[int, tuple[Mapping[int, Set[bytes]], int]]
+
+
 @dataclass
 class Scan:
     chains: ChainTally
-    # The tree's size when intact, else None.
-    leaves: int | None
+    # Each log's tree size when intact, else None.
+    leaves: dict[int, int | None]
 
 
 @dataclass
@@ -69,15 +73,8 @@ class _Worker:
     errors: IO[bytes]
 
 
-def scan_log(
-    session: Session,
-    roots: Mapping[int, Set[bytes]],
-    recorded_size: int,
-    *,
-    workers: int,
-    batch: int,
-) -> Scan:
-    """The chains and the tree of the log as ``session``'s snapshot sees it."""
+def scan_log(session: Session, trees: Trees, *, workers: int, batch: int) -> Scan:
+    """The chains and every log's tree as ``session``'s snapshot sees it."""
     bound = session.connection()
     connection = cast(psycopg.Connection[Any], bound.connection.driver_connection)
     ranges, entries = _key_ranges(connection, workers)
@@ -89,7 +86,7 @@ def scan_log(
         "batch": batch,
     }
     if len(ranges) < 2 or entries < PARALLEL_FROM:
-        return _side_by_side(connection, job, roots, recorded_size, batch)
+        return _side_by_side(connection, job, trees, batch)
     started: list[_Worker] = []
     here: list[KeyRange] = []
     try:
@@ -99,7 +96,7 @@ def scan_log(
                 here.append(keys)
             else:
                 started.append(worker)
-        leaves = check_tree(connection, roots, recorded_size, _TREE_ROUND * batch)
+        leaves = _check_trees(connection, trees, batch)
         tallies = [check_chains(connection, keys, batch) for keys in here]
         tallies += [_finish(worker, connection, batch) for worker in started]
     finally:
@@ -118,12 +115,17 @@ def scan_log(
     return Scan(total, leaves)
 
 
+def _check_trees(
+    connection: psycopg.Connection[Any], trees: Trees, batch: int
+) -> dict[int, int | None]:
+    return {
+        log: check_tree(connection, roots, recorded, _TREE_ROUND * batch, log)
+        for log, (roots, recorded) in trees.items()
+    }
+
+
 def _side_by_side(
-    connection: psycopg.Connection[Any],
-    job: dict[str, Any],
-    roots: Mapping[int, Set[bytes]],
-    recorded_size: int,
-    batch: int,
+    connection: psycopg.Connection[Any], job: dict[str, Any], trees: Trees, batch: int
 ) -> Scan:
     """One process: the chains in a thread, on a connection of its own in the same
     snapshot, the tree in this one, so that each computes while the other's query runs."""
@@ -138,7 +140,7 @@ def _side_by_side(
     thread = threading.Thread(target=chains, name="audit-verify-chains", daemon=True)
     thread.start()
     try:
-        leaves = check_tree(connection, roots, recorded_size, _TREE_ROUND * batch)
+        leaves = _check_trees(connection, trees, batch)
     finally:
         thread.join()
     if not tallies:

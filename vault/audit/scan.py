@@ -35,12 +35,12 @@ _ENTRIES = (
 )
 _HEADS = "SELECT chain_key, last_seq, last_hash FROM audit_chain_heads"
 _LEAVES = (
-    "SELECT entry_hash, leaf_index FROM audit_entries WHERE leaf_index IS NOT NULL "
-    "ORDER BY leaf_index"
+    "SELECT entry_hash, leaf_index FROM audit_entries WHERE log_id = %s "
+    "AND leaf_index IS NOT NULL ORDER BY leaf_index"
 )
 _NODES = (
-    "SELECT node_index, hash FROM audit_tree_nodes "
-    "WHERE level = %s AND node_index >= %s AND node_index < %s ORDER BY node_index"
+    "SELECT node_index, hash FROM audit_tree_nodes WHERE log_id = %s "
+    "AND level = %s AND node_index >= %s AND node_index < %s ORDER BY node_index"
 )
 # Details repeat (the same permission and reason for most entries); bounded, since a
 # detail may also be unique to its entry.
@@ -174,8 +174,9 @@ def check_tree(
     roots: Mapping[int, Set[bytes]],
     recorded_size: int,
     batch: int,
+    log: int = 0,
 ) -> int | None:
-    """The Merkle tree: leaves in order without gap, every stored node equal to the one
+    """One audit log's Merkle tree: leaves in order without gap, every stored node equal to the one
     recomputed from the entries, the recomputed root equal to the signed root at every
     signed size, no signed size beyond the tree, and the tree head's size. Returns the
     number of leaves, or None when any of it fails."""
@@ -187,7 +188,7 @@ def check_tree(
         connection.cursor("audit_verify_leaves", binary=True) as cursor,
         connection.cursor(binary=True) as nodes,
     ):
-        cursor.execute(_LEAVES)
+        cursor.execute(_LEAVES, (log,))
         while rows := cursor.fetchmany(batch):
             start = tree.size
             if [leaf for _, leaf in rows] != list(range(start, start + len(rows))):
@@ -204,7 +205,7 @@ def check_tree(
                     cut = signed[next_signed]
                 piece = leaves[position : cut - start]
                 position = cut - start
-                if not _stored_as_computed(nodes, tree.extend(piece)):
+                if not _stored_as_computed(nodes, tree.extend(piece), log):
                     return None
                 if tree.size in roots and roots[tree.size] != {tree.root()}:
                     return None
@@ -214,10 +215,10 @@ def check_tree(
 
 
 def _stored_as_computed(
-    nodes: psycopg.Cursor[Any], computed: list[tuple[int, int, list[bytes]]]
+    nodes: psycopg.Cursor[Any], computed: list[tuple[int, int, list[bytes]]], log: int
 ) -> bool:
     for level, start, hashes in computed:
-        nodes.execute(_NODES, (level, start, start + len(hashes)))
+        nodes.execute(_NODES, (log, level, start, start + len(hashes)))
         stored = nodes.fetchall()
         # Indexes too: a stored tree with duplicates must not pass for a complete one.
         if [index for index, _ in stored] != list(range(start, start + len(hashes))):

@@ -1,6 +1,9 @@
-"""The global Merkle tree over every audit entry, stored as its complete subtrees.
+"""The Merkle trees of the audit logs, stored as their complete subtrees.
 
-Leaf ``i`` is the ``entry_hash`` of the entry given ``leaf_index = i``. Entries get their
+There is one tree per audit log (one log unless ``vault audit logs`` set more while the
+log was empty); each chain belongs to one log. Every method works on one log's tree,
+log 0 unless told. Leaf ``i`` of a log is the ``entry_hash`` of its entry given
+``leaf_index = i``. Entries get their
 index when the tree is extended, in the order the extender sees them committed: a writer
 that commits late simply lands later in the tree, so the tree never needs rewriting and
 never waits on an open transaction.
@@ -12,77 +15,103 @@ costs O(log n) stored hashes fetched in one query, whatever the size of the log.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vault.audit import merkle
-from vault.errors import BadRequest, IntegrityError
-from vault.models import AuditEntry, AuditTreeHead, AuditTreeNode
+from vault.errors import BadRequest, Conflict, IntegrityError
+from vault.models import AuditChainHead, AuditEntry, AuditTreeHead, AuditTreeNode
 
-HEAD_ID = 1
+# An entry is placed by its primary key, which leads with its chain (its shard).
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_PLACE = (
+    update(_ENTRIES)
+    .where(_ENTRIES.c.chain_key == bindparam("key"), _ENTRIES.c.chain_seq == bindparam("seq"))
+    .values(leaf_index=bindparam("leaf"))
+)
+
+# log_id is a SMALLINT; far more logs than shards anyone would run.
+MAX_LOGS = 1024
 
 
 class AuditTree:
-    def size(self, session: Session) -> int:
-        size = session.scalar(select(AuditTreeHead.size).where(AuditTreeHead.id == HEAD_ID))
+    def logs(self, session: Session) -> int:
+        """How many audit logs there are: one tree head per log, none yet meaning one."""
+        return max(int(session.scalar(select(func.count()).select_from(AuditTreeHead)) or 0), 1)
+
+    def configure(self, session: Session, logs: int) -> None:
+        """Set the number of logs; only while the log holds nothing (a chain's log is
+        decided by its first entry, and a tree never moves its leaves)."""
+        if not 1 <= logs <= MAX_LOGS:
+            raise BadRequest(f"The number of audit logs is between 1 and {MAX_LOGS}")
+        if session.scalar(select(AuditChainHead.chain_key).limit(1)) is not None:
+            raise Conflict("The audit log already holds entries: its number of logs is fixed")
+        session.execute(delete(AuditTreeHead))
+        session.execute(insert(AuditTreeHead), [{"log_id": i, "size": 0} for i in range(logs)])
+        session.flush()
+
+    def size(self, session: Session, log: int = 0) -> int:
+        size = session.scalar(select(AuditTreeHead.size).where(AuditTreeHead.log_id == log))
         return int(size or 0)
 
-    def lock(self, session: Session) -> int:
-        """Claim the tree for this transaction (one extender at a time across processes)
-        and return its size. The UPDATE takes the row lock before anything is read."""
+    def lock(self, session: Session, log: int = 0) -> int:
+        """Claim a log's tree for this transaction (one extender at a time across
+        processes) and return its size. The UPDATE takes the row lock before anything is
+        read."""
         upsert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
         session.execute(
             upsert(AuditTreeHead)
-            .values(id=HEAD_ID, size=0)
-            .on_conflict_do_nothing(index_elements=["id"])
+            .values(log_id=log, size=0)
+            .on_conflict_do_nothing(index_elements=["log_id"])
         )
         session.execute(
-            update(AuditTreeHead).where(AuditTreeHead.id == HEAD_ID).values(size=AuditTreeHead.size)
+            update(AuditTreeHead).where(AuditTreeHead.log_id == log).values(size=AuditTreeHead.size)
         )
-        return self.size(session)
+        return self.size(session, log)
 
-    def extend(self, session: Session, limit: int) -> int:
-        """Take up to ``limit`` committed entries not yet in the tree; returns how many.
-        The caller holds ``lock`` and commits."""
-        size = self.lock(session)
+    def extend(self, session: Session, limit: int, log: int = 0) -> int:
+        """Take up to ``limit`` committed entries of a log not yet in its tree; returns
+        how many. The caller holds ``lock`` and commits."""
+        size = self.lock(session, log)
         pending = session.execute(
-            select(AuditEntry.id, AuditEntry.entry_hash)
-            .where(AuditEntry.leaf_index.is_(None))
+            select(AuditEntry.chain_key, AuditEntry.chain_seq, AuditEntry.entry_hash)
+            .where(AuditEntry.log_id == log, AuditEntry.leaf_index.is_(None))
             .order_by(AuditEntry.id)
             .limit(limit)
         ).all()
         if not pending:
             return 0
-        edge = self.hashes(session, merkle.complete_subtrees(0, size))
+        edge = self.hashes(session, merkle.complete_subtrees(0, size), log)
         compact = merkle.CompactRange(size, edge)
         nodes: list[dict[str, object]] = []
         placed: list[dict[str, object]] = []
-        for entry_id, entry_hash in pending:
-            placed.append({"id": entry_id, "leaf_index": compact.size})
+        for chain_key, chain_seq, entry_hash in pending:
+            placed.append({"key": chain_key, "seq": chain_seq, "leaf": compact.size})
             for level, index, digest in compact.append(merkle.leaf_hash(bytes(entry_hash))):
-                nodes.append({"level": level, "node_index": index, "hash": digest})
-        session.execute(update(AuditEntry), placed)
+                nodes.append({"log_id": log, "level": level, "node_index": index, "hash": digest})
+        session.execute(_PLACE, placed)
         session.execute(insert(AuditTreeNode), nodes)
         session.execute(
-            update(AuditTreeHead).where(AuditTreeHead.id == HEAD_ID).values(size=compact.size)
+            update(AuditTreeHead).where(AuditTreeHead.log_id == log).values(size=compact.size)
         )
         session.flush()
         return len(pending)
 
-    def hashes(self, session: Session, keys: list[tuple[int, int]]) -> list[bytes]:
+    def hashes(self, session: Session, keys: list[tuple[int, int]], log: int = 0) -> list[bytes]:
         """Stored node hashes, in the order asked; every one must exist."""
         if not keys:
             return []
-        found = self.fetch(session, keys)
+        found = self.fetch(session, keys, log)
         missing = [key for key in keys if key not in found]
         if missing:
             raise IntegrityError("The audit tree is missing nodes; run vault audit verify")
         return [found[key] for key in keys]
 
     def fetch(
-        self, session: Session, keys: Iterable[tuple[int, int]]
+        self, session: Session, keys: Iterable[tuple[int, int]], log: int = 0
     ) -> dict[tuple[int, int], bytes]:
         by_level: dict[int, list[int]] = {}
         for level, index in set(keys):
@@ -100,7 +129,7 @@ class AuditTree:
                 )
                 rows = session.execute(
                     select(AuditTreeNode.node_index, AuditTreeNode.hash).where(
-                        AuditTreeNode.level == level, condition
+                        AuditTreeNode.log_id == log, AuditTreeNode.level == level, condition
                     )
                 )
                 wanted = set(chunk)
@@ -109,53 +138,69 @@ class AuditTree:
                         found[(level, int(index))] = bytes(digest)
         return found
 
-    def _ranges(self, session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:
+    def _ranges(self, session: Session, ranges: list[tuple[int, int]], log: int) -> list[bytes]:
         pieces = [merkle.complete_subtrees(start, end) for start, end in ranges]
         stored = dict(
             zip(
                 (key for piece in pieces for key in piece),
-                self.hashes(session, [key for piece in pieces for key in piece]),
+                self.hashes(session, [key for piece in pieces for key in piece], log),
                 strict=True,
             )
         )
         return [merkle.fold([stored[key] for key in piece]) for piece in pieces]
 
-    def _check_size(self, session: Session, size: int, what: str) -> None:
-        if size < 0 or size > self.size(session):
+    def _check_size(self, session: Session, size: int, what: str, log: int) -> None:
+        if size < 0 or size > self.size(session, log):
             raise BadRequest(f"{what} is larger than the audit tree", expression=what)
 
-    def root(self, session: Session, size: int) -> bytes:
-        self._check_size(session, size, "tree_size")
-        return self._ranges(session, [(0, size)])[0] if size else merkle.EMPTY_ROOT
+    def root(self, session: Session, size: int, log: int = 0) -> bytes:
+        self._check_size(session, size, "tree_size", log)
+        return self._ranges(session, [(0, size)], log)[0] if size else merkle.EMPTY_ROOT
 
-    def inclusion_proof(self, session: Session, index: int, size: int) -> list[bytes]:
-        self._check_size(session, size, "tree_size")
+    def inclusion_proof(self, session: Session, index: int, size: int, log: int = 0) -> list[bytes]:
+        self._check_size(session, size, "tree_size", log)
         if not 0 <= index < size:
             raise BadRequest("leaf must be below tree_size", expression="leaf")
-        return self._ranges(session, merkle.inclusion_ranges(index, size))
+        return self._ranges(session, merkle.inclusion_ranges(index, size), log)
 
     def inclusion_proofs(
-        self, session: Session, indexes: list[int], size: int
+        self, session: Session, indexes: list[int], size: int, log: int = 0
     ) -> list[list[bytes]]:
         """Several proofs against one tree size, their nodes fetched together."""
-        self._check_size(session, size, "tree_size")
+        self._check_size(session, size, "tree_size", log)
         if any(not 0 <= index < size for index in indexes):
             raise BadRequest("leaf must be below tree_size", expression="leaf")
         per_leaf = [merkle.inclusion_ranges(index, size) for index in indexes]
-        hashes = iter(self._ranges(session, [r for ranges in per_leaf for r in ranges]))
+        hashes = iter(self._ranges(session, [r for ranges in per_leaf for r in ranges], log))
         return [[next(hashes) for _ in ranges] for ranges in per_leaf]
 
-    def consistency_proof(self, session: Session, first: int, second: int) -> list[bytes]:
-        self._check_size(session, second, "second")
+    def consistency_proof(
+        self, session: Session, first: int, second: int, log: int = 0
+    ) -> list[bytes]:
+        self._check_size(session, second, "second", log)
         if not 0 < first <= second:
             raise BadRequest("Consistency proofs need 0 < first <= second", expression="first")
-        return self._ranges(session, merkle.consistency_ranges(first, second))
+        return self._ranges(session, merkle.consistency_ranges(first, second), log)
 
-    def leaf_entry(self, session: Session, index: int) -> AuditEntry | None:
-        return session.scalar(select(AuditEntry).where(AuditEntry.leaf_index == index))
+    def leaf_entry(self, session: Session, index: int, log: int = 0) -> AuditEntry | None:
+        return session.scalar(
+            select(AuditEntry).where(AuditEntry.log_id == log, AuditEntry.leaf_index == index)
+        )
 
     def leaf_index_of(self, session: Session, entry_id: int) -> int | None:
+        """The entry's leaf in its log's tree (``log_of`` says which log)."""
         return session.scalar(select(AuditEntry.leaf_index).where(AuditEntry.id == entry_id))
+
+    def log_of(self, session: Session, entry_id: int) -> int | None:
+        """The log whose tree holds (or will hold) the entry."""
+        return session.scalar(select(AuditEntry.log_id).where(AuditEntry.id == entry_id))
+
+    def log_of_chain(self, session: Session, chain_key: str) -> int:
+        """The log a chain (a patient's id) belongs to; log 0 for a chain not begun."""
+        log = session.scalar(
+            select(AuditChainHead.log_id).where(AuditChainHead.chain_key == chain_key)
+        )
+        return int(log or 0)
 
     def pending(self, session: Session) -> int:
         count = session.scalar(

@@ -6,7 +6,8 @@
    content (an edited entry fails here), links to the previous entry of its chain, and the
    sequence has no gap (a deleted or reordered entry fails here); each chain ends where its
    head row says (a truncated tail fails here).
-3. Tree: one pass over the entries in leaf order with a compact range (O(log n) memory).
+3. Trees, one per audit log: one pass over the log's entries in leaf order with a compact
+   range (O(log n) memory).
    Leaf indexes have no gap, every stored node equals the recomputed one, and at every
    signed tree size the recomputed root equals the signed root. A history rewritten and
    rehashed consistently (chains, heads and nodes all redone) fails only here: its root
@@ -26,11 +27,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.audit import merkle
-from vault.audit.checkpoints import CheckpointService, open_checkpoint
+from vault.audit.checkpoints import CheckpointService, log_origin, open_checkpoint_of
 from vault.audit.findings import ChainWalk, Failure, Report, batches, stream_rows
 from vault.audit.incremental import added_since, check_new_chains, verified_edge
 from vault.audit.parallel import scan_log
@@ -59,14 +60,15 @@ class AuditVerifier:
         report = Report()
         with _snapshot(factory) as session:
             roots = self._signed_roots(session, report, published)
-            chains_intact, tree_intact = self._scan(session, report, roots)
+            chains_intact, trees_intact = self._scan(session, report, roots)
             # The reference checks name what the fast passes found wrong (and do all the
             # work on SQLite).
             if not chains_intact:
                 self._check_chains(session, report, None)
                 self._check_heads(session, report, None)
-            if not tree_intact:
-                self._check_tree(session, report, roots)
+            if not trees_intact:
+                for log, signed in roots.items():
+                    self._check_tree(session, report, signed, log=log, named=_named(roots, log))
             report.note_signed(roots)
         return report
 
@@ -80,97 +82,141 @@ class AuditVerifier:
             roots = self._signed_roots(session, report, published)
             self._check_chains(session, report, patient_id)
             self._check_heads(session, report, patient_id)
-            self._check_inclusion(session, report, patient_id, roots)
+            log = self.tree.log_of_chain(session, patient_id)
+            self._check_inclusion(session, report, patient_id, roots[log], log)
         return report
 
     def verify_since(
-        self, factory: sessionmaker[Session], since: int, published: Sequence[str] = ()
+        self,
+        factory: sessionmaker[Session],
+        since: int | Sequence[int],
+        published: Sequence[str] = (),
     ) -> Report:
-        """Only what was added after the checkpoint signed at tree size ``since``, which an
-        earlier verification covered (vault/audit/incremental.py says what this proves)."""
+        """Only what was added after the checkpoints signed at tree size ``since`` (one size
+        per audit log), which an earlier verification covered (vault/audit/incremental.py
+        says what this proves)."""
         report = Report()
+        sizes = [since] if isinstance(since, int) else list(since)
         with _snapshot(factory) as session:
-            roots = self._signed_roots(session, report, published, at_least=since)
-            anchor = roots.get(since, set())
-            if len(anchor) != 1:
-                if not anchor:
-                    report.failures.append(
-                        Failure(
-                            f"no checkpoint is signed at tree size {since}: start from a size "
-                            "that vault audit verify reported verified"
-                        )
+            logs = self.tree.logs(session)
+            if len(sizes) != logs:
+                report.failures.append(
+                    Failure(
+                        f"the log has {logs} trees: give one signed tree size for each, "
+                        "separated by commas, as vault audit verify reported them"
                     )
+                )
                 return report
-            (root,) = anchor
-            start = verified_edge(session, self.tree, since, root, report)
-            if start is None:
-                return report
-            check_new_chains(session, report, self.tree, since, root, self.batch)
-            self._check_heads(session, report, None, added=added_since(since))
-            self._check_tree(session, report, roots, start)
+            roots = self._signed_roots(session, report, published, at_least=dict(enumerate(sizes)))
+            anchors: dict[int, tuple[int, bytes]] = {}
+            starts: dict[int, merkle.CompactRange] = {}
+            for log, size in enumerate(sizes):
+                anchor = roots[log].get(size, set())
+                if logs > 1 and size == 0 and not anchor:
+                    # A log that was still empty: its empty tree is what was verified.
+                    anchor = {merkle.EMPTY_ROOT}
+                if len(anchor) != 1:
+                    if not anchor:
+                        report.failures.append(
+                            Failure(
+                                f"no checkpoint is signed at tree size {size}"
+                                f"{_of_log(logs, log)}: start from a size that vault audit "
+                                "verify reported verified"
+                            )
+                        )
+                    return report
+                (root,) = anchor
+                start = verified_edge(session, self.tree, size, root, report, log, logs)
+                if start is None:
+                    return report
+                anchors[log], starts[log] = (size, root), start
+            check_new_chains(session, report, self.tree, anchors, self.batch)
+            self._check_heads(session, report, None, added=added_since(dict(enumerate(sizes))))
+            for log, start in starts.items():
+                self._check_tree(session, report, roots[log], start, log, _named(roots, log))
             report.note_signed(roots)
         return report
 
     def _scan(
-        self, session: Session, report: Report, roots: dict[int, set[bytes]]
+        self, session: Session, report: Report, roots: dict[int, dict[int, set[bytes]]]
     ) -> tuple[bool, bool]:
         """The fast passes of vault/audit/scan.py, on PostgreSQL: whether the chains (with
-        their heads) and the tree are intact. They accept only what the reference checks
-        below accept, so an intact part needs nothing more."""
+        their heads) and every log's tree are intact. They accept only what the reference
+        checks below accept, so an intact part needs nothing more."""
         if session.get_bind().dialect.name != "postgresql":
             return False, False
-        scan = scan_log(
-            session, roots, self.tree.size(session), workers=self.workers, batch=4 * self.batch
-        )
+        trees = {log: (signed, self.tree.size(session, log)) for log, signed in roots.items()}
+        scan = scan_log(session, trees, workers=self.workers, batch=4 * self.batch)
         if scan.chains.intact:
             report.entries += scan.chains.entries
             report.chains += scan.chains.chains
-        if scan.leaves is not None:
-            report.leaves = scan.leaves
-        return scan.chains.intact, scan.leaves is not None
+        for log, leaves in scan.leaves.items():
+            if leaves is not None:
+                report.add_leaves(log, leaves)
+        return scan.chains.intact, None not in scan.leaves.values()
 
     # -- checkpoints ----------------------------------------------------------------------
 
     def _signed_roots(
-        self, session: Session, report: Report, published: Sequence[str], at_least: int = 0
-    ) -> dict[int, set[bytes]]:
+        self,
+        session: Session,
+        report: Report,
+        published: Sequence[str],
+        at_least: dict[int, int] | None = None,
+    ) -> dict[int, dict[int, set[bytes]]]:
+        """Each log's signed roots by tree size (from ``at_least``'s size of each log on)."""
         verifiers = self.checkpoints.verifiers()
-        origin = self.checkpoints.origin
-        roots: dict[int, set[bytes]] = {}
-        stored = (
-            select(AuditCheckpoint)
-            .where(AuditCheckpoint.tree_size >= at_least)
-            .order_by(AuditCheckpoint.tree_size)
+        logs = self.tree.logs(session)
+        origins = {log_origin(self.checkpoints.origin, logs, log): log for log in range(logs)}
+        floor = at_least or {}
+        roots: dict[int, dict[int, set[bytes]]] = {log: {} for log in range(logs)}
+        # Plain rows: objects of several logs would share identities (vault/models/audit.py).
+        stored = select(AuditCheckpoint.__table__).order_by(
+            AuditCheckpoint.log_id, AuditCheckpoint.tree_size
         )
-        for row in session.scalars(stored):
+        if at_least is not None:
+            stored = stored.where(
+                or_(
+                    *(
+                        and_(AuditCheckpoint.log_id == log, AuditCheckpoint.tree_size >= size)
+                        for log, size in at_least.items()
+                    )
+                )
+            )
+        for row in session.execute(stored):
             report.checkpoints += 1
+            where = f"checkpoint{_of_log(logs, row.log_id)} at tree size {row.tree_size}"
             try:
-                signed = open_checkpoint(row.note, verifiers, origin)
+                log, signed = open_checkpoint_of(row.note, verifiers, origins)
             except SignatureError as error:
-                report.failures.append(
-                    Failure(f"checkpoint at tree size {row.tree_size}: {error.message}")
-                )
+                report.failures.append(Failure(f"{where}: {error.message}"))
                 continue
-            if (signed.tree_size, signed.root_hash) != (row.tree_size, bytes(row.root_hash)):
-                report.failures.append(
-                    Failure(f"checkpoint at tree size {row.tree_size}: differs from its note")
-                )
+            if (log, signed.tree_size, signed.root_hash) != (
+                row.log_id,
+                row.tree_size,
+                bytes(row.root_hash),
+            ):
+                report.failures.append(Failure(f"{where}: differs from its note"))
                 continue
-            roots.setdefault(signed.tree_size, set()).add(signed.root_hash)
+            roots[log].setdefault(signed.tree_size, set()).add(signed.root_hash)
         for number, note in enumerate(published, start=1):
             try:
-                signed = open_checkpoint(note, verifiers, origin)
+                log, signed = open_checkpoint_of(note, verifiers, origins)
             except SignatureError as error:
                 report.failures.append(Failure(f"published checkpoint #{number}: {error.message}"))
                 continue
-            if signed.tree_size < at_least:
+            if signed.tree_size < floor.get(log, 0):
                 continue
-            roots.setdefault(signed.tree_size, set()).add(signed.root_hash)
-        for size, found in roots.items():
-            if len(found) > 1:
-                report.failures.append(
-                    Failure(f"two different roots were signed for tree size {size} (a fork)")
-                )
+            roots[log].setdefault(signed.tree_size, set()).add(signed.root_hash)
+        for log, signed_roots in roots.items():
+            for size, found in signed_roots.items():
+                if len(found) > 1:
+                    report.failures.append(
+                        Failure(
+                            f"two different roots were signed for tree size {size}"
+                            f"{_of_log(logs, log)} (a fork)"
+                        )
+                    )
         return roots
 
     # -- chains ---------------------------------------------------------------------------
@@ -276,12 +322,15 @@ class AuditVerifier:
         report: Report,
         roots: dict[int, set[bytes]],
         start: merkle.CompactRange | None = None,
+        log: int = 0,
+        named: int | None = None,
     ) -> None:
-        """The tree from its first leaf, or from the edge of an already verified ``start``."""
+        """A log's tree from its first leaf, or from the edge of an already verified
+        ``start``. ``named`` is the log as failures name it (None when it is the only one)."""
         compact = start or merkle.CompactRange()
         query = (
             select(AuditEntry.id, AuditEntry.entry_hash, AuditEntry.leaf_index)
-            .where(AuditEntry.leaf_index >= compact.size)
+            .where(AuditEntry.log_id == log, AuditEntry.leaf_index >= compact.size)
             .order_by(AuditEntry.leaf_index)
         )
         computed: list[tuple[int, int, bytes]] = []
@@ -295,6 +344,7 @@ class AuditVerifier:
                         "entry (entries deleted)",
                         entry_id,
                         leaf_index=leaf_index,
+                        log_id=named,
                     )
                 )
                 intact = False
@@ -303,7 +353,7 @@ class AuditVerifier:
             signed = roots.get(compact.size)
             if signed is None and len(computed) < 2 * self.batch:
                 continue
-            intact = self._compare_nodes(session, report, computed)
+            intact = self._compare_nodes(session, report, computed, log, named)
             computed = []
             if intact and signed is not None:
                 intact = signed == {compact.root()}
@@ -313,16 +363,17 @@ class AuditVerifier:
                             f"the log no longer matches the checkpoint signed at tree size "
                             f"{compact.size}: an entry from leaf {verified_size} on was "
                             "rewritten (history rewritten and rehashed)",
-                            self._entry_at(session, verified_size),
+                            self._entry_at(session, verified_size, log),
                             leaf_index=verified_size,
+                            log_id=named,
                         )
                     )
                 verified_size = compact.size
             if not intact:
                 break
         if intact:
-            intact = self._compare_nodes(session, report, computed)
-        report.leaves = compact.size
+            intact = self._compare_nodes(session, report, computed, log, named)
+        report.add_leaves(log, compact.size)
         largest = max(roots, default=0)
         if intact and largest > compact.size:
             report.failures.append(
@@ -330,22 +381,29 @@ class AuditVerifier:
                     f"a checkpoint was signed for {largest} leaves but the tree has "
                     f"{compact.size}: the entries from this leaf on are missing (tail truncated)",
                     leaf_index=compact.size,
+                    log_id=named,
                 )
             )
-        recorded = self.tree.size(session)
+        recorded = self.tree.size(session, log)
         if intact and recorded != compact.size:
             report.failures.append(
                 Failure(
                     f"the tree head records {recorded} leaves but {compact.size} entries "
                     "are in the tree",
                     leaf_index=min(recorded, compact.size),
+                    log_id=named,
                 )
             )
 
     def _compare_nodes(
-        self, session: Session, report: Report, computed: list[tuple[int, int, bytes]]
+        self,
+        session: Session,
+        report: Report,
+        computed: list[tuple[int, int, bytes]],
+        log: int,
+        named: int | None,
     ) -> bool:
-        stored = self.tree.fetch(session, [(level, index) for level, index, _ in computed])
+        stored = self.tree.fetch(session, [(level, index) for level, index, _ in computed], log)
         wrong = [
             (level, index)
             for level, index, digest in computed
@@ -360,33 +418,46 @@ class AuditVerifier:
             Failure(
                 f"the tree's stored hash (level {level}, node {index}) does not match "
                 "the entries (entry edited after it entered the tree, or tree altered)",
-                self._entry_at(session, leaf),
+                self._entry_at(session, leaf, log),
                 leaf_index=leaf,
+                log_id=named,
             )
         )
         return False
 
-    def _entry_at(self, session: Session, leaf: int) -> int | None:
-        return session.scalar(select(AuditEntry.id).where(AuditEntry.leaf_index == leaf))
+    def _entry_at(self, session: Session, leaf: int, log: int) -> int | None:
+        return session.scalar(
+            select(AuditEntry.id).where(AuditEntry.log_id == log, AuditEntry.leaf_index == leaf)
+        )
 
     def _check_inclusion(
-        self, session: Session, report: Report, patient_id: str, roots: dict[int, set[bytes]]
+        self,
+        session: Session,
+        report: Report,
+        patient_id: str,
+        roots: dict[int, set[bytes]],
+        log: int,
     ) -> None:
+        """The chain's entries in the latest signed tree of its log."""
         if not roots:
             return
         size = max(roots)
         (root,) = roots[size] if len(roots[size]) == 1 else (b"",)
-        report.leaves = size
+        report.add_leaves(log, size)
         query = (
             select(
                 AuditEntry.id, AuditEntry.chain_seq, AuditEntry.entry_hash, AuditEntry.leaf_index
             )
-            .where(AuditEntry.chain_key == patient_id, AuditEntry.leaf_index < size)
+            .where(
+                AuditEntry.chain_key == patient_id,
+                AuditEntry.log_id == log,
+                AuditEntry.leaf_index < size,
+            )
             .order_by(AuditEntry.leaf_index)
         )
         for batch in batches(stream_rows(session, query, self.batch), 200):
             try:
-                proofs = self.tree.inclusion_proofs(session, [row[3] for row in batch], size)
+                proofs = self.tree.inclusion_proofs(session, [row[3] for row in batch], size, log)
             except VaultError:
                 proofs = [[] for _ in batch]
             for (entry_id, seq, digest, leaf), proof in zip(batch, proofs, strict=True):
@@ -403,6 +474,15 @@ class AuditVerifier:
                         )
                     )
                     return
+
+
+def _named(roots: dict[int, dict[int, set[bytes]]], log: int) -> int | None:
+    """How failures name a log: not at all when it is the only one."""
+    return log if len(roots) > 1 else None
+
+
+def _of_log(logs: int, log: int) -> str:
+    return f" of log {log}" if logs > 1 else ""
 
 
 def _cpus() -> int:

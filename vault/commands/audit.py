@@ -58,11 +58,11 @@ def verify(
         ),
     ] = None,
     since: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            min=0,
             help="Check only what was added after this signed tree size, which an earlier "
-            "verification reported intact (it prints the size to start from next time).",
+            "verification reported intact (it prints the size to start from next time); "
+            "with several audit logs, one size per log, separated by commas.",
         ),
     ] = None,
 ) -> None:
@@ -70,6 +70,7 @@ def verify(
     print the first entry that fails and exit 1."""
     if patient is not None and since is not None:
         fail("--patient and --since check different things: give one of them")
+    sizes = _parse_sizes(since) if since is not None else None
     try:
         published = read_published(checkpoints) if checkpoints else []
     except (ValueError, KeyError, TypeError):
@@ -81,8 +82,10 @@ def verify(
             verifier.workers = workers
         if patient:
             report = verifier.verify_patient(services.session_factory, patient, published)
-        elif since is not None:
-            report = verifier.verify_since(services.session_factory, since, published)
+        elif sizes is not None:
+            report = verifier.verify_since(
+                services.session_factory, sizes[0] if len(sizes) == 1 else sizes, published
+            )
         else:
             report = verifier.verify(services.session_factory, published)
     failure = report.first_failure
@@ -97,6 +100,38 @@ def verify(
         return
     typer.echo(f"FAILED {failure.describe()}")
     fail(f"the audit log failed verification ({len(report.failures)} problems found)")
+
+
+def _parse_sizes(text: str) -> list[int]:
+    parts = text.split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        raise typer.BadParameter("a tree size, or one per audit log separated by commas")
+    return [int(part) for part in parts]
+
+
+@app.command()
+def logs(
+    count: Annotated[
+        int | None,
+        typer.Argument(
+            min=1,
+            help="Set the number of audit logs (Merkle trees); only while the log is empty.",
+        ),
+    ] = None,
+) -> None:
+    """Print the number of audit logs, or set it before the first entry (docs/audit.md)."""
+    from vault.db import transaction  # noqa: PLC0415
+    from vault.errors import VaultError  # noqa: PLC0415
+
+    with command_services() as services, transaction(services.session_factory) as session:
+        tree = services.audit_log.tree
+        if count is not None:
+            try:
+                tree.configure(session, count)
+            except VaultError as error:
+                fail(error.message)
+                return
+        typer.echo(str(tree.logs(session)))
 
 
 @app.command()

@@ -3,7 +3,13 @@
 - **patient-owned**: rows that belong to one patient; the table would be distributed by
   its patient column (Citus), so that column leads its primary key and every unique
   constraint or unique index, and every foreign key to another patient-owned table
-  carries it. ``patients`` is distributed by its own ``id``.
+  carries it. ``patients`` is distributed by its own ``id``; the audit log's entries and
+  chain heads by their chain key (a patient's id, or the one chain of entries that name
+  no patient), so a patient's chain stays with the patient.
+- **per log**: the audit logs' Merkle trees (docs/audit.md): each chain belongs to one of a
+  fixed number of logs, and each log's tree tables would be distributed by ``log_id``,
+  co-located with each other: one tree per shard. ``log_id`` leads their primary key and
+  every unique constraint or unique index.
 - **reference**: small global lookups from an identifier unique across patients to the
   patient that owns it; replicated to every node.
 - **global**: not a patient's, each with the reason why.
@@ -31,6 +37,19 @@ PATIENT_OWNED: Final[dict[str, str]] = {
     "notification_contacts": "patient_id",
     "record_exports": "patient_id",
     "record_lifecycles": "patient_id",
+    # A patient's chain of audit entries, or the chain of entries that name no patient.
+    "audit_entries": "chain_key",
+    "audit_chain_heads": "chain_key",
+}
+
+# Table -> why it is kept per audit log rather than per patient.
+PER_LOG: Final[dict[str, str]] = {
+    "audit_tree_head": "each log's tree size: one row per log, whose lock orders its extenders",
+    "audit_tree_nodes": (
+        "each log's Merkle tree spans the entries of many patients (every chain assigned "
+        "to the log): its nodes stay together, co-located with the log's head and checkpoints"
+    ),
+    "audit_checkpoints": "each log's signed tree heads, co-located with its tree",
 }
 
 # Table -> what it resolves.
@@ -46,18 +65,6 @@ REFERENCE: Final[dict[str, str]] = {
 # Table -> why it is not a patient's.
 GLOBAL: Final[dict[str, str]] = {
     "alembic_version": "the migrations' bookkeeping",
-    "audit_entries": (
-        "the audit log is one Merkle tree over every entry (leaf_index is unique across "
-        "patients) and holds entries that name no patient; it becomes one tree per shard "
-        "when the schema is distributed (docs/scaling.md)"
-    ),
-    "audit_chain_heads": (
-        "one row per hash chain, keyed by chain key: a patient's id or the chain of "
-        "entries that name no patient"
-    ),
-    "audit_tree_head": "the Merkle tree's size: one row for the whole log",
-    "audit_tree_nodes": "the Merkle tree's nodes span every patient's entries",
-    "audit_checkpoints": "signed heads of the whole Merkle tree",
     "oauth_clients": "registered professional software, not a patient's",
     "oauth_used_assertions": "client assertions seen, per client",
     "web_sessions": "a browser's session, keyed by a hash of its id, before any patient is known",
