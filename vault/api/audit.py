@@ -26,6 +26,11 @@ router = APIRouter(prefix="/audit", tags=["Audit log integrity"])
 # request rather than sent there.
 MAX_BIGINT = 2**63 - 1
 
+# Which audit log's tree (docs/audit.md): log 0, the only one unless several were set up.
+LogQuery = Annotated[
+    int, Query(ge=0, le=1023, description="The audit log, when the vault keeps several")
+]
+
 
 def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
@@ -68,8 +73,9 @@ def checkpoints(
         int | None, Query(ge=1, le=MAX_BIGINT, description="Only tree sizes below this")
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+    log: LogQuery = 0,
 ) -> Response:
-    rows = found.audit_log.checkpoints.page(session, before, count)
+    rows = found.audit_log.checkpoints.page(session, before, count, log)
     document: dict[str, Any] = {"checkpoints": [checkpoint_json(row) for row in rows]}
     if len(rows) == count:
         document["next"] = public_url(
@@ -85,8 +91,8 @@ def checkpoints(
         requires(reason="the audit log's verification material: hashes and signatures only")
     ],
 )
-def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
-    row = found.audit_log.checkpoints.latest(session)
+def latest_checkpoint(found: ServicesDep, session: SessionDep, log: LogQuery = 0) -> Response:
+    row = found.audit_log.checkpoints.latest(session, log)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
     return JSONResponse(checkpoint_json(row))
@@ -100,18 +106,21 @@ def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
     ],
 )
 def checkpoint(
-    tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)], found: ServicesDep, session: SessionDep
+    tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)],
+    found: ServicesDep,
+    session: SessionDep,
+    log: LogQuery = 0,
 ) -> Response:
-    row = found.audit_log.checkpoints.get(session, tree_size)
+    row = found.audit_log.checkpoints.get(session, tree_size, log)
     if row is None:
         raise NotFound("No checkpoint was signed at this tree size")
     return JSONResponse(checkpoint_json(row))
 
 
-def _default_size(found: ServicesDep, session: SessionDep, given: int | None) -> int:
+def _default_size(found: ServicesDep, session: SessionDep, given: int | None, log: int) -> int:
     if given is not None:
         return given
-    row = found.audit_log.checkpoints.latest(session)
+    row = found.audit_log.checkpoints.latest(session, log)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
     return row.tree_size
@@ -136,18 +145,21 @@ def inclusion(
     tree_size: Annotated[
         int | None, Query(ge=1, le=MAX_BIGINT, description="Default: the latest checkpoint's")
     ] = None,
+    log: LogQuery = 0,
 ) -> Response:
     if (leaf is None) == (entry is None):
         raise BadRequest("Give exactly one of leaf and entry", expression="leaf")
     tree = found.audit_log.tree
     if entry is not None:
+        # An entry is proven in its own log's tree.
         leaf = tree.leaf_index_of(session, entry)
         if leaf is None:
             raise NotFound("This entry is not in the tree yet (or does not exist)")
+        log = tree.log_of(session, entry) or 0
     assert leaf is not None
-    size = _default_size(found, session, tree_size)
-    path = tree.inclusion_proof(session, leaf, size)
-    row = tree.leaf_entry(session, leaf)
+    size = _default_size(found, session, tree_size, log)
+    path = tree.inclusion_proof(session, leaf, size, log)
+    row = tree.leaf_entry(session, leaf, log)
     if row is None:
         raise NotFound("No entry at this leaf")
     return JSONResponse(
@@ -179,9 +191,10 @@ def consistency(
             ge=1, le=MAX_BIGINT, description="The newer tree size; default: the latest checkpoint's"
         ),
     ] = None,
+    log: LogQuery = 0,
 ) -> Response:
-    size = _default_size(found, session, second)
-    path = found.audit_log.tree.consistency_proof(session, first, size)
+    size = _default_size(found, session, second, log)
+    path = found.audit_log.tree.consistency_proof(session, first, size, log)
     return JSONResponse(
         {"first": first, "second": size, "consistencyPath": [_b64(node) for node in path]}
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.audit.signing import NoteVerifier, SignatureError, SigningKey, open_note
@@ -68,10 +68,7 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
 
 def open_checkpoint(note: str, verifiers: list[NoteVerifier], origin: str) -> Checkpoint:
     """A checkpoint whose signature is valid and whose origin is this log's."""
-    checkpoint = parse_checkpoint_body(open_note(note, verifiers).body)
-    if checkpoint.origin != origin:
-        raise SignatureError("The checkpoint is for another log")
-    return checkpoint
+    return open_checkpoint_of(note, verifiers, {origin: 0})[1]
 
 
 def open_checkpoint_of(
@@ -123,9 +120,6 @@ class CheckpointService:
         mine = [own] if own is not None else []
         return mine + [v for v in self._trusted if v not in mine]
 
-    def origin_of(self, session: Session, log: int) -> str:
-        return log_origin(self.origin, self.tree.logs(session), log)
-
     def make(self, factory: sessionmaker[Session], log: int = 0) -> AuditCheckpoint | None:
         """Take every committed entry into its log's tree, then sign each log's new head.
         Returns ``log``'s latest checkpoint (unchanged when nothing new was committed)."""
@@ -137,6 +131,15 @@ class CheckpointService:
             if each == log:
                 made = latest
         return made
+
+    def make_for_chain(
+        self, factory: sessionmaker[Session], chain_key: str
+    ) -> AuditCheckpoint | None:
+        """``make``, returning the latest checkpoint of the log a chain (a patient's id)
+        belongs to: the one that proves that chain's entries."""
+        with factory() as session:
+            log = self.tree.log_of_chain(session, chain_key)
+        return self.make(factory, log)
 
     def _make_one(
         self, factory: sessionmaker[Session], log: int, logs: int
@@ -169,30 +172,42 @@ class CheckpointService:
         return row
 
     def latest(self, session: Session, log: int = 0) -> AuditCheckpoint | None:
-        return session.scalar(
-            select(AuditCheckpoint)
-            .where(AuditCheckpoint.log_id == log)
+        found = _detached(
+            session,
+            _CHECKPOINTS.where(AuditCheckpoint.log_id == log)
             .order_by(AuditCheckpoint.tree_size.desc())
-            .limit(1)
+            .limit(1),
         )
+        return found[0] if found else None
 
     def get(self, session: Session, tree_size: int, log: int = 0) -> AuditCheckpoint | None:
-        return session.scalar(
-            select(AuditCheckpoint).where(
+        found = _detached(
+            session,
+            _CHECKPOINTS.where(
                 AuditCheckpoint.log_id == log, AuditCheckpoint.tree_size == tree_size
-            )
+            ),
         )
+        return found[0] if found else None
 
     def page(
         self, session: Session, before: int | None, count: int, log: int = 0
     ) -> list[AuditCheckpoint]:
         """Newest first; ``before`` is a tree size, for the next page."""
         query = (
-            select(AuditCheckpoint)
-            .where(AuditCheckpoint.log_id == log)
+            _CHECKPOINTS.where(AuditCheckpoint.log_id == log)
             .order_by(AuditCheckpoint.tree_size.desc())
             .limit(count)
         )
         if before is not None:
             query = query.where(AuditCheckpoint.tree_size < before)
-        return list(session.scalars(query))
+        return _detached(session, query)
+
+
+_CHECKPOINTS = select(AuditCheckpoint.__table__)
+
+
+def _detached(session: Session, query: Select[Any]) -> list[AuditCheckpoint]:
+    """Checkpoints as objects outside the session: the mapper names a checkpoint by its
+    tree size alone (vault/models/audit.py), so two logs' checkpoints of one size must not
+    meet in a session's identity map."""
+    return [AuditCheckpoint(**row._mapping) for row in session.execute(query)]

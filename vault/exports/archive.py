@@ -144,7 +144,9 @@ class ArchiveBuilder:
         counter = _Counting(sealer)
         with zipfile.ZipFile(counter, "w") as archive:
             exported = self._documents(archive, patient_id, actor_in, progress, total_bytes)
-            checkpoint = self._readers.audit_log.checkpoints.make(self._factory)
+            checkpoint = self._readers.audit_log.checkpoints.make_for_chain(
+                self._factory, patient_id
+            )
             size = checkpoint.tree_size if checkpoint is not None else 0
             entries = self._history_file(archive, patient_id, actor_in, checkpoint)
             self._bundle(archive, patient_id, actor_in, exported, size)
@@ -254,11 +256,12 @@ class ArchiveBuilder:
         checkpoint: AuditCheckpoint | None,
     ) -> int:
         size = checkpoint.tree_size if checkpoint is not None else 0
+        log = checkpoint.log_id if checkpoint is not None else 0
         count = 0
         with archive.open("history/entries.jsonl", "w", force_zip64=True) as out:
             for session, entries in self._history_pages(patient_id, actor_in, size):
                 proofs = self._readers.audit_log.tree.inclusion_proofs(
-                    session, [entry.leaf_index or 0 for entry in entries], size
+                    session, [entry.leaf_index or 0 for entry in entries], size, log
                 )
                 for entry, proof in zip(entries, proofs, strict=True):
                     line = {

@@ -754,11 +754,11 @@ class Space:
         None until a checkpoint has taken the entry in."""
         entry = self.services.audit_log.history.entry(session, actor, patient_id, entry_id)
         log = self.services.audit_log
-        checkpoint = log.checkpoints.latest(session)
+        checkpoint = log.checkpoints.latest(session, entry.log_id)
         leaf = log.tree.leaf_index_of(session, entry.id)
         if checkpoint is None or leaf is None or leaf >= checkpoint.tree_size:
             return None
-        path = log.tree.inclusion_proof(session, leaf, checkpoint.tree_size)
+        path = log.tree.inclusion_proof(session, leaf, checkpoint.tree_size, entry.log_id)
         return {
             "entry": export_record(entry),
             "inclusionProof": {
