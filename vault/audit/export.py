@@ -11,34 +11,28 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vault.access.chain import HASHED_FIELDS
 from vault.audit import repository
 from vault.audit.checkpoints import format_time
 from vault.models import AuditEntry
 
+# Named first, in this order, as the export has always written them; then the rest of
+# what the hash covers, in HASHED_FIELDS' order.
+_FIRST = ("chain_key", "chain_seq")
+
 
 def export_record(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "occurredAt": format_time(entry.occurred_at),
-        "chain": entry.chain_key,
-        "seq": entry.chain_seq,
-        "leafIndex": entry.leaf_index,
-        "patient": entry.patient_id,
-        "action": entry.action,
-        "outcome": entry.outcome,
-        "purpose": entry.purpose,
-        "actorRole": entry.actor_role,
-        "actor": entry.actor_id,
-        "onBehalfOf": entry.on_behalf_of,
-        "clientId": entry.client_id,
-        "tokenId": entry.token_id,
-        "sourceIp": entry.source_ip,
-        "resourceType": entry.resource_type,
-        "resourceId": entry.resource_id,
-        "detail": entry.detail,
-        "prevHash": base64.b64encode(entry.prev_hash).decode(),
-        "entryHash": base64.b64encode(entry.entry_hash).decode(),
-    }
+    record: dict[str, Any] = {"id": entry.id, "occurredAt": format_time(entry.occurred_at)}
+    by_column = {field.column: field for field in HASHED_FIELDS}
+    for column in _FIRST:
+        record[by_column[column].export] = getattr(entry, column)
+    record["leafIndex"] = entry.leaf_index
+    for field in HASHED_FIELDS:
+        if field.column not in (*_FIRST, "occurred_at"):
+            record[field.export] = getattr(entry, field.column)
+    record["prevHash"] = base64.b64encode(entry.prev_hash).decode()
+    record["entryHash"] = base64.b64encode(entry.entry_hash).decode()
+    return record
 
 
 def export_lines(session: Session, since: datetime, after_id: int | None) -> Iterator[str]:

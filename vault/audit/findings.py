@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_fields, entry_hash
+from vault.access.chain import (
+    GENESIS,
+    NO_PATIENT_CHAIN,
+    canonical_fields,
+    entry_hash,
+    hashed_values,
+)
 
 
 @dataclass(frozen=True)
@@ -136,24 +142,7 @@ def chain_problem(row: Any, expected: int, previous: bytes) -> str | None:
         return "the entry sits in another patient's chain"
     if bytes(row.prev_hash) != previous:
         return "does not link to the previous entry of its chain (entry deleted, reordered or rewritten)"
-    content = canonical_fields(
-        chain_key=row.chain_key,
-        chain_seq=row.chain_seq,
-        occurred_at=row.occurred_at,
-        patient_id=row.patient_id,
-        action=row.action,
-        outcome=row.outcome,
-        purpose=row.purpose,
-        actor_role=row.actor_role,
-        actor_id=row.actor_id,
-        on_behalf_of=row.on_behalf_of,
-        client_id=row.client_id,
-        token_id=row.token_id,
-        source_ip=row.source_ip,
-        resource_type=row.resource_type,
-        resource_id=row.resource_id,
-        detail=row.detail,
-    )
+    content = canonical_fields(**hashed_values(row))
     if entry_hash(previous, content) != bytes(row.entry_hash):
         return "the entry's content does not match its hash (entry edited)"
     return None

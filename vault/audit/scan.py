@@ -22,17 +22,25 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from vault.access.chain import GENESIS, NO_PATIENT_CHAIN, canonical_text, detail_json, json_string
+from vault.access.chain import (
+    GENESIS,
+    HASHED_COLUMNS,
+    NO_PATIENT_CHAIN,
+    canonical_text,
+    detail_json,
+    json_string,
+)
 from vault.audit import merkle
 
 # A chain key range: rows with lower <= chain_key < upper; None is unbounded.
 KeyRange = tuple[str | None, str | None]
 
-_ENTRIES = (
-    "SELECT chain_key, chain_seq, occurred_at AT TIME ZONE 'UTC', patient_id, action, "
-    "outcome, purpose, actor_role, actor_id, on_behalf_of, client_id, token_id, source_ip, "
-    "resource_type, resource_id, detail::text, prev_hash, entry_hash FROM audit_entries"
-)
+# What the hash covers, in the order of HASHED_FIELDS (which is canonical_text's), the
+# instant in UTC and the detail as its JSON text; then the links.
+_AS_READ = {"occurred_at": "occurred_at AT TIME ZONE 'UTC'", "detail": "detail::text"}
+_SELECTED = ", ".join(_AS_READ.get(column, column) for column in HASHED_COLUMNS)
+# Column names from HASHED_FIELDS, no input: S608 does not apply.
+_ENTRIES = f"SELECT {_SELECTED}, prev_hash, entry_hash FROM audit_entries"  # noqa: S608
 _HEADS = "SELECT chain_key, last_seq, last_hash FROM audit_chain_heads"
 _LEAVES = (
     "SELECT entry_hash, leaf_index FROM audit_entries WHERE log_id = %s "
