@@ -11,7 +11,7 @@ from tests.audit.conftest import activity
 from vault.access.records import AuditRecord, Outcome
 from vault.audit import merkle
 from vault.audit.checkpoints import open_checkpoint
-from vault.audit.tree import AuditTree
+from vault.audit.repository.tree import AuditTree
 from vault.db import transaction
 from vault.models import AuditCheckpoint, AuditEntry, AuditTreeNode
 

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, sessionmaker
-
+from vault.audit.repository import checkpoints as checkpoint_rows
+from vault.audit.repository.tree import AuditTree
 from vault.audit.signing import NoteVerifier, SignatureError, SigningKey, open_note
-from vault.audit.tree import AuditTree
-from vault.db import transaction
+from vault.db import Session, SessionFactory, transaction
 from vault.models import AuditCheckpoint
 from vault.models.base import utcnow
 
@@ -120,7 +118,7 @@ class CheckpointService:
         mine = [own] if own is not None else []
         return mine + [v for v in self._trusted if v not in mine]
 
-    def make(self, factory: sessionmaker[Session], log: int = 0) -> AuditCheckpoint | None:
+    def make(self, factory: SessionFactory, log: int = 0) -> AuditCheckpoint | None:
         """Take every committed entry into its log's tree, then sign each log's new head.
         Returns ``log``'s latest checkpoint (unchanged when nothing new was committed)."""
         with factory() as session:
@@ -132,18 +130,14 @@ class CheckpointService:
                 made = latest
         return made
 
-    def make_for_chain(
-        self, factory: sessionmaker[Session], chain_key: str
-    ) -> AuditCheckpoint | None:
+    def make_for_chain(self, factory: SessionFactory, chain_key: str) -> AuditCheckpoint | None:
         """``make``, returning the latest checkpoint of the log a chain (a patient's id)
         belongs to: the one that proves that chain's entries."""
         with factory() as session:
             log = self.tree.log_of_chain(session, chain_key)
         return self.make(factory, log)
 
-    def _make_one(
-        self, factory: sessionmaker[Session], log: int, logs: int
-    ) -> AuditCheckpoint | None:
+    def _make_one(self, factory: SessionFactory, log: int, logs: int) -> AuditCheckpoint | None:
         while True:
             with transaction(factory) as session:
                 added = self.tree.extend(session, self._batch, log)
@@ -172,42 +166,13 @@ class CheckpointService:
         return row
 
     def latest(self, session: Session, log: int = 0) -> AuditCheckpoint | None:
-        found = _detached(
-            session,
-            _CHECKPOINTS.where(AuditCheckpoint.log_id == log)
-            .order_by(AuditCheckpoint.tree_size.desc())
-            .limit(1),
-        )
-        return found[0] if found else None
+        return checkpoint_rows.latest(session, log)
 
     def get(self, session: Session, tree_size: int, log: int = 0) -> AuditCheckpoint | None:
-        found = _detached(
-            session,
-            _CHECKPOINTS.where(
-                AuditCheckpoint.log_id == log, AuditCheckpoint.tree_size == tree_size
-            ),
-        )
-        return found[0] if found else None
+        return checkpoint_rows.get(session, tree_size, log)
 
     def page(
         self, session: Session, before: int | None, count: int, log: int = 0
     ) -> list[AuditCheckpoint]:
         """Newest first; ``before`` is a tree size, for the next page."""
-        query = (
-            _CHECKPOINTS.where(AuditCheckpoint.log_id == log)
-            .order_by(AuditCheckpoint.tree_size.desc())
-            .limit(count)
-        )
-        if before is not None:
-            query = query.where(AuditCheckpoint.tree_size < before)
-        return _detached(session, query)
-
-
-_CHECKPOINTS = select(AuditCheckpoint.__table__)
-
-
-def _detached(session: Session, query: Select[Any]) -> list[AuditCheckpoint]:
-    """Checkpoints as objects outside the session: the mapper names a checkpoint by its
-    tree size alone (vault/models/audit.py), so two logs' checkpoints of one size must not
-    meet in a session's identity map."""
-    return [AuditCheckpoint(**row._mapping) for row in session.execute(query)]
+        return checkpoint_rows.page(session, before, count, log)

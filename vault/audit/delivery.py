@@ -24,18 +24,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from vault.access.policy import known_to_patient
 from vault.audit import repository
 from vault.audit.checkpoints import format_time
 from vault.audit.history import document_of
+from vault.audit.repository import delivery as outbox
+from vault.db import Session, SessionFactory
 from vault.documents.repository import facts
-from vault.models import AuditNotification
 from vault.models.base import utcnow
 
 log = logging.getLogger("vault.audit.notifications")
@@ -146,53 +145,16 @@ class WebhookSender:
         self._client.close()
 
 
+# What a claim reads of each notification, in Due's order.
+_DUE = tuple(field.name for field in fields(Due))
+
+
 @dataclass
 class DeliveryStats:
     delivered: int = 0
     retrying: int = 0
     dead: int = 0
     held: int = 0
-
-
-_OUTBOX = cast(Table, AuditNotification.__table__)
-_CLAIM = (
-    select(*(_OUTBOX.c[field.name] for field in fields(Due)))
-    .where(_OUTBOX.c.status == "pending", _OUTBOX.c.next_attempt_at <= bindparam("now"))
-    .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
-    .limit(bindparam("batch"))
-    .with_for_update(skip_locked=True)
-)
-_CLAIM_UNTRIED = _CLAIM.where(_OUTBOX.c.id.not_in(bindparam("tried", expanding=True)))
-_DELIVERED = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        status="delivered",
-        attempts=_OUTBOX.c.attempts + 1,
-        delivered_at=bindparam("now"),
-        last_error=None,
-    )
-)
-_HELD = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .values(next_attempt_at=bindparam("later"))
-)
-# One row each, in one executemany: a failure's attempts, error, status and next try.
-_FAILED = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("row_id"))
-    .values(
-        attempts=bindparam("row_attempts"),
-        last_error=bindparam("row_error"),
-        status=bindparam("row_status"),
-        # A notification given up keeps the time it was last due.
-        next_attempt_at=func.coalesce(
-            bindparam("row_next", type_=_OUTBOX.c.next_attempt_at.type),
-            _OUTBOX.c.next_attempt_at,
-        ),
-    )
-)
 
 
 def _not_yet_announced(session: Session, rows: list[Due]) -> set[int]:
@@ -220,7 +182,7 @@ def _not_yet_announced(session: Session, rows: list[Due]) -> set[int]:
 class DeliveryWorker:
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         sender: Sender,
         *,
         max_attempts: int = 10,
@@ -253,11 +215,7 @@ class DeliveryWorker:
 
     def _deliver_batch(self, now: datetime, tried: list[int], batch: int) -> list[str]:
         with self._factory() as session, session.begin():
-            claim = _CLAIM_UNTRIED if tried else _CLAIM
-            rows = [
-                Due(*row)
-                for row in session.execute(claim, {"now": now, "batch": batch, "tried": tried})
-            ]
+            rows = [Due(*row) for row in outbox.claim_due(session, _DUE, now, batch, tried)]
             held = _not_yet_announced(session, rows)
             if self._fan_out is not None:
                 self._fan_out(
@@ -286,12 +244,12 @@ class DeliveryWorker:
                 outcomes.append("delivered")
                 delivered.append(row.id)
             if delivered:
-                session.execute(_DELIVERED, {"ids": delivered, "now": now})
+                outbox.mark_delivered(session, delivered, now)
             if held:
                 later = now + timedelta(seconds=max(self._backoff, 1.0))
-                session.execute(_HELD, {"ids": sorted(held), "later": later})
+                outbox.hold(session, sorted(held), later)
             if failed:
-                session.execute(_FAILED, failed)
+                outbox.record_failures(session, failed)
             return outcomes
 
     def _failed(

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vault.access.chain import HASHED_FIELDS
 from vault.audit import repository
 from vault.audit.checkpoints import format_time
+from vault.db import Session
 from vault.models import AuditEntry
 
 # Named first, in this order, as the export has always written them; then the rest of

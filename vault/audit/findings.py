@@ -7,8 +7,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vault.access.chain import (
     GENESIS,
     NO_PATIENT_CHAIN,
@@ -146,15 +144,6 @@ def chain_problem(row: Any, expected: int, previous: bytes) -> str | None:
     if entry_hash(previous, content) != bytes(row.entry_hash):
         return "the entry's content does not match its hash (entry edited)"
     return None
-
-
-def stream_rows(session: Session, query: Any, batch: int) -> Iterator[Any]:
-    result = session.execute(query.execution_options(yield_per=batch))
-    try:
-        yield from result
-    finally:
-        # A loop that stops early must not leave a server-side cursor open.
-        result.close()
 
 
 def batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

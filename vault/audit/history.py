@@ -18,12 +18,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService
 from vault.audit import repository
+from vault.db import Session
 from vault.documents.repository import facts
 from vault.errors import BadRequest, NotFound
 from vault.identity.principal import Role

@@ -27,28 +27,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select, true, union_all
-from sqlalchemy.orm import Session
-
 from vault.audit import merkle
-from vault.audit.findings import ChainWalk, Failure, Report, batches, stream_rows
-from vault.audit.tree import AuditTree
+from vault.audit.findings import ChainWalk, Failure, Report, batches
+from vault.audit.repository import verification
+from vault.audit.repository.tree import AuditTree
+from vault.db import Session
 from vault.errors import VaultError
-from vault.models import AuditEntry
 
 # Previous entries proven included per query of tree nodes.
 _PROOFS_TOGETHER = 1000
-
-
-def added_since(sizes: dict[int, int]) -> ColumnElement[bool]:
-    """Entries placed in their log's tree from leaf ``sizes[log]`` on, or not placed yet."""
-    return or_(
-        *(
-            and_(AuditEntry.log_id == log, AuditEntry.leaf_index >= since)
-            for log, since in sizes.items()
-        ),
-        AuditEntry.leaf_index.is_(None),
-    )
 
 
 def verified_edge(
@@ -90,41 +77,11 @@ def check_new_chains(
 ) -> None:
     """Each chain the new entries extend, from the entry before its first new one.
     ``anchors`` holds each log's verified size and its signed root."""
-    # Each part by its own index (the leaf range of each log, the partial index of
-    # unplaced entries), then each chain from its entry before the first new one, again by
-    # index: the plan stays proportional to what was added, whatever the size of the log.
-    added = union_all(
-        *(
-            select(AuditEntry.chain_key, AuditEntry.chain_seq).where(
-                AuditEntry.log_id == log, AuditEntry.leaf_index >= since
-            )
-            for log, (since, _root) in anchors.items()
-        ),
-        select(AuditEntry.chain_key, AuditEntry.chain_seq).where(AuditEntry.leaf_index.is_(None)),
-    ).subquery()
-    first_new = (
-        select(added.c.chain_key, func.min(added.c.chain_seq).label("first_seq"))
-        .group_by(added.c.chain_key)
-        .subquery()
-    )
-    from_before = and_(
-        AuditEntry.chain_key == first_new.c.chain_key,
-        AuditEntry.chain_seq >= first_new.c.first_seq - 1,
-    )
-    chains: FromClause
-    if session.get_bind().dialect.name == "postgresql":
-        # LATERAL makes each chain an index range scan; a plain join may be planned as a
-        # merge over the whole chain index when the statistics lag behind the log.
-        chains = select(AuditEntry.__table__).where(from_before).lateral()
-        query = select(chains).select_from(first_new).join(chains, true())
-    else:
-        chains = AuditEntry.__table__
-        query = select(chains).join(first_new, from_before)
-    query = query.order_by(chains.c.chain_key, chains.c.chain_seq)
     verified: list[Any] = []
     current: str | None = None
     walk = ChainWalk()
-    for row in stream_rows(session, query, batch):
+    sizes = {log: since for log, (since, _root) in anchors.items()}
+    for row in verification.extended_chains(session, sizes, batch):
         if row.chain_key != current:
             current = row.chain_key
             report.chains += 1

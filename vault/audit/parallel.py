@@ -25,10 +25,10 @@ from typing import IO, Any, cast
 
 import psycopg
 from psycopg.conninfo import make_conninfo
-from sqlalchemy.orm import Session
 
 from vault.audit.scan import ChainTally, KeyRange, check_chains, check_tree
 from vault.audit.scan_worker import run as run_job
+from vault.db import Session
 
 log = logging.getLogger(__name__)
 

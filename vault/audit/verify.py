@@ -27,18 +27,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.audit import merkle
 from vault.audit.checkpoints import CheckpointService, log_origin, open_checkpoint_of
-from vault.audit.findings import ChainWalk, Failure, Report, batches, stream_rows
-from vault.audit.incremental import added_since, check_new_chains, verified_edge
+from vault.audit.findings import ChainWalk, Failure, Report, batches
+from vault.audit.incremental import check_new_chains, verified_edge
 from vault.audit.parallel import scan_log
+from vault.audit.repository import verification
+from vault.audit.repository.tree import AuditTree
 from vault.audit.signing import SignatureError
-from vault.audit.tree import AuditTree
+from vault.db import Session, SessionFactory
 from vault.errors import VaultError
-from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry
 
 
 class AuditVerifier:
@@ -56,7 +54,7 @@ class AuditVerifier:
         # Processes for the chains of a large log on PostgreSQL; one per CPU by default.
         self.workers = workers if workers is not None else _cpus()
 
-    def verify(self, factory: sessionmaker[Session], published: Sequence[str] = ()) -> Report:
+    def verify(self, factory: SessionFactory, published: Sequence[str] = ()) -> Report:
         report = Report()
         with _snapshot(factory) as session:
             roots = self._signed_roots(session, report, published)
@@ -73,7 +71,7 @@ class AuditVerifier:
         return report
 
     def verify_patient(
-        self, factory: sessionmaker[Session], patient_id: str, published: Sequence[str] = ()
+        self, factory: SessionFactory, patient_id: str, published: Sequence[str] = ()
     ) -> Report:
         """One patient's chain, and each of its entries' inclusion in the latest signed
         tree (proofs from the stored nodes, checked against the signed root)."""
@@ -88,7 +86,7 @@ class AuditVerifier:
 
     def verify_since(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         since: int | Sequence[int],
         published: Sequence[str] = (),
     ) -> Report:
@@ -131,7 +129,7 @@ class AuditVerifier:
                     return report
                 anchors[log], starts[log] = (size, root), start
             check_new_chains(session, report, self.tree, anchors, self.batch)
-            self._check_heads(session, report, None, added=added_since(dict(enumerate(sizes))))
+            self._check_heads(session, report, None, added=dict(enumerate(sizes)))
             for log, start in starts.items():
                 self._check_tree(session, report, roots[log], start, log, _named(roots, log))
             report.note_signed(roots)
@@ -170,20 +168,7 @@ class AuditVerifier:
         origins = {log_origin(self.checkpoints.origin, logs, log): log for log in range(logs)}
         floor = at_least or {}
         roots: dict[int, dict[int, set[bytes]]] = {log: {} for log in range(logs)}
-        # Plain rows: objects of several logs would share identities (vault/models/audit.py).
-        stored = select(AuditCheckpoint.__table__).order_by(
-            AuditCheckpoint.log_id, AuditCheckpoint.tree_size
-        )
-        if at_least is not None:
-            stored = stored.where(
-                or_(
-                    *(
-                        and_(AuditCheckpoint.log_id == log, AuditCheckpoint.tree_size >= size)
-                        for log, size in at_least.items()
-                    )
-                )
-            )
-        for row in session.execute(stored):
+        for row in verification.checkpoint_rows(session, at_least):
             report.checkpoints += 1
             where = f"checkpoint{_of_log(logs, row.log_id)} at tree size {row.tree_size}"
             try:
@@ -222,12 +207,9 @@ class AuditVerifier:
     # -- chains ---------------------------------------------------------------------------
 
     def _check_chains(self, session: Session, report: Report, chain_key: str | None) -> None:
-        query = select(AuditEntry.__table__).order_by(AuditEntry.chain_key, AuditEntry.chain_seq)
-        if chain_key is not None:
-            query = query.where(AuditEntry.chain_key == chain_key)
         current: str | None = None
         walk = ChainWalk()
-        for row in stream_rows(session, query, self.batch):
+        for row in verification.chain_rows(session, chain_key, self.batch):
             report.entries += 1
             if row.chain_key != current:
                 current, walk = row.chain_key, ChainWalk()
@@ -239,44 +221,15 @@ class AuditVerifier:
         session: Session,
         report: Report,
         chain_key: str | None,
-        added: ColumnElement[bool] | None = None,
+        added: dict[int, int] | None = None,
     ) -> None:
         """Every chain's head (or one chain's) names its last entry, and no entry (or no
-        ``added`` entry) lies beyond its chain's head."""
-        heads = select(
-            AuditChainHead.chain_key,
-            AuditChainHead.last_seq,
-            AuditChainHead.last_hash,
-            AuditEntry.id,
-            AuditEntry.entry_hash,
-            AuditEntry.leaf_index,
-        ).outerjoin(
-            AuditEntry,
-            and_(
-                AuditEntry.chain_key == AuditChainHead.chain_key,
-                AuditEntry.chain_seq == AuditChainHead.last_seq,
-            ),
-        )
-        beyond = (
-            select(AuditEntry.id, AuditEntry.chain_key, AuditEntry.chain_seq, AuditEntry.leaf_index)
-            .outerjoin(AuditChainHead, AuditChainHead.chain_key == AuditEntry.chain_key)
-            .where(
-                (AuditChainHead.chain_key.is_(None))
-                | (AuditEntry.chain_seq > AuditChainHead.last_seq)
-            )
-            .order_by(AuditEntry.id)
-            .limit(1)
-        )
-        if chain_key is not None:
-            heads = heads.where(AuditChainHead.chain_key == chain_key)
-            beyond = beyond.where(AuditEntry.chain_key == chain_key)
-        if added is not None:
-            beyond = beyond.where(added)
-        for key, last_seq, last_hash, entry_id, digest, leaf in stream_rows(
-            session, heads, self.batch
+        entry added since ``added``'s size of each log) lies beyond its chain's head."""
+        for key, last_seq, last_hash, entry_id, digest, leaf in verification.head_rows(
+            session, chain_key, self.batch
         ):
             if entry_id is None:
-                survivor = self._last_of_chain(session, key)
+                survivor = verification.last_of_chain(session, key)
                 report.failures.append(
                     Failure(
                         f"the chain's head records {last_seq} entries; the ones after "
@@ -298,21 +251,10 @@ class AuditVerifier:
                         leaf,
                     )
                 )
-        for entry_id, key, seq, leaf in session.execute(beyond):
+        for entry_id, key, seq, leaf in verification.beyond_heads(session, chain_key, added):
             report.failures.append(
                 Failure("the entry is beyond its chain's recorded head", entry_id, key, seq, leaf)
             )
-
-    def _last_of_chain(
-        self, session: Session, chain_key: str
-    ) -> tuple[int, str, int, int | None] | None:
-        row = session.execute(
-            select(AuditEntry.id, AuditEntry.chain_key, AuditEntry.chain_seq, AuditEntry.leaf_index)
-            .where(AuditEntry.chain_key == chain_key)
-            .order_by(AuditEntry.chain_seq.desc())
-            .limit(1)
-        ).first()
-        return (row[0], row[1], row[2], row[3]) if row else None
 
     # -- tree -----------------------------------------------------------------------------
 
@@ -328,15 +270,12 @@ class AuditVerifier:
         """A log's tree from its first leaf, or from the edge of an already verified
         ``start``. ``named`` is the log as failures name it (None when it is the only one)."""
         compact = start or merkle.CompactRange()
-        query = (
-            select(AuditEntry.id, AuditEntry.entry_hash, AuditEntry.leaf_index)
-            .where(AuditEntry.log_id == log, AuditEntry.leaf_index >= compact.size)
-            .order_by(AuditEntry.leaf_index)
-        )
         computed: list[tuple[int, int, bytes]] = []
         verified_size = compact.size
         intact = True
-        for entry_id, digest, leaf_index in stream_rows(session, query, self.batch):
+        for entry_id, digest, leaf_index in verification.leaf_rows(
+            session, log, compact.size, self.batch
+        ):
             if leaf_index != compact.size:
                 report.failures.append(
                     Failure(
@@ -426,9 +365,7 @@ class AuditVerifier:
         return False
 
     def _entry_at(self, session: Session, leaf: int, log: int) -> int | None:
-        return session.scalar(
-            select(AuditEntry.id).where(AuditEntry.log_id == log, AuditEntry.leaf_index == leaf)
-        )
+        return verification.entry_at(session, leaf, log)
 
     def _check_inclusion(
         self,
@@ -444,18 +381,8 @@ class AuditVerifier:
         size = max(roots)
         (root,) = roots[size] if len(roots[size]) == 1 else (b"",)
         report.add_leaves(log, size)
-        query = (
-            select(
-                AuditEntry.id, AuditEntry.chain_seq, AuditEntry.entry_hash, AuditEntry.leaf_index
-            )
-            .where(
-                AuditEntry.chain_key == patient_id,
-                AuditEntry.log_id == log,
-                AuditEntry.leaf_index < size,
-            )
-            .order_by(AuditEntry.leaf_index)
-        )
-        for batch in batches(stream_rows(session, query, self.batch), 200):
+        rows = verification.chain_leaves(session, patient_id, log, size, self.batch)
+        for batch in batches(rows, 200):
             try:
                 proofs = self.tree.inclusion_proofs(session, [row[3] for row in batch], size, log)
             except VaultError:
@@ -496,7 +423,7 @@ def _cpus() -> int:
 class _snapshot:  # noqa: N801 - used as a context manager, reads like one
     """One consistent snapshot of the whole log, read-only."""
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: SessionFactory) -> None:
         self._session = factory()
 
     def __enter__(self) -> Session:

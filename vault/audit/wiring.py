@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from vault.access.service import AccessService
 from vault.audit.checkpoints import CheckpointService
 from vault.audit.history import AuditHistory
+from vault.audit.repository.tree import AuditTree
 from vault.audit.signing import NoteVerifier, SigningKey
-from vault.audit.tree import AuditTree
 from vault.audit.verify import AuditVerifier
 from vault.settings import Settings
 
