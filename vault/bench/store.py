@@ -47,7 +47,7 @@ from vault.bench.workload import (
     patient_resource,
     pdf_document,
 )
-from vault.documents import rows as document_rows
+from vault.documents.repository import rows as document_rows
 from vault.documents.service import binary_context, version_context
 from vault.errors import VaultError
 from vault.models.base import new_id
