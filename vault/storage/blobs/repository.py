@@ -42,7 +42,7 @@ def _binary_results(cursor: Any, statement: str, parameters: Any, context: Any) 
     return True
 
 
-def insert_chunks(session: Session, rows: list[dict[str, object]]) -> None:
+def insert_chunks(session: Session, rows: list[dict[str, Any]]) -> None:
     # A Core insert: chunks are only ever inserted whole, and the ORM's unit of work
     # would cost more than the rest of the write.
     session.execute(_INSERT_CHUNKS, rows)
