@@ -260,8 +260,7 @@ def blobs_sweep(
     """Remove blobs no committed document points to, and writes that never finished."""
     from datetime import timedelta  # noqa: PLC0415
 
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
-
+    from vault.db import SQLAlchemyError  # noqa: PLC0415
     from vault.errors import VaultError  # noqa: PLC0415
     from vault.services import build_services  # noqa: PLC0415
     from vault.storage.blobs.sweep import sweep_orphans  # noqa: PLC0415

@@ -15,9 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
@@ -26,10 +32,12 @@ __all__ = [
     "Engine",
     "IntegrityError",
     "OperationalError",
+    "SQLAlchemyError",
     "Session",
     "SessionFactory",
     "make_engine",
     "make_session_factory",
+    "ping",
     "transaction",
 ]
 
@@ -128,6 +136,12 @@ def _refuse_nul(
         values = row.values() if isinstance(row, dict) else row
         if any(isinstance(value, str) and "\x00" in value for value in values):
             raise sqlite3.DataError("A text value holds a NUL character")
+
+
+def ping(engine: Engine) -> None:
+    """One round trip on a connection of the pool: raises when the database does not answer."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

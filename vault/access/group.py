@@ -19,13 +19,10 @@ import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access.chain import NO_PATIENT_CHAIN
 from vault.access.journal import AuditService
 from vault.access.records import AuditRecord, WrittenEntry
+from vault.db import DBAPIError, Engine, OperationalError, SessionFactory
 from vault.errors import ServiceUnavailable
 
 # Records one transaction takes at most: a bound on what one failure fails.
@@ -88,7 +85,7 @@ class GroupCommit:
     def __init__(
         self,
         audit: AuditService,
-        session_factory: sessionmaker[Session],
+        session_factory: SessionFactory,
         engine: Engine | None = None,
     ) -> None:
         self._audit = audit

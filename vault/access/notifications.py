@@ -28,13 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
-
-from vault.models import AuditNotification
+# The statement that writes a row of outbox_row or addressed_rows is SQL, so it lives in
+# the repository; vault/access/journal.py builds its statements from this name.
+from vault.access.repository import outbox_insert as outbox_insert  # noqa: PLC0414
 
 EMERGENCY_PURPOSE = "ETREAT"
 READ_PERMISSIONS = frozenset({"document:read", "document:search", "document:content"})
@@ -173,31 +171,6 @@ def notification_for(entry: EntryFacts) -> tuple[NotificationKind, str] | None:
         if applies(entry):
             return kind, dedupe_key(entry)
     return None
-
-
-_OUTBOX = cast(Table, AuditNotification.__table__)
-_OUTBOX_COLUMNS = (
-    "created_at",
-    "patient_id",
-    "kind",
-    "dedupe_key",
-    "audit_entry_id",
-    "actor_role",
-    "actor_id",
-    "recipient",
-    "status",
-    "attempts",
-    "next_attempt_at",
-)
-
-
-def outbox_insert(insert: Callable[[Any], Any]) -> Insert:
-    """The outbox row's insert, skipped when one with its key exists: ``insert`` is the
-    dialect's (``postgresql.insert`` or ``sqlite.insert``); parameters from ``outbox_row``."""
-    built: postgresql.Insert | sqlite.Insert = insert(_OUTBOX)
-    return built.values(
-        {name: bindparam(f"n_{name}") for name in _OUTBOX_COLUMNS}
-    ).on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
 
 
 def outbox_row(entry: EntryFacts) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
-"""The only place that builds SQL for access policies."""
+"""The only place that builds SQL for access policies and the patient's notification outbox."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -10,13 +10,14 @@ from sqlalchemy import Table, and_, bindparam, literal_column, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from vault.access import notifications
 from vault.access.state import Entry, EntryKind, PatientPolicy
 from vault.models import (
     AccessPolicy,
     AccessPolicyEntry,
+    AuditNotification,
     CaregiverInvitation,
     InvitationCode,
     PatientIns,
@@ -269,4 +270,31 @@ def enqueue_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
     key exists."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(notifications.outbox_insert(insert), rows)
+    session.execute(outbox_insert(insert), rows)
+
+
+_OUTBOX = cast(Table, AuditNotification.__table__)
+# The columns vault/access/notifications.py fills, each bound as ``n_<column>``.
+_OUTBOX_COLUMNS = (
+    "created_at",
+    "patient_id",
+    "kind",
+    "dedupe_key",
+    "audit_entry_id",
+    "actor_role",
+    "actor_id",
+    "recipient",
+    "status",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+def outbox_insert(insert: Callable[[Any], Any]) -> Insert:
+    """The outbox row's insert, skipped when one with its key exists: ``insert`` is the
+    dialect's (``postgresql.insert`` or ``sqlite.insert``); parameters from
+    ``notifications.outbox_row`` or ``notifications.addressed_rows``."""
+    built: postgresql.Insert | sqlite.Insert = insert(_OUTBOX)
+    return built.values(
+        {name: bindparam(f"n_{name}") for name in _OUTBOX_COLUMNS}
+    ).on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])

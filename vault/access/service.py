@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access.filters import Filter
 from vault.access.group import WRITTEN, Deferred, GroupCommit, Pending
 from vault.access.journal import AuditService, holds_chain
@@ -38,6 +36,7 @@ from vault.access.policy import (
 from vault.access.records import AuditRecord, Outcome, WrittenEntry
 from vault.access.repository import PolicySnapshots, load_policy, own_record_state
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
+from vault.db import Session, SessionFactory
 from vault.errors import NotFound, VaultError
 from vault.identity.principal import INS_SYSTEMS, Principal, Role
 from vault.models.base import utcnow
@@ -548,7 +547,7 @@ class AccessService:
 
     def end_failed(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         session: Session,
         principal: Principal,
         error: BaseException,

@@ -1,4 +1,4 @@
-"""Request dependencies: services, the transaction, the authenticated principal, bodies."""
+"""Request dependencies: services, the unit of work, the authenticated principal, bodies."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from anyio import CancelScope
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
 from vault.access.service import API, take_refusals
+from vault.db import Session
 from vault.errors import (
     BadRequest,
     MissingToken,
@@ -71,8 +71,8 @@ async def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-async def transaction(request: Request, principal: PrincipalDep) -> AsyncIterator[Session]:
-    """One transaction per request: commit when the endpoint returns, roll back on any
+async def unit_of_work(request: Request, principal: PrincipalDep) -> AsyncIterator[Session]:
+    """The request's unit of work, one database transaction: commit when the endpoint returns, roll back on any
     error -- then record the refusal or failure on its own, since it must outlive the
     rollback.
 
@@ -118,7 +118,7 @@ def _count_refusals(request: Request, principal: Principal, session: Session) ->
         throttle.refused(principal, refused)
 
 
-SessionDep = Annotated[Session, Depends(transaction, scope="function")]
+SessionDep = Annotated[Session, Depends(unit_of_work, scope="function")]
 
 
 async def actor(request: Request, principal: PrincipalDep, session: SessionDep) -> Actor:
@@ -137,7 +137,7 @@ ActorDep = Annotated[Actor, Depends(actor)]
 def end_reads(session: Session) -> None:
     """For an endpoint that has read all it reads from the database (its audit entry
     committed, or waited for): ends the transaction in the endpoint's own thread, so that
-    the transaction dependency has no commit left to make and spares a hop to the thread
+    ``unit_of_work`` has no commit left to make and spares a hop to the thread
     pool. A failure here fails the request as a failed commit would."""
     session.commit()
 

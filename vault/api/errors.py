@@ -7,10 +7,10 @@ import traceback
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault.api.responses import FhirResponse
+from vault.db import DataError, DBAPIError, IntegrityError, OperationalError
 from vault.errors import MissingToken, TooManyRequests, Unauthenticated, VaultError
 from vault.fhir.outcome import operation_outcome
 

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
 from vault.commands import fail
-from vault.db import make_engine, make_session_factory
+from vault.db import Session, make_engine, make_session_factory
 from vault.errors import VaultError
 from vault.identity.clients import ClientRegistry, RegisteredClient
 from vault.identity.scopes import format_scope

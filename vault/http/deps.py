@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
+from vault.db import Session
 from vault.services import Services
 
 

@@ -1,5 +1,5 @@
 """Registered professional software (SMART Backend Services clients) and the client
-assertions they have already used. The only place that builds SQL for either."""
+assertions they have already used. Their SQL is in vault/identity/repository.py."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
+from vault.db import IntegrityError, Session
 from vault.errors import BadRequest, Conflict
+from vault.identity import repository
 from vault.identity.jwks import KeySource, RemoteJwks, StaticKeys, check_jwks_url, import_jwks
 from vault.identity.scopes import Scope, format_scope, parse_scope
 from vault.models import OAuthClient, UsedClientAssertion
@@ -144,8 +142,7 @@ class ClientRegistry:
         return _registered(row) if row is not None else None
 
     def all(self, session: Session) -> list[RegisteredClient]:
-        rows = session.scalars(select(OAuthClient).order_by(OAuthClient.client_id))
-        return [_registered(row) for row in rows]
+        return [_registered(row) for row in repository.all_clients(session)]
 
     def remove(self, session: Session, client_id: str) -> bool:
         row = session.get(OAuthClient, client_id)
@@ -176,7 +173,7 @@ class ClientRegistry:
         """Record a client assertion's ``jti``; False when it was already used. Kept until the
         assertion could no longer be accepted anyway, then purged."""
         now = datetime.now(UTC)
-        session.execute(delete(UsedClientAssertion).where(UsedClientAssertion.expires_at < now))
+        repository.forget_expired_assertions(session, now)
         try:
             with session.begin_nested():
                 session.add(

@@ -39,8 +39,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy.orm import Session, sessionmaker
 
+from vault.db import Session, SessionFactory
 from vault.errors import VaultError
 from vault.identity.clients import (
     ClientRegistry,
@@ -108,7 +108,7 @@ class TokenEndpoint:
         self,
         issuer: EmbeddedIssuer,
         clients: ClientRegistry,
-        session_factory: sessionmaker[Session],
+        session_factory: SessionFactory,
         *,
         token_url: str,
         token_ttl: int = 300,

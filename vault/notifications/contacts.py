@@ -7,8 +7,7 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy.orm import Session
-
+from vault.db import Session
 from vault.models import NotificationContact
 from vault.storage import crypto
 from vault.storage.envelope import Envelope, Sealed

@@ -29,24 +29,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import CursorResult, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.audit.delivery import DeliveryError
+from vault.db import Session, SessionFactory
 from vault.models import NotificationContact, NotificationEmail
 from vault.models.base import as_utc, utcnow
-from vault.notifications import templates
+from vault.notifications import repository, templates
 from vault.notifications.contacts import ContactKeys, events_of
 from vault.notifications.mail import Mailer
 
 log = logging.getLogger("vault.notifications")
-
-_EMAILS = cast(Table, NotificationEmail.__table__)
-DUE = ("pending", "sending")
 
 
 def enqueue_notifications(session: Session, due: Sequence[tuple[int, str, str]]) -> int:
@@ -56,16 +50,7 @@ def enqueue_notifications(session: Session, due: Sequence[tuple[int, str, str]])
     patients = sorted({patient for _, patient, kind in due if kind in templates.TEMPLATES})
     if not patients:
         return 0
-    contacts = {
-        row.patient_id: row
-        for row in session.execute(
-            select(
-                NotificationContact.patient_id,
-                NotificationContact.events,
-                NotificationContact.confirmed_at,
-            ).where(NotificationContact.patient_id.in_(patients))
-        )
-    }
+    contacts = {row.patient_id: row for row in repository.contacts_wishes(session, patients)}
     now = utcnow()
     rows = [
         {
@@ -84,11 +69,7 @@ def enqueue_notifications(session: Session, due: Sequence[tuple[int, str, str]])
     ]
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(_EMAILS).on_conflict_do_nothing(index_elements=["notification_id"]), rows
-    )
+    repository.queue_emails(session, rows)
     return len(rows)
 
 
@@ -151,7 +132,7 @@ class Links:
 class EmailWorker:
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         contacts: ContactKeys,
         mailer: Mailer,
         links: Links,
@@ -193,29 +174,14 @@ class EmailWorker:
     def claim(self, now: datetime, batch: int) -> list[Claimed]:
         """Step 1: take due rows (and rows whose worker's lease ran out) for this worker."""
         with self._factory() as session, session.begin():
-            rows = session.execute(
-                select(_EMAILS)
-                .where(_EMAILS.c.status.in_(DUE), _EMAILS.c.next_attempt_at <= now)
-                .order_by(_EMAILS.c.next_attempt_at, _EMAILS.c.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = repository.due_emails(session, now, batch)
             claimed: list[Claimed] = []
             for row in rows:
                 # Unique without the host name or the clock make_msgid would add.
                 message_id = (
                     row.message_id or f"<vault-{row.id}.{secrets.token_hex(8)}@{self._domain}>"
                 )
-                session.execute(
-                    update(_EMAILS)
-                    .where(_EMAILS.c.id == row.id)
-                    .values(
-                        status="sending",
-                        message_id=message_id,
-                        lease_until=now + self._lease,
-                        next_attempt_at=now + self._lease,
-                    )
-                )
+                repository.lease_email(session, row.id, message_id, now + self._lease)
                 claimed.append(
                     Claimed(
                         row.id,
@@ -300,19 +266,18 @@ class EmailWorker:
 
     def _finish(self, row: Claimed, status: str, now: datetime) -> None:
         with self._factory() as session, session.begin():
-            session.execute(
-                update(_EMAILS)
-                .where(_EMAILS.c.id == row.id, _EMAILS.c.message_id == row.message_id)
-                .values(
-                    status=status,
-                    attempts=row.attempts + (1 if status == "sent" else 0),
-                    sent_at=now if status == "sent" else None,
-                    lease_until=None,
-                    last_error=None,
-                    # A confirmation token has no business staying once it has left.
-                    secret_ciphertext=None,
-                    secret_dek=None,
-                )
+            repository.record_attempt(
+                session,
+                row.id,
+                row.message_id,
+                status=status,
+                attempts=row.attempts + (1 if status == "sent" else 0),
+                sent_at=now if status == "sent" else None,
+                lease_until=None,
+                last_error=None,
+                # A confirmation token has no business staying once it has left.
+                secret_ciphertext=None,
+                secret_dek=None,
             )
 
     def _failed(self, row: Claimed, error: DeliveryError, now: datetime) -> str:
@@ -324,16 +289,15 @@ class EmailWorker:
             delay = min(self._cap, self._backoff * 2 ** (attempts - 1))
             status, next_attempt, outcome = "pending", now + timedelta(seconds=delay), "retrying"
         with self._factory() as session, session.begin():
-            session.execute(
-                update(_EMAILS)
-                .where(_EMAILS.c.id == row.id, _EMAILS.c.message_id == row.message_id)
-                .values(
-                    status=status,
-                    attempts=attempts,
-                    next_attempt_at=next_attempt,
-                    lease_until=None,
-                    last_error=error.reason[:64],
-                )
+            repository.record_attempt(
+                session,
+                row.id,
+                row.message_id,
+                status=status,
+                attempts=attempts,
+                next_attempt_at=next_attempt,
+                lease_until=None,
+                last_error=error.reason[:64],
             )
         return outcome
 
@@ -349,38 +313,18 @@ class DeadLetter:
     failed_at: datetime
 
 
-def dead_letters(factory: sessionmaker[Session], limit: int = 100) -> list[DeadLetter]:
+def dead_letters(factory: SessionFactory, limit: int = 100) -> list[DeadLetter]:
     with factory() as session:
-        rows = session.execute(
-            select(
-                _EMAILS.c.id,
-                _EMAILS.c.kind,
-                _EMAILS.c.patient_id,
-                _EMAILS.c.attempts,
-                _EMAILS.c.last_error,
-                _EMAILS.c.created_at,
-                _EMAILS.c.next_attempt_at,
-            )
-            .where(_EMAILS.c.status == "dead")
-            .order_by(_EMAILS.c.id)
-            .limit(limit)
-        ).all()
-        return [DeadLetter(*row) for row in rows]
+        return [DeadLetter(*row) for row in repository.dead_emails(session, limit)]
 
 
 class NotDead(LookupError):
     """Only a dead letter can be replayed."""
 
 
-def replay(factory: sessionmaker[Session], email_id: int, now: datetime | None = None) -> None:
+def replay(factory: SessionFactory, email_id: int, now: datetime | None = None) -> None:
     """A dead letter goes back to the queue with its attempts reset and its Message-ID kept
     (it was never accepted by a server, or a repeat is recognisable)."""
     with factory() as session, session.begin():
-        result = session.execute(
-            update(_EMAILS)
-            .where(_EMAILS.c.id == email_id, _EMAILS.c.status == "dead")
-            .values(status="pending", attempts=0, next_attempt_at=now or utcnow(), last_error=None)
-        )
-        changed = cast(CursorResult[Any], result).rowcount
-        if changed != 1:
+        if repository.requeue_dead(session, email_id, now or utcnow()) != 1:
             raise NotDead(f"no dead letter with id {email_id}")

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessService
+from vault.db import Session
 from vault.errors import InvalidResource, NotFound, TooManyRequests
-from vault.models import NotificationContact, NotificationEmail
+from vault.models import NotificationContact
 from vault.models.base import as_utc, utcnow
-from vault.notifications import templates
+from vault.notifications import repository, templates
 from vault.notifications.contacts import (
     ContactKeys,
     events_column,
@@ -121,16 +120,10 @@ class NotificationPreferences:
     def _limit_confirmations(session: Session, patient_id: str, now: datetime) -> None:
         """A confirmation goes to an address nobody has vouched for yet: a few a day per
         record, so that no one uses the vault to mail strangers."""
-        sent = session.scalar(
-            select(func.count())
-            .select_from(NotificationEmail)
-            .where(
-                NotificationEmail.patient_id == patient_id,
-                NotificationEmail.kind == templates.CONFIRMATION,
-                NotificationEmail.created_at > now - timedelta(days=1),
-            )
+        sent = repository.emails_of_kind_since(
+            session, patient_id, templates.CONFIRMATION, now - timedelta(days=1)
         )
-        if (sent or 0) >= CONFIRMATIONS_PER_DAY:
+        if sent >= CONFIRMATIONS_PER_DAY:
             raise TooManyRequests(
                 f"At most {CONFIRMATIONS_PER_DAY} addresses to confirm per day", retry_after=3600
             )
@@ -185,11 +178,7 @@ class NotificationPreferences:
     def confirm(self, session: Session, token: str, now: datetime | None = None) -> str:
         """Following the link: the address is confirmed; returns the record's id."""
         moment = now or utcnow()
-        contact = session.scalars(
-            select(NotificationContact).where(
-                NotificationContact.confirm_token_hash == token_hash(token)
-            )
-        ).one_or_none()
+        contact = repository.contact_by_confirm_token(session, token_hash(token))
         if (
             contact is None
             or contact.confirm_expires_at is None

@@ -4,11 +4,10 @@ vault/records/oppositions.py."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from vault.access.policy import Actor, Purpose
 from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessDenied
+from vault.db import Session
 from vault.identity.principal import Role
 from vault.models import Opposition
 

@@ -7,11 +7,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.service import AccessService, ins_index
+from vault.db import Session
 from vault.errors import BadRequest, InvalidResource
 from vault.fhir.ins import check_ins
 from vault.fhir.validate import validate_resource

@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from vault.access import notifications, repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
@@ -33,6 +31,7 @@ from vault.access.state import (
     RepresentationGrounds,
     Verb,
 )
+from vault.db import Session
 from vault.documents import repository as documents
 from vault.documents.patch import Operation
 from vault.documents.service import DocumentService

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from vault.access.policy import Actor, Purpose
 from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessService, ins_index
+from vault.db import Session
 from vault.errors import Conflict, Forbidden, NotFound
 from vault.identity.principal import Role
 from vault.identity.scopes import Interaction, scopes_allow

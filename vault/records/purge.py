@@ -28,12 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access import repository as access_repository
 from vault.access.journal import AuditService
 from vault.access.permissions import Permission
-from vault.db import transaction
+from vault.db import Session, SessionFactory, transaction
 from vault.models.base import as_utc, utcnow
 from vault.notifications.contacts import ContactKeys
 from vault.records import repository
@@ -57,7 +55,7 @@ class PurgeStats:
 class Purger:
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         keys: KeyService,
         contacts: ContactKeys,
         audit: AuditService,

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from vault.access import repository as access_repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, Purpose
 from vault.access.records import AuditRecord, Outcome
 from vault.access.service import AccessService
+from vault.db import Session
 from vault.errors import Conflict
 from vault.models import RecordLifecycle
 from vault.models.base import as_utc, utcnow

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access.group import GroupCommit
 from vault.access.journal import AuditService
 from vault.access.matrix import load_matrix
 from vault.access.service import AccessService
 from vault.audit.wiring import AuditLog, build_audit_log
-from vault.db import make_engine, make_session_factory
+from vault.db import Engine, SessionFactory, make_engine, make_session_factory
 from vault.documents.search import DocumentSearch
 from vault.documents.service import DocumentService
 from vault.errors import VaultError
@@ -44,7 +41,7 @@ from vault.submissions.subject import SubjectResolver
 class Services:
     settings: Settings
     engine: Engine
-    session_factory: sessionmaker[Session]
+    session_factory: SessionFactory
     key_provider: KeyProvider
     keys: KeyService
     blobs: BlobStore

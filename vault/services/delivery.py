@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.audit.delivery import DeliveryWorker, sender_from_settings
+from vault.db import SessionFactory
 from vault.notifications.outbox import enqueue_notifications
 from vault.settings import Settings
 
 
-def delivery_worker(settings: Settings, factory: sessionmaker[Session]) -> DeliveryWorker:
+def delivery_worker(settings: Settings, factory: SessionFactory) -> DeliveryWorker:
     secret = settings.notify_webhook_secret
     return DeliveryWorker(
         factory,

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine, text
-
+from vault.db import Engine, ping
 from vault.observability import metrics
 from vault.observability.logs import get_logger
 from vault.services import Services
@@ -20,8 +19,7 @@ log = get_logger("vault.health")
 
 def _database(engine: Engine) -> Callable[[], None]:
     def check() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ping(engine)
 
     return check
 

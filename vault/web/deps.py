@@ -10,10 +10,10 @@ from typing import Annotated
 from anyio import CancelScope
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 
 from vault.access.policy import Actor
 from vault.access.service import SPACE
+from vault.db import Session
 from vault.http.deps import ServicesDep, commit
 from vault.identity.principal import Principal
 from vault.services import Services
@@ -76,11 +76,11 @@ async def csrf_checked(request: Request, data: WebSessionDep, found: ServicesDep
 CsrfDep = Depends(csrf_checked)
 
 
-async def web_transaction(
+async def web_unit_of_work(
     request: Request, found: ServicesDep, principal: SignedInDep
 ) -> AsyncIterator[Session]:
-    """As vault/api/deps.py's ``transaction``: commit on success, roll back on any error,
-    then record a refusal or a failed change on its own.
+    """The request's unit of work, as vault/api/deps.py's ``unit_of_work``: commit on
+    success, roll back on any error, then record a refusal or a failed change on its own.
 
     The space's routes turn errors into pages (``SpaceRoute``) before this dependency
     ends, so an error reaches it as ``request.state.space_error`` rather than raised: the
@@ -120,12 +120,10 @@ async def _end_failed(
         )
 
 
-WebTransactionDep = Annotated[Session, Depends(web_transaction, scope="function")]
+WebUnitOfWorkDep = Annotated[Session, Depends(web_unit_of_work, scope="function")]
 
 
-async def web_actor(
-    found: ServicesDep, principal: SignedInDep, session: WebTransactionDep
-) -> Actor:
+async def web_actor(found: ServicesDep, principal: SignedInDep, session: WebUnitOfWorkDep) -> Actor:
     return await run_in_threadpool(found.access.actor, session, principal)
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from vault.access import repository as access_repository
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.state import EntryKind
+from vault.db import Session
 from vault.errors import Conflict, Forbidden, NotFound
 from vault.identity.principal import Role
 from vault.models.base import as_utc, utcnow

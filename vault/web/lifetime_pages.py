@@ -21,7 +21,7 @@ from vault.access.state import EntryKind
 from vault.http.deps import ServicesDep, requires
 from vault.identity.principal import Role
 from vault.services import Services
-from vault.web.deps import CsrfDep, WebActorDep, WebSessionDep, WebTransactionDep
+from vault.web.deps import CsrfDep, WebActorDep, WebSessionDep, WebUnitOfWorkDep
 from vault.web.i18n import gettext
 from vault.web.lifetime import CLOSURE, OPPOSITION, is_closed, lifetime
 from vault.web.routes import (
@@ -90,7 +90,7 @@ def closure(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
@@ -106,7 +106,7 @@ def closure_confirm(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     suppression: Annotated[str, Query(max_length=8)] = "",
 ) -> Response:
@@ -125,7 +125,7 @@ def close(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     suppression: Choice = "",
 ) -> Response:
     lifetime(found).close(session, actor, pid, delete_now=suppression == YES)
@@ -138,7 +138,7 @@ def deletion_confirm(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     """The step before asking a closed space's deletion: it cannot be undone."""
@@ -150,7 +150,7 @@ def deletion_confirm(
 
 @router.post(CLOSURE + "/suppression", dependencies=[CsrfDep, requires(Permission.RECORD_DELETE)])
 def request_deletion(
-    pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
+    pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
 ) -> Response:
     lifetime(found).request_deletion(session, actor, pid)
     return see_other(closure_url(pid), "deletion_requested")
@@ -160,7 +160,7 @@ def request_deletion(
     "/dossiers/{pid}/reouverture", dependencies=[CsrfDep, requires(Permission.RECORD_REOPEN)]
 )
 def reopen(
-    pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
+    pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
 ) -> Response:
     lifetime(found).reopen(session, actor, pid)
     return see_other(f"/dossiers/{quote(pid)}/documents", "reopened")
@@ -181,7 +181,7 @@ def opposition(
     request: Request,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     ok: OK = None,
 ) -> Response:
     context = _opposition_context(session, found, actor)
@@ -194,7 +194,7 @@ def opposition(
 def oppose(
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     confirme: Choice = "",
 ) -> Response:
     context = _opposition_context(session, found, actor)
@@ -210,7 +210,7 @@ def oppose(
 
 
 @router.post(OPPOSITION + "/retrait", dependencies=[CsrfDep, requires(reason=_OPPOSITION)])
-def withdraw(found: ServicesDep, actor: WebActorDep, session: WebTransactionDep) -> Response:
+def withdraw(found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep) -> Response:
     if _opposition_context(session, found, actor) is None:
         return see_other("/")
     lifetime(found).withdraw(session, actor)

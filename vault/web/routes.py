@@ -41,7 +41,7 @@ from vault.web.deps import (
     SignInRequired,
     WebActorDep,
     WebSessionDep,
-    WebTransactionDep,
+    WebUnitOfWorkDep,
 )
 from vault.web.i18n import environment, gettext, parse_date, short_date
 from vault.web.lifetime import lifetime
@@ -89,7 +89,7 @@ def is_space_path(path: str) -> bool:
 class SpaceRoute(APIRoute):
     """Errors become French pages, not OperationOutcomes: the person sees what happened
     and where to go, and the request's transaction still rolls back and records a
-    refusal or a failed change (``web_transaction`` finds the error in ``request.state``:
+    refusal or a failed change (``web_unit_of_work`` finds the error in ``request.state``:
     it ends after this handler returns, so it would not see it raised)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -99,7 +99,7 @@ class SpaceRoute(APIRoute):
             try:
                 return await handler(request)
             except (CsrfRefused, VaultError) as error:
-                # Shown as a page, yet the request's transaction rolls back (web_transaction).
+                # Shown as a page, yet the request's transaction rolls back (web_unit_of_work).
                 request.state.space_error = error
                 return error_page(request, error)
             except SignInRequired:
@@ -407,7 +407,7 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
 
 @router.get("/bienvenue", dependencies=[requires(reason="a page of text")])
 def welcome(
-    request: Request, found: ServicesDep, actor: WebActorDep, session: WebTransactionDep
+    request: Request, found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
 ) -> Response:
     # Someone who opposed the creation of their space is shown that first.
     landing = lifetime(found).landing(session, actor)
@@ -421,7 +421,7 @@ def open_record(
     principal: SignedInDep,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     if principal.role is not Role.PATIENT:
@@ -454,7 +454,7 @@ def documents(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     principal: SignedInDep,
     ok: OK = None,
@@ -491,7 +491,7 @@ def document(
     did: DocumentId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
@@ -518,7 +518,7 @@ def content(
     did: DocumentId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     telecharger: Annotated[bool, Query()] = False,
 ) -> Response:
     row = space(found).document(session, actor, pid, did)
@@ -555,7 +555,7 @@ def confirm_delete(
     did: DocumentId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     return page(request, "delete.html", **_deletion_context(session, found, actor, data, pid, did))
@@ -570,7 +570,7 @@ def delete(
     did: DocumentId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
 ) -> Response:
     space(found).delete(session, actor, did)
     return see_other(f"/dossiers/{quote(pid)}/documents", "deleted")
@@ -585,7 +585,7 @@ def mask(
     did: DocumentId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     masque: Annotated[str, Form(max_length=3)],
     retour: Annotated[str, Form(max_length=16)] = "document",
 ) -> Response:
@@ -617,7 +617,7 @@ def add_form(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     record = record_of(session, found, actor, data, pid)
@@ -631,7 +631,7 @@ async def add(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     fichier: Annotated[UploadFile | None, File()] = None,
     titre: Annotated[str, Form(max_length=1000)] = "",
@@ -704,7 +704,7 @@ def access(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
@@ -729,7 +729,7 @@ def access_add(
     kind: Annotated[str, Path(max_length=32)],
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     rpps: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
@@ -759,7 +759,7 @@ def access_remove(
     kind: Annotated[str, Path(max_length=32)],
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     professionnel: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     entry_kind = KINDS.get(kind)
@@ -777,7 +777,7 @@ def access_emergency(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     urgence: Annotated[str, Form(max_length=3)],
 ) -> Response:
     space(found).set_emergency(session, actor, pid, on=urgence == "oui")
@@ -793,7 +793,7 @@ def history(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     role: Annotated[str | None, Query(max_length=16)] = None,
     du: Annotated[str | None, Query(max_length=10)] = None,
@@ -835,7 +835,7 @@ def receipt(
     eid: Annotated[int, Path(ge=1, le=2**63 - 1)],
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     body = space(found).receipt(session, actor, pid, eid)
@@ -885,7 +885,7 @@ def caregivers(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
@@ -901,7 +901,7 @@ def invite(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     droits: Annotated[str, Form(max_length=16)] = "lire",
     categories: Annotated[list[str] | None, Form(max_length=16)] = None,
@@ -947,7 +947,7 @@ def invitation_form(
 def accept_invitation(
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     code: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     try:
@@ -968,7 +968,7 @@ def revoke(
     eid: Annotated[str, Path(max_length=64)],
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     principal: SignedInDep,
 ) -> Response:
     space(found).revoke(session, actor, pid, eid)
@@ -986,7 +986,7 @@ def notifications(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     principal: SignedInDep,
 ) -> Response:
@@ -1002,7 +1002,7 @@ def notifications_read(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     principal: SignedInDep,
 ) -> Response:
     space(found).notifications(session, actor, principal, pid)
@@ -1034,7 +1034,7 @@ def export_page(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
@@ -1047,7 +1047,7 @@ def export_request(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     record_of(session, found, actor, data, pid)
@@ -1068,7 +1068,7 @@ def export_archive(
     eid: Annotated[str, Path(max_length=64)],
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
 ) -> Response:
     download = space(found).export_archive(session, actor, pid, eid)
     return StreamingResponse(
@@ -1109,7 +1109,7 @@ def emails(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
@@ -1122,7 +1122,7 @@ def email_address(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     adresse: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
@@ -1144,7 +1144,7 @@ def email_events(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
     evenements: Annotated[list[str] | None, Form(max_length=32)] = None,
 ) -> Response:
@@ -1158,7 +1158,7 @@ def email_stop(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     record_of(session, found, actor, data, pid)
@@ -1171,7 +1171,7 @@ def email_forget(
     pid: PatientId,
     found: ServicesDep,
     actor: WebActorDep,
-    session: WebTransactionDep,
+    session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     record_of(session, found, actor, data, pid)

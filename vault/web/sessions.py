@@ -23,15 +23,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vault.db import SessionFactory
 from vault.errors import IntegrityError
 from vault.models import WebSession
 from vault.models.base import utcnow
 from vault.storage import crypto
+from vault.web import repository
 
 COOKIE = "__Host-vault-session"
 # Over plain HTTP on a host that is not loopback, a browser refuses __Host- cookies (they
@@ -101,11 +101,11 @@ class SessionData(dict[str, Any]):
 
 
 class SessionStore:
-    """The only place that builds SQL for web sessions."""
+    """Web sessions, kept in the database (their SQL is in vault/web/repository.py)."""
 
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         *,
         idle: timedelta,
         absolute: timedelta,
@@ -190,28 +190,20 @@ class SessionStore:
         if parts is None:
             return
         with self.factory.begin() as session:
-            session.execute(delete(WebSession).where(WebSession.id_hash == _id_hash(parts[0])))
+            repository.delete_session(session, _id_hash(parts[0]))
 
     def exists(self, cookie: str) -> bool:
         parts = self._split(cookie)
         if parts is None:
             return False
         with self.factory() as session:
-            found = session.scalar(
-                select(WebSession.id_hash).where(WebSession.id_hash == _id_hash(parts[0]))
-            )
-        return found is not None
+            return repository.session_exists(session, _id_hash(parts[0]))
 
     def purge(self) -> int:
         """Delete the sessions past their absolute or idle end."""
         now = self.clock()
         with self.factory.begin() as session:
-            result = session.execute(
-                delete(WebSession).where(
-                    (WebSession.expires_at <= now) | (WebSession.last_seen_at <= now - self.idle)
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+            return repository.delete_sessions_ended(session, now, now - self.idle)
 
     @staticmethod
     def _seal(key: bytes, id_hash: str, data: dict[str, Any]) -> bytes:

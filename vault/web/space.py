@@ -17,8 +17,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import nh3
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts
@@ -34,14 +32,16 @@ from vault.audit import repository as audit_repository
 from vault.audit.checkpoints import checkpoint_json
 from vault.audit.export import export_record
 from vault.audit.history import HistoryFilter, document_of
+from vault.db import Session
 from vault.documents import repository as documents_repository
 from vault.documents.repository import SearchCriteria
 from vault.documents.search import ListedDocument
 from vault.errors import Conflict, Gone, InvalidResource, NotFound, TooManyRequests, VaultError
 from vault.exports.service import IN_PROGRESS, Download, ExportNotReady
 from vault.identity.principal import INS_NIR_SYSTEM, Principal, Role
-from vault.models import AccessPolicyEntry, AuditEntry, AuditNotification, RecordExport, WebVisitor
+from vault.models import AccessPolicyEntry, AuditEntry, RecordExport, WebVisitor
 from vault.models.base import as_utc, utcnow
+from vault.notifications import repository as notifications_repository
 from vault.notifications import templates as email_templates
 from vault.policies.management import PolicyView
 from vault.services import Services
@@ -876,12 +876,7 @@ class Space:
         )
         visitor = session.get(WebVisitor, self.visitor_key(principal))
         seen = visitor.notifications_seen_at if visitor else None
-        rows = session.scalars(
-            select(AuditNotification)
-            .where(AuditNotification.patient_id == patient_id)
-            .order_by(AuditNotification.id.desc())
-            .limit(50)
-        ).all()
+        rows = notifications_repository.latest_notifications(session, patient_id, 50)
         found = []
         for row in rows:
             who = (
@@ -903,10 +898,7 @@ class Space:
     def unread_count(self, session: Session, principal: Principal, patient_id: str) -> int:
         visitor = session.get(WebVisitor, self.visitor_key(principal))
         seen = visitor.notifications_seen_at if visitor else None
-        query = select(AuditNotification.id).where(AuditNotification.patient_id == patient_id)
-        if seen is not None:
-            query = query.where(AuditNotification.created_at > seen)
-        return len(session.scalars(query.limit(100)).all())
+        return len(notifications_repository.notification_ids_after(session, patient_id, seen, 100))
 
     def mark_notifications_read(self, session: Session, principal: Principal) -> None:
         key = self.visitor_key(principal)
