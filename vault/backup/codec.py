@@ -6,14 +6,28 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Column, Table
+from typing import Any, Protocol
 
 
-def _python_type(column: Column[Any]) -> type | None:
+class Column(Protocol):
+    """What the codec reads of a column: its name, and its type's ``python_type`` (a
+    SQLAlchemy column, reflected by vault/backup/repository.py, is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> Any: ...
+
+
+class Table(Protocol):
+    @property
+    def columns(self) -> Iterable[Column]: ...
+
+
+def _python_type(column: Column) -> type | None:
     try:
         found: type = column.type.python_type
     except NotImplementedError:
@@ -56,7 +70,7 @@ def encode_value(value: Any) -> Any:
     return value if encoder is None else encoder(value)
 
 
-def decode_value(column: Column[Any], value: Any) -> Any:
+def decode_value(column: Column, value: Any) -> Any:
     kind = _python_type(column)
     decoder = _DECODERS.get(kind) if kind is not None else None
     if value is None or decoder is None:

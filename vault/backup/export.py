@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, Table, func, select, text
-
-from vault.backup import codec
+from vault.backup import codec, repository
 from vault.backup.archive import INFO, ROWS, SUMMARY, ArchiveWriter, BackupError
-from vault.models import Binary, Document, PatientKey, StoredBlobChunk
+from vault.backup.repository import Connection, Table
+from vault.models import StoredBlobChunk
 from vault.observability.progress import Tracker, progress
 from vault.services import Services
 
@@ -45,56 +44,28 @@ class BackupSummary:
     schema_revision: str
 
 
-def begin_snapshot(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-    elif connection.dialect.name == "sqlite":
-        # pysqlite opens transactions only before writes; without an explicit BEGIN every
-        # SELECT would see a different moment.
-        connection.exec_driver_sql("BEGIN")
-    # Pin the snapshot now, before anything is counted.
-    connection.execute(text("SELECT 1"))
-
-
-def data_tables(connection: Connection) -> list[Table]:
-    metadata = MetaData()
-    metadata.reflect(connection)
-    return [table for table in metadata.sorted_tables if table.name not in SKIPPED_TABLES]
-
-
 def schema_revision(connection: Connection) -> str:
-    try:
-        revision = connection.scalar(text("SELECT version_num FROM alembic_version"))
-    except Exception:  # noqa: BLE001 - any failure here means "not a migrated vault"
-        revision = None
-    if not revision:
+    revision = repository.schema_revision(connection)
+    if revision is None:
         raise BackupError("The database has no schema revision: is it a vault database?")
-    return str(revision)
+    return revision
 
 
 def create_backup(services: Services, path: Path) -> BackupSummary:
     if path.exists():
         raise BackupError(f"{path} exists; a backup never overwrites a file")
     with services.engine.connect() as connection:
-        begin_snapshot(connection)
+        repository.begin_snapshot(connection)
         revision = schema_revision(connection)
-        tables = data_tables(connection)
-        counts = {
-            table.name: int(connection.scalar(select(func.count()).select_from(table)) or 0)
-            for table in tables
-        }
-        live_blobs = Binary.wrapped_dek.is_not(None)
-        blob_count = int(
-            connection.scalar(select(func.count()).select_from(Binary).where(live_blobs)) or 0
-        )
+        tables = repository.tables(connection, SKIPPED_TABLES)
+        counts = {table.name: repository.count_rows(connection, table) for table in tables}
+        blob_count = repository.count_live_blobs(connection)
         info: dict[str, Any] = {
             "schema_revision": revision,
             "source_dialect": connection.dialect.name,
             "tables": counts,
             "blobs": blob_count,
-            "master_key_ids": sorted(
-                connection.scalars(select(PatientKey.master_key_id).distinct())
-            ),
+            "master_key_ids": repository.master_key_ids(connection),
         }
         with (
             ArchiveWriter(path, services.key_provider) as archive,
@@ -104,12 +75,7 @@ def create_backup(services: Services, path: Path) -> BackupSummary:
             for table in tables:
                 _write_table(connection, archive, table, bar)
             blob_bytes = 0
-            keys = connection.execute(
-                select(Binary.blob_key)
-                .where(live_blobs)
-                .order_by(Binary.blob_key)
-                .execution_options(yield_per=1000)
-            ).scalars()
+            keys = repository.live_blob_keys(connection)
             written = 0
             for key in keys:
                 blob_bytes += archive.blob(key, services.blobs.read(key))
@@ -118,10 +84,8 @@ def create_backup(services: Services, path: Path) -> BackupSummary:
             if written != blob_count:
                 raise BackupError("The snapshot changed while it was read")
             tombstones = [
-                {"document_id": row.id, "deleted_at": codec.encode_value(row.deleted_at)}
-                for row in connection.execute(
-                    select(Document.id, Document.deleted_at).where(Document.deleted_at.is_not(None))
-                )
+                {"document_id": document_id, "deleted_at": codec.encode_value(deleted_at)}
+                for document_id, deleted_at in repository.deletions(connection)
             ]
             archive.json_frame(
                 SUMMARY,
@@ -142,11 +106,8 @@ def create_backup(services: Services, path: Path) -> BackupSummary:
 def _write_table(
     connection: Connection, archive: ArchiveWriter, table: Table, bar: Tracker
 ) -> None:
-    order = list(table.primary_key.columns) or list(table.columns)
-    result = connection.execute(
-        select(table).order_by(*order).execution_options(yield_per=BATCH_ROWS)
-    )
-    for batch in _batches(codec.encode_row(table, row._mapping) for row in result):
+    rows = repository.table_rows(connection, table, BATCH_ROWS)
+    for batch in _batches(codec.encode_row(table, row) for row in rows):
         archive.frame(ROWS, table.name, b"\n".join(batch))
         bar.advance(len(batch))
 

@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, MetaData, Table, func, inspect, select, text
-from sqlalchemy.orm import Session
 
-from vault.backup import codec
+from vault.backup import codec, repository
 from vault.backup.archive import (
     BLOB,
     INFO,
@@ -36,6 +34,7 @@ from vault.backup.archive import (
     BackupError,
 )
 from vault.backup.export import SKIPPED_TABLES
+from vault.db import Session
 from vault.migrations import upgrade
 from vault.observability.progress import Tracker, progress
 from vault.services import Services
@@ -107,13 +106,15 @@ def restore_backup(services: Services, path: Path) -> RestoreSummary:
                 session.begin(),
                 progress("restore", total=_total(info)) as bar,
             ):
-                tables = {table.name: table for table in _tables(session.connection())}
+                tables = {table.name: table for table in repository.tables(session.connection())}
 
                 def insert(name: str, rows: list[dict[str, Any]]) -> None:
                     table = tables.get(name)
                     if table is None:
                         raise BackupError(f"The backup holds rows for an unknown table {name}")
-                    session.execute(table.insert(), [codec.decode_row(table, row) for row in rows])
+                    repository.insert_rows(
+                        session, table, [codec.decode_row(table, row) for row in rows]
+                    )
 
                 def put(key: str, chunks: Iterator[bytes]) -> None:
                     written.append(key)
@@ -121,7 +122,7 @@ def restore_backup(services: Services, path: Path) -> RestoreSummary:
 
                 closing = _walk(archive, summary, bar, insert, put)
                 _check_complete(info, closing, summary)
-                _reset_sequences(session.connection())
+                repository.reset_sequences(session.connection())
         except BaseException:
             if not services.blobs.transactional:
                 with Session(services.engine) as session:
@@ -137,12 +138,8 @@ def _prepare_schema(services: Services, url: str, revision: str) -> None:
     """An empty database gets the backup's schema; one already at that revision must hold
     no rows. Anything else is refused: a restore never merges into live data."""
     with services.engine.connect() as connection:
-        names = set(inspect(connection).get_table_names())
-        current = (
-            connection.scalar(text("SELECT version_num FROM alembic_version"))
-            if "alembic_version" in names
-            else None
-        )
+        names = repository.table_names(connection)
+        current = repository.recorded_revision(connection) if "alembic_version" in names else None
         if current is not None and current != revision:
             raise BackupError(
                 f"The target database is at schema revision {current}, the backup at "
@@ -153,8 +150,8 @@ def _prepare_schema(services: Services, url: str, revision: str) -> None:
                 "The target database has tables but no vault schema: use an empty one"
             )
         if current is not None:
-            for table in _tables(connection):
-                if connection.scalar(select(func.count()).select_from(table)):
+            for table in repository.tables(connection):
+                if repository.count_rows(connection, table):
                     raise BackupError(
                         f"The target database is not empty (table {table.name}): a restore "
                         "never merges into existing data"
@@ -167,12 +164,6 @@ def _prepare_schema(services: Services, url: str, revision: str) -> None:
                 f"The backup's schema revision {revision} is unknown to this vault: restore "
                 "with the vault version that made it (or a later one)"
             ) from None
-
-
-def _tables(connection: Connection) -> list[Table]:
-    metadata = MetaData()
-    metadata.reflect(connection)
-    return [table for table in metadata.sorted_tables if table.name != "alembic_version"]
 
 
 def _check_blob_store_empty(store: BlobStore) -> None:
@@ -222,22 +213,3 @@ def _check_complete(info: dict[str, Any], closing: dict[str, Any], summary: Rest
     if closing.get("schema_revision") != info["schema_revision"]:
         raise BackupError("The backup's closing summary does not match its description")
     summary.tombstones = list(closing.get("tombstones", []))
-
-
-def _reset_sequences(connection: Connection) -> None:
-    """Rows were inserted with their ids; PostgreSQL's sequences must continue after them."""
-    if connection.dialect.name != "postgresql":
-        return
-    for table in _tables(connection):
-        for column in table.primary_key.columns:
-            sequence = connection.scalar(
-                text("SELECT pg_get_serial_sequence(:table, :column)"),
-                {"table": table.name, "column": column.name},
-            )
-            if sequence is None:
-                continue
-            highest = connection.scalar(select(func.max(column)))
-            connection.execute(
-                text("SELECT setval(:sequence, :value, :called)"),
-                {"sequence": sequence, "value": highest or 1, "called": highest is not None},
-            )

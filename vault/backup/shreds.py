@@ -26,15 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from vault.access.service import AccessService
+from vault.backup import repository as backup_repository
 from vault.backup.archive import MAGIC, SUMMARY, ArchiveReader, BackupError
-from vault.db import make_engine
+from vault.db import Session, make_engine
 from vault.documents import repository
 from vault.identity.principal import Principal, Role
-from vault.models import Document
 from vault.models.base import utcnow
 from vault.storage.keys.provider import KeyProvider
 
@@ -61,14 +58,9 @@ def _utc(value: datetime) -> datetime:
 
 
 def tombstones_in(session: Session) -> list[Tombstone]:
-    rows = session.execute(
-        select(Document.id, Document.deleted_at)
-        .where(Document.deleted_at.is_not(None))
-        .order_by(Document.id)
-    )
     return [
         Tombstone(document_id, _utc(deleted_at))
-        for document_id, deleted_at in rows
+        for document_id, deleted_at in backup_repository.deletions_in_order(session)
         if deleted_at is not None
     ]
 

@@ -5,7 +5,6 @@ which must use the (patient_id, created_at, id) index whatever the size."""
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import threading
 import time
@@ -13,13 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
 
+from vault.bench import repository
 from vault.bench.stats import Latencies
-from vault.documents import repository
-from vault.documents.repository import SearchCriteria
+from vault.db import Session
 from vault.errors import VaultError
 from vault.settings import Settings
 
@@ -123,16 +119,9 @@ def run_reads(
 
 
 def search_plan(session: Session, patient_id: str, count: int = DEFAULT_COUNT) -> dict[str, Any]:
-    """EXPLAIN of the first statement of a search for a page of ``count``, as the
-    repository builds it: the page and one more, each with its current version."""
-    query = repository.candidates_query(
-        SearchCriteria(patient_id=patient_id), after=False, with_current=True
-    ).params(patient_id=patient_id, limit=count + 1)
-    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
-    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    row = session.execute(text(f"EXPLAIN (FORMAT JSON, ANALYZE, BUFFERS) {sql}")).scalar_one()
-    plan: dict[str, Any] = (row if isinstance(row, list) else json.loads(row))[0]
-    return plan
+    """EXPLAIN of the first statement of a search for a page of ``count`` (the default
+    page, as the benchmark's searches ask for)."""
+    return repository.search_plan(session, patient_id, count)
 
 
 def plan_uses_index(plan: dict[str, Any]) -> bool:

@@ -30,9 +30,10 @@ from vault.bench.reads import (
     run_reads,
     search_plan,
 )
+from vault.bench.repository import psycopg_url
 from vault.bench.server import Server
 from vault.bench.stats import RssSampler, postgres_cpu, postgres_cpu_since
-from vault.bench.store import Shape, StoreLoader, claim_database, psycopg_url
+from vault.bench.store import Shape, StoreLoader, claim_database
 from vault.bench.workload import AUTHOR_IDNPS, KB, MB, Content, ins_for, pdf_document
 from vault.errors import VaultError
 from vault.identity.tokens import EmbeddedIssuer

@@ -34,10 +34,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 from vault.access.chain import GENESIS, canonical_fields, entry_hash
 from vault.access.service import ins_index
+from vault.bench.repository import psycopg_url
 from vault.bench.workload import (
     AUTHOR_IDNPS,
     KB,
@@ -47,13 +47,14 @@ from vault.bench.workload import (
     patient_resource,
     pdf_document,
 )
-from vault.documents import rows as document_rows
+from vault.documents.repository import rows as document_rows
+from vault.documents.repository.rows import Row
 from vault.documents.service import binary_context, version_context
 from vault.errors import VaultError
 from vault.models.base import new_id
 from vault.patients.service import patient_context
 from vault.storage import crypto
-from vault.storage.blobs.base import READ_CHUNK
+from vault.storage.blobs.db import chunk_rows
 from vault.storage.envelope import dek_context
 from vault.storage.keys.provider import KeyProvider
 from vault.storage.keys.service import _kek_context
@@ -66,14 +67,6 @@ CATEGORY_CODE = (
     "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument|10"
 )
 DOCUMENT_DATE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-
-
-def psycopg_url(database_url: str) -> str:
-    """The SQLAlchemy URL as libpq understands it."""
-    url = make_url(database_url)
-    if not url.drivername.startswith("postgresql"):
-        raise VaultError("vault bench runs against PostgreSQL: set VAULT_DATABASE_URL")
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -107,44 +100,50 @@ class _Batch:
 
     patient_keys: list[tuple[Any, ...]] = field(default_factory=list)
     patients: list[tuple[Any, ...]] = field(default_factory=list)
-    blob_chunks: list[tuple[Any, ...]] = field(default_factory=list)
-    binaries: list[tuple[Any, ...]] = field(default_factory=list)
-    documents: list[tuple[Any, ...]] = field(default_factory=list)
-    versions: list[tuple[Any, ...]] = field(default_factory=list)
     audit: list[tuple[Any, ...]] = field(default_factory=list)
+    # Built by the blob store's and the document service's own builders, columns and all.
+    blob_chunks: list[Row] = field(default_factory=list)
+    binaries: list[Row] = field(default_factory=list)
+    documents: list[Row] = field(default_factory=list)
+    versions: list[Row] = field(default_factory=list)
     heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     # Where each chain stood when the batch was built.
     started: dict[str, int] = field(default_factory=dict)
 
 
+# The columns of the rows built here; those of a document's rows and blob chunks are the
+# builders' own (_copy_rows).
 COLUMNS = {
     "patient_keys": "id, patient_id, wrapped_key, master_key_id, created_at",
     "patients": "id, ins_index, version, resource_ciphertext, resource_dek, kek_id, "
     "created_at, updated_at",
-    "blob_chunks": "key, chunk_index, data, created_at",
-    "binaries": "id, document_id, patient_id, content_type, size, blob_key, segment_size, "
-    "wrapped_dek, kek_id, created_at",
-    "documents": "id, patient_id, master_identifier, current_version, status, type_code, "
-    "category_code, date, security_labels, author_kind, author_id, content_fingerprint, "
-    "created_at, updated_at",
-    "document_versions": "document_id, version, patient_id, status, security_labels, "
-    "binary_id, resource_ciphertext, resource_dek, kek_id, created_by_role, created_by, "
-    "created_at",
     "audit_entries": "occurred_at, chain_key, chain_seq, prev_hash, entry_hash, patient_id, "
     "action, outcome, purpose, actor_role, actor_id, resource_type, resource_id, detail",
-    # The reference tables (docs/scaling.md), filled from the rows above.
+    # The reference table of patients by INS (docs/scaling.md), filled from their rows.
     "patient_ins": "ins_index, patient_id",
-    "resource_patients": "kind, resource_id, patient_id",
 }
 
 
-_COPIED_NAMES = {table: tuple(columns.split(", ")) for table, columns in COLUMNS.items()}
+# The order of the copies: a row after those it references.
+_COPY_ORDER = (
+    "patients",
+    "patient_keys",
+    "blob_chunks",
+    "binaries",
+    "documents",
+    "document_versions",
+    "audit_entries",
+    "patient_ins",
+    "resource_patients",
+)
 
 
-def _copied(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
-    """A row from the document service's builders (vault/documents/rows.py), as COPY takes
-    it: the values of COLUMNS[table], in order (the columns left out take their default)."""
-    return tuple(row[name] for name in _COPIED_NAMES[table])
+def _copy_rows(rows: list[Row]) -> tuple[str, list[tuple[Any, ...]]]:
+    """Rows of one builder as COPY takes them: the builder's columns, and each row's values
+    in that order. A column the builders gain is copied too, so this loader cannot fall
+    behind the service's writes."""
+    names = tuple(rows[0])
+    return ", ".join(names), [tuple(row[name] for name in names) for row in rows]
 
 
 def seal_json(kek: bytes, resource: dict[str, Any], context: bytes) -> tuple[bytes, bytes]:
@@ -428,25 +427,21 @@ class StoreLoader:
         created = self._past()
         context = binary_context(binary_id, document_id, patient_id)
         dek = crypto.new_data_key()
-        sealed = b"".join(crypto.seal_segments(dek, content.data, context))
-        for index in range(max(1, -(-len(sealed) // READ_CHUNK))):
-            chunk = sealed[index * READ_CHUNK : (index + 1) * READ_CHUNK]
-            batch.blob_chunks.append((blob_key, index, chunk, created))
+        batch.blob_chunks += chunk_rows(
+            blob_key, crypto.seal_segments(dek, content.data, context), created
+        )
         batch.binaries.append(
-            _copied(
-                "binaries",
-                document_rows.binary_row(
-                    binary_id=binary_id,
-                    document_id=document_id,
-                    patient_id=patient_id,
-                    content_type="application/pdf",
-                    size=len(content.data),
-                    blob_key=blob_key,
-                    segment_size=crypto.DEFAULT_SEGMENT_SIZE,
-                    wrapped_dek=crypto.seal(kek, dek, dek_context(context)),
-                    kek_id=kek_id,
-                    created_at=created,
-                ),
+            document_rows.binary_row(
+                binary_id=binary_id,
+                document_id=document_id,
+                patient_id=patient_id,
+                content_type="application/pdf",
+                size=len(content.data),
+                blob_key=blob_key,
+                segment_size=crypto.DEFAULT_SEGMENT_SIZE,
+                wrapped_dek=crypto.seal(kek, dek, dek_context(context)),
+                kek_id=kek_id,
+                created_at=created,
             )
         )
         resource = document_reference(patient_id, content, inline=False)
@@ -456,40 +451,34 @@ class StoreLoader:
         resource["content"][0]["attachment"]["url"] = f"Binary/{binary_id}"
         ciphertext, wrapped = seal_json(kek, resource, version_context(document_id, 1, patient_id))
         batch.documents.append(
-            _copied(
-                "documents",
-                document_rows.document_row(
-                    document_id=document_id,
-                    patient_id=patient_id,
-                    master_identifier=master,
-                    type_code=TYPE_CODE,
-                    category_code=CATEGORY_CODE,
-                    date=DOCUMENT_DATE,
-                    security_labels=" ",
-                    author_kind="professional",
-                    author_id=AUTHOR_IDNPS,
-                    content_fingerprint=self.provider.blind_index("content", content.data),
-                    created_at=created,
-                ),
+            document_rows.document_row(
+                document_id=document_id,
+                patient_id=patient_id,
+                master_identifier=master,
+                type_code=TYPE_CODE,
+                category_code=CATEGORY_CODE,
+                date=DOCUMENT_DATE,
+                security_labels=" ",
+                author_kind="professional",
+                author_id=AUTHOR_IDNPS,
+                content_fingerprint=self.provider.blind_index("content", content.data),
+                created_at=created,
             )
         )
         batch.versions.append(
-            _copied(
-                "document_versions",
-                document_rows.version_row(
-                    document_id=document_id,
-                    version=1,
-                    patient_id=patient_id,
-                    status="current",
-                    security_labels=" ",
-                    binary_id=binary_id,
-                    resource_ciphertext=ciphertext,
-                    resource_dek=wrapped,
-                    kek_id=kek_id,
-                    created_by_role="professional",
-                    created_by=AUTHOR_IDNPS,
-                    created_at=created,
-                ),
+            document_rows.version_row(
+                document_id=document_id,
+                version=1,
+                patient_id=patient_id,
+                status="current",
+                security_labels=" ",
+                binary_id=binary_id,
+                resource_ciphertext=ciphertext,
+                resource_dek=wrapped,
+                kek_id=kek_id,
+                created_by_role="professional",
+                created_by=AUTHOR_IDNPS,
+                created_at=created,
             )
         )
         self._audit(batch, patient_id, "DocumentReference", document_id, "document:create", created)
@@ -577,25 +566,37 @@ class StoreLoader:
     def _write(self, batch: _Batch) -> None:
         with self.connect() as connection:
             self._check_chains(connection, batch)
-            with connection.cursor() as cursor:
+            built = {
+                table: _copy_rows(rows)
                 for table, rows in (
-                    ("patients", batch.patients),
-                    ("patient_keys", batch.patient_keys),
                     ("blob_chunks", batch.blob_chunks),
                     ("binaries", batch.binaries),
                     ("documents", batch.documents),
                     ("document_versions", batch.versions),
-                    ("audit_entries", batch.audit),
-                    ("patient_ins", [(row[1], row[0]) for row in batch.patients]),
+                    # The reference table of documents and binaries (docs/scaling.md).
                     (
                         "resource_patients",
-                        [("binary", row[0], row[2]) for row in batch.binaries]
-                        + [("document", row[0], row[1]) for row in batch.documents],
+                        document_rows.owner_rows(batch.binaries, batch.documents),
                     ),
-                ):
-                    if not rows:
+                )
+                if rows
+            }
+            built |= {
+                table: (COLUMNS[table], rows)
+                for table, rows in (
+                    ("patients", batch.patients),
+                    ("patient_keys", batch.patient_keys),
+                    ("audit_entries", batch.audit),
+                    ("patient_ins", [(row[1], row[0]) for row in batch.patients]),
+                )
+                if rows
+            }
+            with connection.cursor() as cursor:
+                for table in _COPY_ORDER:
+                    if table not in built:
                         continue
-                    with cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN") as copy:
+                    columns, rows = built[table]
+                    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                         for row in rows:
                             copy.write_row(row)
                 cursor.executemany(

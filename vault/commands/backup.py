@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vault.commands import fail
+from vault.commands import fail, services
 from vault.errors import IntegrityError, VaultError
 from vault.keyfiles import create_private_file
 from vault.settings import get_settings
@@ -36,23 +36,15 @@ PassphraseFile = Annotated[
 
 @contextmanager
 def _services() -> Iterator[Services]:
-    from vault.services import build_services  # noqa: PLC0415
-
-    try:
-        services = build_services(get_settings())
-    except VaultError as error:
-        fail(error.message)
-        raise  # unreachable: _fail exits
-    try:
-        yield services
-    except IntegrityError:
-        fail("the backup is damaged or was altered (it does not authenticate)")
-    except VaultError as error:
-        fail(error.message)
-    except OSError as error:
-        fail(f"{error.strerror}: {error.filename}")
-    finally:
-        services.close()
+    """The command's services (vault.commands.services), with what a backup adds to its
+    errors: a file that does not authenticate, a file that cannot be read or written."""
+    with services() as built:
+        try:
+            yield built
+        except IntegrityError:
+            fail("the backup is damaged or was altered (it does not authenticate)")
+        except OSError as error:
+            fail(f"{error.strerror}: {error.filename}")
 
 
 def _passphrase(path: Path | None, *, confirm: bool) -> str:

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vault.access import filters
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts
 from vault.access.service import AccessService
+from vault.db import Session
 from vault.documents import repository
 from vault.documents.repository import SearchCriteria
 from vault.documents.service import DocumentService
@@ -149,9 +148,14 @@ class DocumentSearch:
                         session, criteria.patient_id, candidate.id, candidate.current_version
                     )
                 )
-                if current is None:
+                resource = (
+                    self.documents.read_listed(session, actor, current, candidate.facts)
+                    if current is not None
+                    else None
+                )
+                if resource is None:
                     continue
-                found.append(self.documents.decrypt_version(session, current))
+                found.append(resource)
                 last_seen = (candidate.created_at, candidate.id)
             if len(batch) < limit:
                 break
@@ -194,13 +198,14 @@ class DocumentSearch:
                 if len(found) == count:
                     last = found[-1]
                     return DatedPage(found, encode_cursor(last.sort_at, last.id))
+                resource = self.documents.read_listed(
+                    session, actor, candidate.current, candidate.facts
+                )
+                if resource is None:
+                    continue
                 found.append(
                     ListedDocument(
-                        candidate.id,
-                        candidate.created_at,
-                        dated.sort_at,
-                        candidate.facts,
-                        self.documents.decrypt_version(session, candidate.current),
+                        candidate.id, candidate.created_at, dated.sort_at, candidate.facts, resource
                     )
                 )
             if len(batch) < limit:

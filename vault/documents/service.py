@@ -14,14 +14,12 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy.orm import Session
-
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts, author_of
 from vault.access.service import AccessService
 from vault.access.state import MetadataChange
+from vault.db import Session
 from vault.documents import repository
-from vault.documents import rows as rows_sql
 from vault.documents.metadata import (
     DOCUMENT_STATUSES,
     DocumentMetadata,
@@ -30,7 +28,8 @@ from vault.documents.metadata import (
 )
 from vault.documents.patch import Operation, changes_for
 from vault.documents.repository import SealedVersion
-from vault.documents.rows import NewRows, Sender
+from vault.documents.repository import rows as rows_sql
+from vault.documents.repository.rows import NewRows, Sender
 from vault.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
 from vault.fhir.validate import validate_resource
 from vault.models import Document, DocumentVersion
@@ -232,7 +231,7 @@ class DocumentService:
         )
         if current is None:
             raise Conflict("A different document was already submitted with this masterIdentifier")
-        resource = self.decrypt_version(session, current)
+        resource = self._decrypt_version(session, current)
         return StoredDocument(
             existing.id,
             existing.current_version,
@@ -374,7 +373,7 @@ class DocumentService:
         row = repository.version(session, document.patient_id, document.id, number)
         if row is None:
             raise NotFound("DocumentReference version not found")
-        return document, self.decrypt_version(session, row)
+        return document, self._decrypt_version(session, row)
 
     @staticmethod
     def patient_of(session: Session, document_id: str) -> str | None:
@@ -395,9 +394,24 @@ class DocumentService:
             return None
         return document
 
-    def decrypt_version(
+    def read_listed(
+        self,
+        session: Session,
+        actor: Actor,
+        row: DocumentVersion | SealedVersion,
+        facts: DocumentFacts,
+    ) -> dict[str, Any] | None:
+        """A listed document's version (its ``facts`` read with it), decrypted if the actor
+        may read the document, None otherwise: decided without recording, as the listing's
+        one entry (its ``authorize``) records it."""
+        if not self.access.check(actor, Permission.DOCUMENT_READ, facts.patient_id, facts):
+            return None
+        return self._decrypt_version(session, row)
+
+    def _decrypt_version(
         self, session: Session, row: DocumentVersion | SealedVersion
     ) -> dict[str, Any]:
+        """Plaintext with no decision: for the paths above that took one."""
         return self.envelope.open_json(
             session,
             row.patient_id,
@@ -414,7 +428,7 @@ class DocumentService:
         if document.deleted_at is not None:
             raise Gone("This document was deleted")
         return [
-            self.decrypt_version(session, row)
+            self._decrypt_version(session, row)
             for row in reversed(repository.versions(session, document.patient_id, document.id))
         ]
 
@@ -522,7 +536,7 @@ class DocumentService:
         )
         if row is None:
             raise NotFound("DocumentReference not found")
-        return row, self.decrypt_version(session, row)
+        return row, self._decrypt_version(session, row)
 
     def _new_version(
         self,

@@ -35,15 +35,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access.policy import Actor
 from vault.access.service import AccessService
 from vault.audit.events import audit_event
 from vault.audit.export import export_record
 from vault.audit.history import AuditHistory
 from vault.audit.wiring import AuditLog
-from vault.db import transaction
+from vault.db import Session, SessionFactory, transaction
 from vault.documents import repository as documents_repository
 from vault.documents.service import DocumentService
 from vault.models import AuditCheckpoint, AuditEntry
@@ -125,7 +123,7 @@ class _Names:
 
 
 class ArchiveBuilder:
-    def __init__(self, factory: sessionmaker[Session], readers: Readers, base_url: str) -> None:
+    def __init__(self, factory: SessionFactory, readers: Readers, base_url: str) -> None:
         self._factory = factory
         self._readers = readers
         self._base = base_url.rstrip("/")

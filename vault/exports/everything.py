@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.audit.events import audit_event
+from vault.db import Session
 from vault.documents import repository as documents_repository
 from vault.documents.search import decode_cursor, encode_cursor
 from vault.errors import BadRequest

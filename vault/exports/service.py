@@ -24,17 +24,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, tuple_, update
-from sqlalchemy.orm import Session, sessionmaker
-
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
 from vault.access.records import AuditRecord, Outcome
 from vault.access.repository import PolicySnapshots
 from vault.access.service import AccessService, caregiver_key
-from vault.db import transaction
+from vault.db import Session, SessionFactory, transaction
 from vault.documents import repository as documents_repository
 from vault.errors import Conflict, Gone, NotFound, TooManyRequests
+from vault.exports import repository
 from vault.exports.archive import ArchiveBuilder, archive_context
 from vault.identity.principal import Principal, Role
 from vault.identity.scopes import format_scope, parse_scopes
@@ -99,21 +97,10 @@ class ExportService:
         patients_repository.require(session, patient_id, for_update=True)
         self._authorize(session, actor, patient_id, "requested", None)
         now = utcnow()
-        running = session.scalar(
-            select(func.count())
-            .select_from(RecordExport)
-            .where(RecordExport.patient_id == patient_id, RecordExport.status.in_(IN_PROGRESS))
-        )
+        running = repository.count_in(session, patient_id, IN_PROGRESS)
         if running:
             raise Conflict("An export of this record is already in progress")
-        today = session.scalar(
-            select(func.count())
-            .select_from(RecordExport)
-            .where(
-                RecordExport.patient_id == patient_id,
-                RecordExport.requested_at > now - timedelta(days=1),
-            )
-        )
+        today = repository.count_since(session, patient_id, now - timedelta(days=1))
         if (today or 0) >= self._daily:
             raise TooManyRequests(
                 f"At most {self._daily} exports of a record per day", retry_after=3600
@@ -155,18 +142,7 @@ class ExportService:
         page lists them); those of anyone else are not there."""
         self._authorize(session, actor, patient_id, "listed", None)
         kind, identifier = author_of(actor)
-        return list(
-            session.scalars(
-                select(RecordExport)
-                .where(
-                    RecordExport.patient_id == patient_id,
-                    RecordExport.requester_kind == kind,
-                    RecordExport.requester_id == identifier,
-                )
-                .order_by(RecordExport.requested_at.desc(), RecordExport.id)
-                .limit(limit)
-            )
-        )
+        return repository.latest_of(session, patient_id, kind, identifier, limit)
 
     def status(
         self, session: Session, actor: Actor, patient_id: str, export_id: str
@@ -239,7 +215,7 @@ class ExportStats:
 class ExportWorker:
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        factory: SessionFactory,
         service: ExportService,
         builder: ArchiveBuilder,
         keys: KeyService,
@@ -264,16 +240,7 @@ class ExportWorker:
     def _claim(self, now: datetime) -> tuple[str, str] | None:
         """The next job to build, as (patient id, export id)."""
         with transaction(self._factory) as session:
-            job = session.scalars(
-                select(RecordExport)
-                .where(
-                    (RecordExport.status == "queued")
-                    | ((RecordExport.status == "building") & (RecordExport.lease_until <= now))
-                )
-                .order_by(RecordExport.requested_at)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            job = repository.next_to_build(session, now)
             if job is None:
                 return None
             job.status = "building"
@@ -284,11 +251,7 @@ class ExportWorker:
 
     def _progress(self, patient_id: str, job_id: str, percent: int) -> None:
         with transaction(self._factory) as session:
-            session.execute(
-                update(RecordExport)
-                .where(RecordExport.patient_id == patient_id, RecordExport.id == job_id)
-                .values(progress=percent)
-            )
+            repository.set_fields(session, patient_id, job_id, progress=percent)
 
     def _build(self, patient_id: str, job_id: str) -> bool:
         with transaction(self._factory) as session:
@@ -331,28 +294,30 @@ class ExportWorker:
             log.warning("export %s failed: %s", job_id, type(error).__name__)
             partial.unlink(missing_ok=True)
             with transaction(self._factory) as session:
-                session.execute(
-                    update(RecordExport)
-                    .where(RecordExport.patient_id == patient_id, RecordExport.id == job_id)
-                    .values(status="failed", error=type(error).__name__[:64], lease_until=None)
+                repository.set_fields(
+                    session,
+                    patient_id,
+                    job_id,
+                    status="failed",
+                    error=type(error).__name__[:64],
+                    lease_until=None,
                 )
             return False
         now = utcnow()
         with transaction(self._factory) as session:
-            session.execute(
-                update(RecordExport)
-                .where(RecordExport.patient_id == patient_id, RecordExport.id == job_id)
-                .values(
-                    status="ready",
-                    progress=100,
-                    documents=result.documents,
-                    archive_size=result.size,
-                    wrapped_dek=wrapped,
-                    kek_id=kek_id,
-                    finished_at=now,
-                    expires_at=now + self._service._ttl,
-                    lease_until=None,
-                )
+            repository.set_fields(
+                session,
+                patient_id,
+                job_id,
+                status="ready",
+                progress=100,
+                documents=result.documents,
+                archive_size=result.size,
+                wrapped_dek=wrapped,
+                kek_id=kek_id,
+                finished_at=now,
+                expires_at=now + self._service._ttl,
+                lease_until=None,
             )
             # Built: on record, and the patient is told (an export-ready notification).
             self._service.access.record(
@@ -378,20 +343,7 @@ class ExportWorker:
     def expire(self, now: datetime) -> int:
         """Delete archives past their time, and their keys."""
         with transaction(self._factory) as session:
-            keys = [
-                (str(patient_id), str(export_id))
-                for patient_id, export_id in session.execute(
-                    select(RecordExport.patient_id, RecordExport.id).where(
-                        RecordExport.status == "ready", RecordExport.expires_at <= now
-                    )
-                )
-            ]
-            if keys:
-                session.execute(
-                    update(RecordExport)
-                    .where(tuple_(RecordExport.patient_id, RecordExport.id).in_(keys))
-                    .values(status="expired", wrapped_dek=None, kek_id=None)
-                )
+            keys = repository.expire_ready(session, now)
         ids = [export_id for _, export_id in keys]
         for export_id in ids:
             self._service.path_of(export_id).unlink(missing_ok=True)

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from vault.db import Session
 from vault.errors import Gone
 from vault.observability import metrics
 from vault.storage import crypto

@@ -11,13 +11,12 @@ from typing import Any
 from urllib.parse import parse_qs
 from uuid import uuid4
 
-from sqlalchemy.orm import Session
-
 from vault.access.policy import Actor
+from vault.db import Session
 from vault.documents.inline import Decoded, validate_bundle_once, validate_resource_once
 from vault.documents.metadata import DocumentMetadata, check_content, extract
 from vault.documents.patch import Operation, parse_fhirpath_patch
-from vault.documents.rows import NewRows
+from vault.documents.repository.rows import NewRows
 from vault.documents.service import DocumentService, NewDocument, StoredDocument, sender_of
 from vault.documents.submission import Entry, Submission
 from vault.errors import InvalidResource, NotFound, PreconditionFailed

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, author_of
 from vault.access.service import AccessService
+from vault.db import Session
 from vault.documents import repository as documents
 from vault.errors import Conflict, InvalidResource, NotFound
 from vault.models.base import new_id, utcnow

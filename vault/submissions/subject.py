@@ -18,9 +18,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from sqlalchemy.orm import Session
-
 from vault.access.policy import Actor
+from vault.db import Session
 from vault.errors import InvalidResource
 from vault.fhir.ins import check_ins
 from vault.fhir.references import local

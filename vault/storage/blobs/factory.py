@@ -3,13 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sqlalchemy.orm import Session, sessionmaker
-
+from vault.db import SessionFactory
 from vault.errors import VaultError
 from vault.storage.blobs.base import BlobStore
 
 
-def blob_store_from_url(url: str, session_factory: sessionmaker[Session]) -> BlobStore:
+def blob_store_from_url(url: str, session_factory: SessionFactory) -> BlobStore:
     parsed = urlparse(url)
     if parsed.scheme == "db":
         from vault.storage.blobs.db import DatabaseBlobStore  # noqa: PLC0415

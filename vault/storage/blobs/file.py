@@ -8,8 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy.orm import Session
-
+from vault.db import Session
 from vault.errors import NotFound, ServiceUnavailable
 from vault.storage.blobs.base import READ_CHUNK, check_key, is_key
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-    from sqlalchemy.orm import Session
+
+    from vault.db import Session
 
 # S3 refuses parts under 5 MiB (but the last); 8 MiB is what boto3's own transfers use.
 MIN_PART_SIZE = 5 * 1024 * 1024

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from vault.models import Binary
+from vault.db import SessionFactory
 from vault.models.base import utcnow
+from vault.storage.blobs import repository
 from vault.storage.blobs.base import BlobStore
 
 _BATCH = 500
@@ -40,7 +38,7 @@ class SweepResult:
 
 def sweep_orphans(
     store: BlobStore,
-    session_factory: sessionmaker[Session],
+    session_factory: SessionFactory,
     grace: timedelta,
     *,
     now: datetime | None = None,
@@ -50,10 +48,7 @@ def sweep_orphans(
     removed: list[str] = []
     for batch in _batches(store.list_older_than(cutoff), _BATCH):
         with session_factory() as session, session.begin():
-            needed = or_(Binary.shredded_at.is_(None), Binary.shredded_at > cutoff)
-            referenced = set(
-                session.scalars(select(Binary.blob_key).where(Binary.blob_key.in_(batch), needed))
-            )
+            referenced = repository.needed_keys(session, batch, cutoff)
             for key in batch:
                 if key not in referenced:
                     store.delete(session, key)

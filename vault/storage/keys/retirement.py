@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from vault.models import PatientKey
+from vault.db import Session
+from vault.storage.keys import repository
 from vault.storage.keys.provider import KeyProvider
 
 
@@ -53,7 +51,7 @@ def retire_unused_master_keys(
     """Destroy the master keys that are not current, that no patient key references, and
     that stopped being current at least ``retention`` ago."""
     now = now or datetime.now(UTC)
-    in_use = set(session.scalars(select(PatientKey.master_key_id).distinct()))
+    in_use = repository.master_keys_in_use(session)
     current = provider.current_master_key_id()
     ids = provider.master_key_ids()
     retired: list[str] = []

@@ -12,27 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import bindparam, func, select, tuple_, update
-from sqlalchemy.orm import Session
 
+from vault.db import Session
 from vault.errors import IntegrityError
 from vault.models import PatientKey
 from vault.models.base import new_id
 from vault.storage import crypto
+from vault.storage.keys import repository
 from vault.storage.keys.provider import KeyProvider
 from vault.storage.keys.retirement import Retirement, retire_unused_master_keys
 
 CACHE_ENTRIES = 10_000
-
-# Built once: a patient's key is found in the cache only while they are busy, so in a
-# national service most writes look it up, and building the statement cost as much as
-# running it.
-_ACTIVE_KEK = (
-    select(PatientKey)
-    .where(PatientKey.patient_id == bindparam("patient_id"), PatientKey.retired_at.is_(None))
-    .order_by(PatientKey.created_at.desc())
-    .limit(1)
-)
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,7 @@ class KeyService:
             return memo[patient_id]
         kek = self._active.recall(patient_id)
         if kek is None:
-            row = session.scalars(_ACTIVE_KEK, {"patient_id": patient_id}).first()
+            row = repository.active_key(session, patient_id)
             if row is None:
                 return None
             kek = self._unwrapped(row)
@@ -161,11 +151,7 @@ class KeyService:
                     context = _kek_context(row.patient_id, row.id)
                     plain = self.provider.unwrap(row.master_key_id, row.wrapped_key, context)
                     master_key_id, wrapped = self.provider.wrap(plain, context)
-                    session.execute(
-                        update(PatientKey)
-                        .where(PatientKey.patient_id == row.patient_id, PatientKey.id == row.id)
-                        .values(wrapped_key=wrapped, master_key_id=master_key_id)
-                    )
+                    repository.rewrap(session, row.patient_id, row.id, wrapped, master_key_id)
                     rewrapped += 1
             if progress is not None:
                 progress(len(batch))
@@ -179,18 +165,7 @@ class KeyService:
         last = ("", "")
         while True:
             with session_factory() as session:
-                keys = [
-                    (str(patient_id), str(key_id))
-                    for patient_id, key_id in session.execute(
-                        select(PatientKey.patient_id, PatientKey.id)
-                        .where(
-                            PatientKey.master_key_id != master_key_id,
-                            tuple_(PatientKey.patient_id, PatientKey.id) > tuple_(*last),
-                        )
-                        .order_by(PatientKey.patient_id, PatientKey.id)
-                        .limit(batch_size)
-                    )
-                ]
+                keys = repository.keys_not_under(session, master_key_id, last, batch_size)
             if not keys:
                 return
             yield keys
@@ -204,9 +179,7 @@ class KeyService:
         return retire_unused_master_keys(self.provider, session, retention, now)
 
     def count_stale(self, session: Session) -> int:
-        current = self.provider.current_master_key_id()
-        stale = select(func.count()).where(PatientKey.master_key_id != current)
-        return int(session.scalar(stale) or 0)
+        return repository.count_not_under(session, self.provider.current_master_key_id())
 
     def forget(self) -> None:
         self._cache.clear()

@@ -199,7 +199,7 @@ class NewRows:
                 (_BINARIES, self.binaries),
                 (_DOCUMENTS, self.documents),
                 (_VERSIONS, self.versions),
-                (_OWNERS, _owners(self.binaries, self.documents)),
+                (_OWNERS, owner_rows(self.binaries, self.documents)),
             ):
                 if rows:
                     session.execute(insert(table), rows)
@@ -219,7 +219,7 @@ def _insert_together(
     """The three tables' rows in one statement, its inserts as data-modifying CTEs: one
     round trip instead of three, and PostgreSQL checks the versions' foreign keys at the
     statement's end, when their documents and binaries are in."""
-    owners = _owners(binaries, documents)
+    owners = owner_rows(binaries, documents)
     parts = (
         ("b", _BINARIES, binaries),
         ("d", _DOCUMENTS, documents),
@@ -257,8 +257,9 @@ def _together(
     return row("v", _VERSIONS, version, 0).add_cte(*ctes)
 
 
-def _owners(binaries: list[Row], documents: list[Row]) -> list[Row]:
-    """Each binary's and document's resource_patients row: binaries first, then documents."""
+def owner_rows(binaries: list[Row], documents: list[Row]) -> list[Row]:
+    """Each binary's and document's resource_patients row: binaries first, then documents
+    (the service's and the benchmark loader's alike)."""
     return [
         {"kind": kind, "resource_id": row["id"], "patient_id": row["patient_id"]}
         for kind, rows in (("binary", binaries), ("document", documents))
