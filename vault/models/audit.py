@@ -80,7 +80,7 @@ class AuditChainHead(Base):
     """The last link of each chain; its row lock serialises appends to one chain.
 
     ``log_id`` is the audit log the chain was assigned to when its first entry was
-    written, once and for all (vault/access/journal.py)."""
+    written, once and for all (vault/access/journal)."""
 
     __tablename__ = "audit_chain_heads"
 
