@@ -43,8 +43,8 @@ def _b64(value: bytes) -> str:
         requires(reason="the audit log's verification material: hashes and signatures only")
     ],
 )
-def public_key(found: ServicesDep) -> Response:
-    verifier = found.audit_log.checkpoints.key.verifier_if_present()
+def public_key(services: ServicesDep) -> Response:
+    verifier = services.audit_log.checkpoints.key.verifier_if_present()
     if verifier is None:
         raise NotFound("No checkpoint has been signed yet")
     return JSONResponse(
@@ -66,7 +66,7 @@ def public_key(found: ServicesDep) -> Response:
     ],
 )
 def checkpoints(
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     request: Request,
     before: Annotated[
@@ -75,11 +75,11 @@ def checkpoints(
     count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
     log: LogQuery = 0,
 ) -> Response:
-    rows = found.audit_log.checkpoints.page(session, before, count, log)
+    rows = services.audit_log.checkpoints.page(session, before, count, log)
     document: dict[str, Any] = {"checkpoints": [checkpoint_json(row) for row in rows]}
     if len(rows) == count:
         document["next"] = public_url(
-            found.settings, request, before=rows[-1].tree_size, _count=count
+            services.settings, request, before=rows[-1].tree_size, _count=count
         )
     return JSONResponse(document)
 
@@ -91,8 +91,8 @@ def checkpoints(
         requires(reason="the audit log's verification material: hashes and signatures only")
     ],
 )
-def latest_checkpoint(found: ServicesDep, session: SessionDep, log: LogQuery = 0) -> Response:
-    row = found.audit_log.checkpoints.latest(session, log)
+def latest_checkpoint(services: ServicesDep, session: SessionDep, log: LogQuery = 0) -> Response:
+    row = services.audit_log.checkpoints.latest(session, log)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
     return JSONResponse(checkpoint_json(row))
@@ -107,20 +107,20 @@ def latest_checkpoint(found: ServicesDep, session: SessionDep, log: LogQuery = 0
 )
 def checkpoint(
     tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)],
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     log: LogQuery = 0,
 ) -> Response:
-    row = found.audit_log.checkpoints.get(session, tree_size, log)
+    row = services.audit_log.checkpoints.get(session, tree_size, log)
     if row is None:
         raise NotFound("No checkpoint was signed at this tree size")
     return JSONResponse(checkpoint_json(row))
 
 
-def _default_size(found: ServicesDep, session: SessionDep, given: int | None, log: int) -> int:
+def _default_size(services: ServicesDep, session: SessionDep, given: int | None, log: int) -> int:
     if given is not None:
         return given
-    row = found.audit_log.checkpoints.latest(session, log)
+    row = services.audit_log.checkpoints.latest(session, log)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
     return row.tree_size
@@ -134,7 +134,7 @@ def _default_size(found: ServicesDep, session: SessionDep, given: int | None, lo
     ],
 )
 def inclusion(
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     leaf: Annotated[
         int | None, Query(ge=0, le=MAX_BIGINT, description="The entry's leaf index")
@@ -149,7 +149,7 @@ def inclusion(
 ) -> Response:
     if (leaf is None) == (entry is None):
         raise BadRequest("Give exactly one of leaf and entry", expression="leaf")
-    tree = found.audit_log.tree
+    tree = services.audit_log.tree
     if entry is not None:
         # An entry is proven in its own log's tree.
         leaf = tree.leaf_index_of(session, entry)
@@ -157,7 +157,7 @@ def inclusion(
             raise NotFound("This entry is not in the tree yet (or does not exist)")
         log = tree.log_of(session, entry) or 0
     assert leaf is not None
-    size = _default_size(found, session, tree_size, log)
+    size = _default_size(services, session, tree_size, log)
     path = tree.inclusion_proof(session, leaf, size, log)
     row = tree.leaf_entry(session, leaf, log)
     if row is None:
@@ -182,7 +182,7 @@ def inclusion(
     ],
 )
 def consistency(
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     first: Annotated[int, Query(ge=1, le=MAX_BIGINT, description="The older tree size")],
     second: Annotated[
@@ -193,8 +193,8 @@ def consistency(
     ] = None,
     log: LogQuery = 0,
 ) -> Response:
-    size = _default_size(found, session, second, log)
-    path = found.audit_log.tree.consistency_proof(session, first, size, log)
+    size = _default_size(services, session, second, log)
+    path = services.audit_log.tree.consistency_proof(session, first, size, log)
     return JSONResponse(
         {"first": first, "second": size, "consistencyPath": [_b64(node) for node in path]}
     )

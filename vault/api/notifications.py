@@ -52,9 +52,11 @@ PAGE_HEADERS = {
     dependencies=[requires(Permission.NOTIFICATIONS_READ)],
 )
 def read_preferences(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> PreferencesOut:
-    return PreferencesOut.of(found.notifications.view(session, actor, record_of(actor, patient_id)))
+    return PreferencesOut.of(
+        services.notifications.view(session, actor, record_of(actor, patient_id))
+    )
 
 
 @router.put(
@@ -68,11 +70,13 @@ def set_address(
     patient_id: PatientId,
     body: AddressRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> PreferencesOut:
     return PreferencesOut.of(
-        found.notifications.set_address(session, actor, record_of(actor, patient_id), body.address)
+        services.notifications.set_address(
+            session, actor, record_of(actor, patient_id), body.address
+        )
     )
 
 
@@ -83,9 +87,9 @@ def set_address(
     dependencies=[requires(Permission.NOTIFICATIONS_MANAGE)],
 )
 def remove_address(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> Response:
-    found.notifications.remove_address(session, actor, record_of(actor, patient_id))
+    services.notifications.remove_address(session, actor, record_of(actor, patient_id))
     return Response(status_code=204)
 
 
@@ -99,11 +103,11 @@ def set_events(
     patient_id: PatientId,
     body: EventsRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> PreferencesOut:
     return PreferencesOut.of(
-        found.notifications.set_events(session, actor, record_of(actor, patient_id), body.events)
+        services.notifications.set_events(session, actor, record_of(actor, patient_id), body.events)
     )
 
 
@@ -149,10 +153,10 @@ def confirm_page(token: Token) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def confirm(token: Token, found: ServicesDep) -> HTMLResponse:
+def confirm(token: Token, services: ServicesDep) -> HTMLResponse:
     try:
-        with transaction(found.session_factory) as session:
-            found.notifications.confirm(session, token)
+        with transaction(services.session_factory) as session:
+            services.notifications.confirm(session, token)
     except LinkRefused:
         return _page(*_REFUSED, status=404)
     return _page("Adresse confirmée", "Vous recevrez désormais les e-mails que vous avez choisis.")
@@ -179,10 +183,10 @@ def unsubscribe_page(record: Record, token: Token) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def unsubscribe(record: Record, token: Token, found: ServicesDep) -> HTMLResponse:
+def unsubscribe(record: Record, token: Token, services: ServicesDep) -> HTMLResponse:
     try:
-        with transaction(found.session_factory) as session:
-            found.notifications.unsubscribe(session, record, token)
+        with transaction(services.session_factory) as session:
+            services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
         return _page(*_REFUSED, status=404)
     return _page("Désinscription faite", "Vous ne recevrez plus d'e-mail de votre espace santé.")
