@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 
 from vault.access.chain import GENESIS, canonical_fields, entry_hash
+from vault.access.journal import chain_number
 from vault.access.service import ins_index
 from vault.bench.repository import psycopg_url
 from vault.bench.workload import (
@@ -118,7 +119,7 @@ COLUMNS = {
     "patients": "id, ins_index, version, resource_ciphertext, resource_dek, kek_id, "
     "created_at, updated_at",
     "audit_entries": "occurred_at, chain_key, chain_seq, prev_hash, entry_hash, patient_id, "
-    "action, outcome, purpose, actor_role, actor_id, resource_type, resource_id, detail",
+    "action, outcome, purpose, actor_role, actor_id, resource_type, resource_id, detail, log_id",
     # The reference table of patients by INS (docs/scaling.md), filled from their rows.
     "patient_ins": "ins_index, patient_id",
 }
@@ -566,6 +567,9 @@ class StoreLoader:
     def _write(self, batch: _Batch) -> None:
         with self.connect() as connection:
             self._check_chains(connection, batch)
+            # Each chain's audit log, as AuditService.append assigns it (docs/audit.md).
+            row = connection.execute("SELECT count(*) FROM audit_tree_head").fetchone()
+            logs = max(int(row[0]) if row else 0, 1)
             built = {
                 table: _copy_rows(rows)
                 for table, rows in (
@@ -586,7 +590,10 @@ class StoreLoader:
                 for table, rows in (
                     ("patients", batch.patients),
                     ("patient_keys", batch.patient_keys),
-                    ("audit_entries", batch.audit),
+                    (
+                        "audit_entries",
+                        [(*entry, chain_number(entry[1]) % logs) for entry in batch.audit],
+                    ),
                     ("patient_ins", [(row[1], row[0]) for row in batch.patients]),
                 )
                 if rows
@@ -600,10 +607,13 @@ class StoreLoader:
                         for row in rows:
                             copy.write_row(row)
                 cursor.executemany(
-                    "INSERT INTO audit_chain_heads (chain_key, last_seq, last_hash) "
-                    "VALUES (%s, %s, %s) ON CONFLICT (chain_key) DO UPDATE "
+                    "INSERT INTO audit_chain_heads (chain_key, last_seq, last_hash, log_id) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (chain_key) DO UPDATE "
                     "SET last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash",
-                    [(key, seq, digest) for key, (seq, digest) in batch.heads.items()],
+                    [
+                        (key, seq, digest, chain_number(key) % logs)
+                        for key, (seq, digest) in batch.heads.items()
+                    ],
                 )
 
     @staticmethod
