@@ -11,31 +11,15 @@ import pytest
 from sqlalchemy import Connection, select, text
 
 from tests.factories import OTHER_DOCTOR, create_patient, publish
-from vault.access.chain import GENESIS, canonical_fields, entry_hash
+from vault.access.chain import GENESIS, HASHED_COLUMNS, canonical_fields, entry_hash
 from vault.access.records import AuditRecord, Outcome
 from vault.audit import merkle
 from vault.identity.principal import Principal, Role
 from vault.models import AuditChainHead, AuditEntry, AuditTreeHead, AuditTreeNode
 from vault.services import Services
 
-ENTRY_COLUMNS = (
-    "chain_key",
-    "chain_seq",
-    "occurred_at",
-    "patient_id",
-    "action",
-    "outcome",
-    "purpose",
-    "actor_role",
-    "actor_id",
-    "on_behalf_of",
-    "client_id",
-    "token_id",
-    "source_ip",
-    "resource_type",
-    "resource_id",
-    "detail",
-)
+# What an entry's hash covers, as the vault defines it once.
+ENTRY_COLUMNS = HASHED_COLUMNS
 
 
 def activity(client: Any, tokens: Any, seed: int, documents: int = 2) -> tuple[str, str]:

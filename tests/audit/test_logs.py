@@ -5,6 +5,7 @@ chain and every log's tree, naming the log of a tampered entry."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections import Counter
 
@@ -197,7 +198,11 @@ def test_the_commands_set_the_number_of_logs_and_verify_them(services, run):  # 
     assert run("logs").stdout.strip() == "1"
     assert run("logs", "3").stdout.strip() == "3"
     _append(services, [*PATIENTS[:12], None])
-    assert run("checkpoint").exit_code == 0
+    signed = run("checkpoint")
+    assert signed.exit_code == 0
+    notes = [json.loads(line)["note"] for line in signed.stdout.splitlines()]
+    origin = services.audit_log.checkpoints.origin
+    assert [note.split("\n")[0] for note in notes] == [f"{origin}/{log}" for log in range(3)]
 
     refused = run("logs", "2")
     full = run("verify")
