@@ -5,8 +5,10 @@ chain and every log's tree, naming the log of a tampered entry."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
+import zipfile
 from collections import Counter
 
 import pytest
@@ -15,6 +17,8 @@ from sqlalchemy import select, text
 
 from tests.audit.conftest import read_record, rehash_chain, tampering
 from tests.audit.test_cli import run  # noqa: F401 - the fixture
+from tests.exports.test_export import _export, _verify
+from tests.factories import create_patient, publish
 from vault.access.journal import chain_number
 from vault.audit import merkle, parallel
 from vault.audit.checkpoints import log_origin, open_checkpoint
@@ -264,3 +268,22 @@ def test_the_integrity_api_serves_each_logs_checkpoints_and_proves_an_entry_in_i
     )
     listed = client.get("/audit/checkpoints?log=2", headers=headers).json()["checkpoints"]
     assert [item["note"] for item in listed] == [latest["note"]]
+
+
+def test_an_export_proves_the_history_in_its_patients_log(services, client, tokens, tmp_path):
+    _configure(services, LOGS)
+    for seed in range(1, 20):
+        patient_id, ins_value = create_patient(client, tokens, seed)
+        if chain_number(patient_id) % LOGS != 0:
+            break
+    log = chain_number(patient_id) % LOGS
+    assert log != 0
+    publish(client, tokens.professional(), patient_id, b"a report")
+
+    _, content = _export(client, services, tokens.patient(ins_value))
+
+    archive = zipfile.ZipFile(io.BytesIO(content))
+    note = archive.read("history/checkpoint.txt").decode()
+    assert note.startswith(f"{services.audit_log.checkpoints.origin}/{log}\n")
+    checked = _verify(tmp_path, content)
+    assert checked.exit_code == 0, checked.output
