@@ -671,6 +671,9 @@ class Space:
     def revoke(self, session: Session, actor: Actor, patient_id: str, entry_id: str) -> None:
         self.services.policies.revoke_delegation(session, actor, patient_id, entry_id)
 
+    def withdraw(self, session: Session, actor: Actor, patient_id: str, invitation_id: str) -> None:
+        self.services.policies.withdraw_invitation(session, actor, patient_id, invitation_id)
+
     # -- history ----------------------------------------------------------------------
 
     def history(
