@@ -88,9 +88,9 @@ def _created(response: Response, created: bool) -> None:
     dependencies=[requires(Permission.POLICY_READ)],
 )
 def read_policy(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> PolicyOut:
-    return PolicyOut.of(found.policies.view(session, actor, _patient(actor, patient_id)))
+    return PolicyOut.of(services.policies.view(session, actor, _patient(actor, patient_id)))
 
 
 @router.get(
@@ -100,9 +100,9 @@ def read_policy(
     dependencies=[requires(Permission.POLICY_READ)],
 )
 def policy_history(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> list[EventOut]:
-    events = found.policies.history(session, actor, _patient(actor, patient_id))
+    events = services.policies.history(session, actor, _patient(actor, patient_id))
     return [EventOut.of(event) for event in events]
 
 
@@ -113,9 +113,9 @@ def policy_history(
     dependencies=[requires(Permission.POLICY_READ)],
 )
 def my_relationships(
-    actor: ActorDep, found: ServicesDep, session: SessionDep
+    actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> list[RelationshipOut]:
-    rows = found.policies.relationships_of(session, actor)
+    rows = services.policies.relationships_of(session, actor)
     return [RelationshipOut(patient=row.patient_id, relationship=EntryOut.of(row)) for row in rows]
 
 
@@ -127,11 +127,11 @@ def _add(
     patient_id: str,
     body: ProfessionalRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     response: Response,
 ) -> EntryOut:
-    change = found.policies.add_professional(
+    change = services.policies.add_professional(
         session, actor, _patient(actor, patient_id), kind, _idnps(body.professional)
     )
     _created(response, change.created)
@@ -148,11 +148,11 @@ def set_treating_doctor(
     patient_id: PatientId,
     body: ProfessionalRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     response: Response,
 ) -> EntryOut:
-    return _add(EntryKind.TREATING_DOCTOR, patient_id, body, actor, found, session, response)
+    return _add(EntryKind.TREATING_DOCTOR, patient_id, body, actor, services, session, response)
 
 
 @router.delete(
@@ -162,9 +162,9 @@ def set_treating_doctor(
     dependencies=[requires(Permission.POLICY_MANAGE)],
 )
 def clear_treating_doctor(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> Response:
-    found.policies.remove_professional(
+    services.policies.remove_professional(
         session, actor, _patient(actor, patient_id), EntryKind.TREATING_DOCTOR
     )
     return Response(status_code=204)
@@ -181,11 +181,11 @@ def add_care_team_member(
     patient_id: PatientId,
     body: ProfessionalRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     response: Response,
 ) -> EntryOut:
-    return _add(EntryKind.CARE_TEAM, patient_id, body, actor, found, session, response)
+    return _add(EntryKind.CARE_TEAM, patient_id, body, actor, services, session, response)
 
 
 @router.delete(
@@ -198,10 +198,10 @@ def remove_care_team_member(
     patient_id: PatientId,
     idnps: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> Response:
-    found.policies.remove_professional(
+    services.policies.remove_professional(
         session, actor, _patient(actor, patient_id), EntryKind.CARE_TEAM, _path_idnps(idnps)
     )
     return Response(status_code=204)
@@ -218,11 +218,11 @@ def block_professional(
     patient_id: PatientId,
     body: ProfessionalRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     response: Response,
 ) -> EntryOut:
-    return _add(EntryKind.BLOCK, patient_id, body, actor, found, session, response)
+    return _add(EntryKind.BLOCK, patient_id, body, actor, services, session, response)
 
 
 @router.delete(
@@ -235,10 +235,10 @@ def unblock_professional(
     patient_id: PatientId,
     idnps: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> Response:
-    found.policies.remove_professional(
+    services.policies.remove_professional(
         session, actor, _patient(actor, patient_id), EntryKind.BLOCK, _path_idnps(idnps)
     )
     return Response(status_code=204)
@@ -254,10 +254,10 @@ def withdraw_point_of_care(
     patient_id: PatientId,
     idnps: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> Response:
-    found.policies.remove_professional(
+    services.policies.remove_professional(
         session, actor, _patient(actor, patient_id), EntryKind.POINT_OF_CARE, _path_idnps(idnps)
     )
     return Response(status_code=204)
@@ -275,10 +275,10 @@ def block_point_of_care_declarer(
     patient_id: PatientId,
     idnps: Annotated[str, Path(max_length=64, pattern=PROFESSIONAL_ID)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> EntryOut:
-    row = found.policies.block_declarer(
+    row = services.policies.block_declarer(
         session, actor, _patient(actor, patient_id), _path_idnps(idnps)
     )
     return EntryOut.of(row)
@@ -297,10 +297,10 @@ def mask_document(
     patient_id: PatientId,
     body: MaskRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> MaskOut:
-    version = found.policies.set_mask(
+    version = services.policies.set_mask(
         session, actor, _patient(actor, patient_id), body.document, masked=True
     )
     return MaskOut(document=body.document, masked=True, version=version)
@@ -316,10 +316,10 @@ def unmask_document(
     patient_id: PatientId,
     document_id: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> MaskOut:
-    version = found.policies.set_mask(
+    version = services.policies.set_mask(
         session, actor, _patient(actor, patient_id), document_id, masked=False
     )
     return MaskOut(document=document_id, masked=False, version=version)
@@ -340,10 +340,10 @@ def grant_delegation(
     patient_id: PatientId,
     body: DelegationRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> EntryOut:
-    row = found.policies.grant_delegation(
+    row = services.policies.grant_delegation(
         session,
         actor,
         _patient(actor, patient_id),
@@ -366,10 +366,10 @@ def revoke_delegation(
     patient_id: PatientId,
     delegation_id: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> Response:
-    found.policies.revoke_delegation(session, actor, _patient(actor, patient_id), delegation_id)
+    services.policies.revoke_delegation(session, actor, _patient(actor, patient_id), delegation_id)
     return Response(status_code=204)
 
 
@@ -381,9 +381,9 @@ def revoke_delegation(
     dependencies=[requires(Permission.POLICY_READ)],
 )
 def list_delegations(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> DelegationsOut:
-    view = found.policies.delegations(session, actor, _patient(actor, patient_id))
+    view = services.policies.delegations(session, actor, _patient(actor, patient_id))
     return DelegationsOut.of(view)
 
 
@@ -399,10 +399,10 @@ def invite_caregiver(
     patient_id: PatientId,
     body: InvitationRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> InvitationOut:
-    row, code = found.policies.invite_caregiver(
+    row, code = services.policies.invite_caregiver(
         session,
         actor,
         _patient(actor, patient_id),
@@ -431,10 +431,12 @@ def withdraw_invitation(
     patient_id: PatientId,
     invitation_id: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> Response:
-    found.policies.withdraw_invitation(session, actor, _patient(actor, patient_id), invitation_id)
+    services.policies.withdraw_invitation(
+        session, actor, _patient(actor, patient_id), invitation_id
+    )
     return Response(status_code=204)
 
 
@@ -447,9 +449,9 @@ def withdraw_invitation(
     dependencies=[requires(Permission.INVITATION_ACCEPT)],
 )
 def accept_invitation(
-    body: AcceptRequest, actor: ActorDep, found: ServicesDep, session: SessionDep
+    body: AcceptRequest, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> RelationshipOut:
-    row = found.policies.accept_invitation(session, actor, body.code)
+    row = services.policies.accept_invitation(session, actor, body.code)
     return RelationshipOut(patient=row.patient_id, relationship=EntryOut.of(row))
 
 
@@ -465,7 +467,7 @@ def add_representative(
     patient_id: PatientId,
     body: RepresentativeRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     response: Response,
 ) -> EntryOut:
@@ -475,7 +477,7 @@ def add_representative(
             f"Name a representative by INS or by caregiver account ({CAREGIVER_SYSTEM})",
             expression="representative.system",
         )
-    change = found.policies.add_representative(
+    change = services.policies.add_representative(
         session,
         actor,
         _patient(actor, patient_id),
@@ -500,10 +502,10 @@ def end_representative(
     patient_id: PatientId,
     entry_id: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> Response:
-    found.policies.end_representative(session, actor, _patient(actor, patient_id), entry_id)
+    services.policies.end_representative(session, actor, _patient(actor, patient_id), entry_id)
     return Response(status_code=204)
 
 
@@ -520,10 +522,10 @@ def set_emergency_refusal(
     patient_id: PatientId,
     body: EmergencyRefusalRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> EmergencyRefusalRequest:
-    found.policies.set_emergency_refusal(
+    services.policies.set_emergency_refusal(
         session, actor, _patient(actor, patient_id), refused=body.refused
     )
     return body
@@ -541,10 +543,10 @@ def declare_emergency(
     patient_id: PatientId,
     body: EmergencyRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> EntryOut:
-    row = found.policies.declare_emergency(
+    row = services.policies.declare_emergency(
         session, actor, _patient(actor, patient_id), reason=body.reason, mode=body.mode
     )
     return EntryOut.of(row)
@@ -561,7 +563,7 @@ def declare_point_of_care(
     patient_id: PatientId,
     body: PointOfCareRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> EntryOut:
     if not (body.patient_informed and body.patient_agreed):
@@ -569,5 +571,5 @@ def declare_point_of_care(
             "Access at the point of care needs the patient informed and agreeing",
             expression="patientAgreed",
         )
-    row = found.policies.declare_point_of_care(session, actor, _patient(actor, patient_id))
+    row = services.policies.declare_point_of_care(session, actor, _patient(actor, patient_id))
     return EntryOut.of(row)

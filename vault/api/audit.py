@@ -38,8 +38,8 @@ def _b64(value: bytes) -> str:
         requires(reason="the audit log's verification material: hashes and signatures only")
     ],
 )
-def public_key(found: ServicesDep) -> Response:
-    verifier = found.audit_log.checkpoints.key.verifier_if_present()
+def public_key(services: ServicesDep) -> Response:
+    verifier = services.audit_log.checkpoints.key.verifier_if_present()
     if verifier is None:
         raise NotFound("No checkpoint has been signed yet")
     return JSONResponse(
@@ -61,7 +61,7 @@ def public_key(found: ServicesDep) -> Response:
     ],
 )
 def checkpoints(
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     request: Request,
     before: Annotated[
@@ -69,11 +69,11 @@ def checkpoints(
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
 ) -> Response:
-    rows = found.audit_log.checkpoints.page(session, before, count)
+    rows = services.audit_log.checkpoints.page(session, before, count)
     document: dict[str, Any] = {"checkpoints": [checkpoint_json(row) for row in rows]}
     if len(rows) == count:
         document["next"] = public_url(
-            found.settings, request, before=rows[-1].tree_size, _count=count
+            services.settings, request, before=rows[-1].tree_size, _count=count
         )
     return JSONResponse(document)
 
@@ -85,8 +85,8 @@ def checkpoints(
         requires(reason="the audit log's verification material: hashes and signatures only")
     ],
 )
-def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
-    row = found.audit_log.checkpoints.latest(session)
+def latest_checkpoint(services: ServicesDep, session: SessionDep) -> Response:
+    row = services.audit_log.checkpoints.latest(session)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
     return JSONResponse(checkpoint_json(row))
@@ -100,18 +100,18 @@ def latest_checkpoint(found: ServicesDep, session: SessionDep) -> Response:
     ],
 )
 def checkpoint(
-    tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)], found: ServicesDep, session: SessionDep
+    tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)], services: ServicesDep, session: SessionDep
 ) -> Response:
-    row = found.audit_log.checkpoints.get(session, tree_size)
+    row = services.audit_log.checkpoints.get(session, tree_size)
     if row is None:
         raise NotFound("No checkpoint was signed at this tree size")
     return JSONResponse(checkpoint_json(row))
 
 
-def _default_size(found: ServicesDep, session: SessionDep, given: int | None) -> int:
+def _default_size(services: ServicesDep, session: SessionDep, given: int | None) -> int:
     if given is not None:
         return given
-    row = found.audit_log.checkpoints.latest(session)
+    row = services.audit_log.checkpoints.latest(session)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
     return row.tree_size
@@ -125,7 +125,7 @@ def _default_size(found: ServicesDep, session: SessionDep, given: int | None) ->
     ],
 )
 def inclusion(
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     leaf: Annotated[
         int | None, Query(ge=0, le=MAX_BIGINT, description="The entry's leaf index")
@@ -139,13 +139,13 @@ def inclusion(
 ) -> Response:
     if (leaf is None) == (entry is None):
         raise BadRequest("Give exactly one of leaf and entry", expression="leaf")
-    tree = found.audit_log.tree
+    tree = services.audit_log.tree
     if entry is not None:
         leaf = tree.leaf_index_of(session, entry)
         if leaf is None:
             raise NotFound("This entry is not in the tree yet (or does not exist)")
     assert leaf is not None
-    size = _default_size(found, session, tree_size)
+    size = _default_size(services, session, tree_size)
     path = tree.inclusion_proof(session, leaf, size)
     row = tree.leaf_entry(session, leaf)
     if row is None:
@@ -170,7 +170,7 @@ def inclusion(
     ],
 )
 def consistency(
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     first: Annotated[int, Query(ge=1, le=MAX_BIGINT, description="The older tree size")],
     second: Annotated[
@@ -180,8 +180,8 @@ def consistency(
         ),
     ] = None,
 ) -> Response:
-    size = _default_size(found, session, second)
-    path = found.audit_log.tree.consistency_proof(session, first, size)
+    size = _default_size(services, session, second)
+    path = services.audit_log.tree.consistency_proof(session, first, size)
     return JSONResponse(
         {"first": first, "second": size, "consistencyPath": [_b64(node) for node in path]}
     )

@@ -37,8 +37,8 @@ def services_of(request: Request) -> Services:
     """The services, for the dependencies below: read from the app rather than through
     ``ServicesDep``, because FastAPI solves a dependency's sub-dependencies again at every
     place it appears (before looking in its cache), and these appear in every route."""
-    found: Services = request.app.state.services
-    return found
+    services: Services = request.app.state.services
+    return services
 
 
 async def authenticate(
@@ -82,8 +82,8 @@ async def unit_of_work(request: Request, principal: PrincipalDep) -> AsyncIterat
     in its own thread already (``end_reads``).
 
     Whatever the outcome, the refusals the request met count towards its actor's throttle."""
-    found = services_of(request)
-    session = found.session_factory()
+    services = services_of(request)
+    session = services.session_factory()
     try:
         yield session
         _count_refusals(request, principal, session)
@@ -93,21 +93,23 @@ async def unit_of_work(request: Request, principal: PrincipalDep) -> AsyncIterat
             session.close()  # nothing is open: no statement, no I/O
     except VaultError as error:
         _count_refusals(request, principal, session)
-        await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
+        await run_in_threadpool(_end_failed, services, session, principal, error, request.method)
         raise
     except BaseException as error:
         # Cancelled or failed unexpectedly: the thread must not be abandoned mid-rollback,
         # so this one is shielded from the cancellation that may have brought us here.
         with CancelScope(shield=True):
-            await run_in_threadpool(_end_failed, found, session, principal, error, request.method)
+            await run_in_threadpool(
+                _end_failed, services, session, principal, error, request.method
+            )
         raise
 
 
 def _end_failed(
-    found: Services, session: Session, principal: Principal, error: BaseException, method: str
+    services: Services, session: Session, principal: Principal, error: BaseException, method: str
 ) -> None:
-    found.access.end_failed(
-        found.session_factory, session, principal, error, surface=API, method=method
+    services.access.end_failed(
+        services.session_factory, session, principal, error, surface=API, method=method
     )
 
 
@@ -125,10 +127,10 @@ async def actor(request: Request, principal: PrincipalDep, session: SessionDep) 
     # Only a patient's actor needs a query (their own record's id); the others are built
     # from the token alone, without a thread hop. (The reads that matter most, downloads
     # and searches, build it in their endpoint's thread instead: no hop at all.)
-    found = services_of(request)
+    services = services_of(request)
     if principal.role is Role.PATIENT:
-        return await run_in_threadpool(found.access.actor, session, principal)
-    return found.access.actor(session, principal)
+        return await run_in_threadpool(services.access.actor, session, principal)
+    return services.access.actor(session, principal)
 
 
 ActorDep = Annotated[Actor, Depends(actor)]

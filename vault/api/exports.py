@@ -52,8 +52,8 @@ class ExportOut(BaseModel):
         )
 
 
-def _job_url(found: ServicesDep, patient_id: str, export_id: str) -> str:
-    return f"{found.settings.issuer}/api/patients/{patient_id}/exports/{export_id}"
+def _job_url(services: ServicesDep, patient_id: str, export_id: str) -> str:
+    return f"{services.settings.issuer}/api/patients/{patient_id}/exports/{export_id}"
 
 
 @router.post(
@@ -66,13 +66,13 @@ def _job_url(found: ServicesDep, patient_id: str, export_id: str) -> str:
 def request_export(
     patient_id: PatientId,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     response: Response,
 ) -> ExportOut:
     record = record_of(actor, patient_id)
-    job = found.exports.request(session, actor, record)
-    url = _job_url(found, patient_id, job.id)
+    job = services.exports.request(session, actor, record)
+    url = _job_url(services, patient_id, job.id)
     response.headers["Location"] = url
     return ExportOut.of(job, url)
 
@@ -87,11 +87,11 @@ def export_status(
     patient_id: PatientId,
     export_id: ExportId,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> ExportOut:
-    job = found.exports.status(session, actor, record_of(actor, patient_id), export_id)
-    return ExportOut.of(job, _job_url(found, patient_id, job.id))
+    job = services.exports.status(session, actor, record_of(actor, patient_id), export_id)
+    return ExportOut.of(job, _job_url(services, patient_id, job.id))
 
 
 @router.get(
@@ -104,10 +104,10 @@ def export_archive(
     patient_id: PatientId,
     export_id: ExportId,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> StreamingResponse:
-    download = found.exports.download(session, actor, record_of(actor, patient_id), export_id)
+    download = services.exports.download(session, actor, record_of(actor, patient_id), export_id)
     return StreamingResponse(
         download.chunks,
         media_type="application/zip",

@@ -48,9 +48,11 @@ Record = Annotated[str, Query(min_length=1, max_length=64)]
     dependencies=[requires(Permission.NOTIFICATIONS_READ)],
 )
 def read_preferences(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> PreferencesOut:
-    return PreferencesOut.of(found.notifications.view(session, actor, record_of(actor, patient_id)))
+    return PreferencesOut.of(
+        services.notifications.view(session, actor, record_of(actor, patient_id))
+    )
 
 
 @router.put(
@@ -64,11 +66,13 @@ def set_address(
     patient_id: PatientId,
     body: AddressRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> PreferencesOut:
     return PreferencesOut.of(
-        found.notifications.set_address(session, actor, record_of(actor, patient_id), body.address)
+        services.notifications.set_address(
+            session, actor, record_of(actor, patient_id), body.address
+        )
     )
 
 
@@ -79,9 +83,9 @@ def set_address(
     dependencies=[requires(Permission.NOTIFICATIONS_MANAGE)],
 )
 def remove_address(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> Response:
-    found.notifications.remove_address(session, actor, record_of(actor, patient_id))
+    services.notifications.remove_address(session, actor, record_of(actor, patient_id))
     return Response(status_code=204)
 
 
@@ -95,11 +99,11 @@ def set_events(
     patient_id: PatientId,
     body: EventsRequest,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
 ) -> PreferencesOut:
     return PreferencesOut.of(
-        found.notifications.set_events(session, actor, record_of(actor, patient_id), body.events)
+        services.notifications.set_events(session, actor, record_of(actor, patient_id), body.events)
     )
 
 
@@ -121,10 +125,10 @@ def confirm_page(request: Request, token: Token) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def confirm(request: Request, token: Token, found: ServicesDep) -> HTMLResponse:
+def confirm(request: Request, token: Token, services: ServicesDep) -> HTMLResponse:
     try:
-        with transaction(found.session_factory) as session:
-            found.notifications.confirm(session, token)
+        with transaction(services.session_factory) as session:
+            services.notifications.confirm(session, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
     return link_page(request, "confirmed")
@@ -147,10 +151,12 @@ def unsubscribe_page(request: Request, record: Record, token: Token) -> HTMLResp
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def unsubscribe(request: Request, record: Record, token: Token, found: ServicesDep) -> HTMLResponse:
+def unsubscribe(
+    request: Request, record: Record, token: Token, services: ServicesDep
+) -> HTMLResponse:
     try:
-        with transaction(found.session_factory) as session:
-            found.notifications.unsubscribe(session, record, token)
+        with transaction(services.session_factory) as session:
+            services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
     return link_page(request, "unsubscribed")

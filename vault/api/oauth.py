@@ -55,8 +55,8 @@ FORM_SCHEMA = {
     response_class=JSONResponse,
     dependencies=[public("the client's own signed assertion is the credential")],
 )
-async def token(request: Request, found: ServicesDep) -> Response:
-    if found.oauth is None:
+async def token(request: Request, services: ServicesDep) -> Response:
+    if services.oauth is None:
         raise NotFound("The vault's token endpoint is off (VAULT_EMBEDDED_ISSUER=false)")
     body = await read_body(request, MAX_FORM_BYTES)
     form = _form(request.headers.get("content-type"), body)
@@ -69,7 +69,9 @@ async def token(request: Request, found: ServicesDep) -> Response:
         form=form,
         client_ip=request.client.host if request.client else None,
     )
-    issued = await run_in_threadpool(found.oauth.issue, token_request, request.app.state.throttle)
+    issued = await run_in_threadpool(
+        services.oauth.issue, token_request, request.app.state.throttle
+    )
     return _render(issued)
 
 

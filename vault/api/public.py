@@ -21,10 +21,10 @@ router = APIRouter(tags=["Public"])
     summary="The embedded issuer's public keys",
     dependencies=[public("the embedded issuer's public keys")],
 )
-def jwks(found: ServicesDep) -> Response:
-    if found.issuer is None:
+def jwks(services: ServicesDep) -> Response:
+    if services.issuer is None:
         raise NotFound("The embedded issuer is off")
-    return JSONResponse(found.issuer.jwks())
+    return JSONResponse(services.issuer.jwks())
 
 
 @router.get(
@@ -32,8 +32,8 @@ def jwks(found: ServicesDep) -> Response:
     summary="SMART App Launch 2 discovery",
     dependencies=[public("how to obtain a token (SMART configuration)")],
 )
-def smart_configuration(found: ServicesDep) -> Response:
-    base = found.settings.issuer
+def smart_configuration(services: ServicesDep) -> Response:
+    base = services.settings.issuer
     document: dict[str, Any] = {
         "issuer": base,
         "scopes_supported": [
@@ -51,7 +51,7 @@ def smart_configuration(found: ServicesDep) -> Response:
         ],
         "capabilities": ["permission-v2", "permission-v1"],
     }
-    if found.oauth is not None:
+    if services.oauth is not None:
         # The vault's own authorization server, for professional software (SMART Backend
         # Services); people sign in through the OpenID providers it trusts.
         document.update(
@@ -89,8 +89,8 @@ def healthz() -> Response:
     responses={503: {"description": "Not ready; the body says nothing more"}},
     dependencies=[public("readiness: names failing components only")],
 )
-def readyz(found: ServicesDep) -> Response:
-    if health.failing_components(found):
+def readyz(services: ServicesDep) -> Response:
+    if health.failing_components(services):
         return JSONResponse(
             {"status": "unavailable"},
             status_code=503,
@@ -105,10 +105,12 @@ def readyz(found: ServicesDep) -> Response:
     response_class=PlainTextResponse,
     dependencies=[public("counters and timings, no health data; VAULT_METRICS_TOKEN may guard it")],
 )
-def prometheus_metrics(found: ServicesDep, request: Request) -> Response:
+def prometheus_metrics(services: ServicesDep, request: Request) -> Response:
     # An empty VAULT_METRICS_TOKEN means unset, as for every other setting.
     expected = (
-        found.settings.metrics_token.get_secret_value() if found.settings.metrics_token else ""
+        services.settings.metrics_token.get_secret_value()
+        if services.settings.metrics_token
+        else ""
     )
     if expected and not _bearer_matches(request.headers.get("authorization"), expected):
         return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})

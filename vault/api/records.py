@@ -71,9 +71,9 @@ class ClosureRequest(BaseModel):
     dependencies=[requires(Permission.RECORD_STATUS)],
 )
 def closure_status(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> StandingOut:
-    return StandingOut.of(found.records.status(session, actor, record_of(actor, patient_id)))
+    return StandingOut.of(services.records.status(session, actor, record_of(actor, patient_id)))
 
 
 @router.post(
@@ -85,13 +85,13 @@ def closure_status(
 def close_record(
     patient_id: PatientId,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     body: ClosureRequest | None = None,
 ) -> StandingOut:
     delete_now = body.delete_now if body is not None else False
     return StandingOut.of(
-        found.records.close(session, actor, record_of(actor, patient_id), delete_now=delete_now)
+        services.records.close(session, actor, record_of(actor, patient_id), delete_now=delete_now)
     )
 
 
@@ -102,10 +102,10 @@ def close_record(
     dependencies=[requires(Permission.RECORD_DELETE)],
 )
 def request_deletion(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> StandingOut:
     return StandingOut.of(
-        found.records.request_deletion(session, actor, record_of(actor, patient_id))
+        services.records.request_deletion(session, actor, record_of(actor, patient_id))
     )
 
 
@@ -115,9 +115,9 @@ def request_deletion(
     dependencies=[requires(Permission.RECORD_REOPEN)],
 )
 def reopen_record(
-    patient_id: PatientId, actor: ActorDep, found: ServicesDep, session: SessionDep
+    patient_id: PatientId, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> StandingOut:
-    return StandingOut.of(found.records.reopen(session, actor, record_of(actor, patient_id)))
+    return StandingOut.of(services.records.reopen(session, actor, record_of(actor, patient_id)))
 
 
 # -- oppositions ---------------------------------------------------------------------------
@@ -144,9 +144,9 @@ _OPPOSITION = (
     dependencies=[requires(reason=_OPPOSITION)],
 )
 def oppose(
-    actor: ActorDep, found: ServicesDep, session: SessionDep, response: Response
+    actor: ActorDep, services: ServicesDep, session: SessionDep, response: Response
 ) -> OppositionOut:
-    since, created = found.oppositions.oppose(session, actor)
+    since, created = services.oppositions.oppose(session, actor)
     if not created:
         response.status_code = 200
     return OppositionOut(opposed_at=since.isoformat())
@@ -157,8 +157,8 @@ def oppose(
     summary="One's opposition, if any (404 otherwise)",
     dependencies=[requires(reason=_OPPOSITION)],
 )
-def opposition_status(actor: ActorDep, found: ServicesDep, session: SessionDep) -> OppositionOut:
-    return OppositionOut(opposed_at=found.oppositions.status(session, actor).isoformat())
+def opposition_status(actor: ActorDep, services: ServicesDep, session: SessionDep) -> OppositionOut:
+    return OppositionOut(opposed_at=services.oppositions.status(session, actor).isoformat())
 
 
 @router.delete(
@@ -168,6 +168,6 @@ def opposition_status(actor: ActorDep, found: ServicesDep, session: SessionDep) 
     response_class=Response,
     dependencies=[requires(reason=_OPPOSITION)],
 )
-def withdraw_opposition(actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    found.oppositions.withdraw(session, actor)
+def withdraw_opposition(actor: ActorDep, services: ServicesDep, session: SessionDep) -> Response:
+    services.oppositions.withdraw(session, actor)
     return Response(status_code=204)

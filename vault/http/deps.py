@@ -16,8 +16,8 @@ from vault.services import Services
 
 async def services(request: Request) -> Services:
     # Async because it does no I/O: a sync dependency costs a trip to the thread pool.
-    found: Services = request.app.state.services
-    return found
+    services: Services = request.app.state.services
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -55,7 +55,7 @@ async def signed_in(request: Request, data: WebSessionDep) -> Principal:
 SignedInDep = Annotated[Principal, Depends(signed_in)]
 
 
-async def csrf_checked(request: Request, data: WebSessionDep, found: ServicesDep) -> None:
+async def csrf_checked(request: Request, data: WebSessionDep, services: ServicesDep) -> None:
     """Every state-changing form carries the session's token (and, where the browser
     says where it comes from, comes from the vault's own pages)."""
     origin = request.headers.get("origin")
@@ -63,7 +63,7 @@ async def csrf_checked(request: Request, data: WebSessionDep, found: ServicesDep
     expected = {
         "null",
         f"{request.url.scheme}://{request.url.netloc}",
-        found.settings.base_url.rstrip("/"),
+        services.settings.base_url.rstrip("/"),
     }
     if origin and origin not in expected:
         raise CsrfRefused
@@ -77,7 +77,7 @@ CsrfDep = Depends(csrf_checked)
 
 
 async def web_unit_of_work(
-    request: Request, found: ServicesDep, principal: SignedInDep
+    request: Request, services: ServicesDep, principal: SignedInDep
 ) -> AsyncIterator[Session]:
     """The request's unit of work, as vault/api/deps.py's ``unit_of_work``: commit on
     success, roll back on any error, then record a refusal or a failed change on its own.
@@ -85,7 +85,7 @@ async def web_unit_of_work(
     The space's routes turn errors into pages (``SpaceRoute``) before this dependency
     ends, so an error reaches it as ``request.state.space_error`` rather than raised: the
     page is shown and the transaction still rolls back."""
-    session = found.session_factory()
+    session = services.session_factory()
     failed: BaseException | None = None
     try:
         yield session
@@ -93,15 +93,15 @@ async def web_unit_of_work(
         if failed is None:
             await run_in_threadpool(commit, session)
     except BaseException as error:
-        await _end_failed(request, found, principal, session, error)
+        await _end_failed(request, services, principal, session, error)
         raise
     if failed is not None:
-        await _end_failed(request, found, principal, session, failed)
+        await _end_failed(request, services, principal, session, failed)
 
 
 async def _end_failed(
     request: Request,
-    found: Services,
+    services: Services,
     principal: Principal,
     session: Session,
     error: BaseException,
@@ -110,8 +110,8 @@ async def _end_failed(
     failed form); shielded, so that a cancellation cannot abandon it halfway."""
     with CancelScope(shield=True):
         await run_in_threadpool(
-            found.access.end_failed,
-            found.session_factory,
+            services.access.end_failed,
+            services.session_factory,
             session,
             principal,
             error,
@@ -123,8 +123,10 @@ async def _end_failed(
 WebUnitOfWorkDep = Annotated[Session, Depends(web_unit_of_work, scope="function")]
 
 
-async def web_actor(found: ServicesDep, principal: SignedInDep, session: WebUnitOfWorkDep) -> Actor:
-    return await run_in_threadpool(found.access.actor, session, principal)
+async def web_actor(
+    services: ServicesDep, principal: SignedInDep, session: WebUnitOfWorkDep
+) -> Actor:
+    return await run_in_threadpool(services.access.actor, session, principal)
 
 
 WebActorDep = Annotated[Actor, Depends(web_actor)]

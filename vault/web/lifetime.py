@@ -167,9 +167,9 @@ def is_closed(standing: Standing) -> bool:
     return standing.status == CLOSED
 
 
-def lifetime(found: Services) -> Lifetime:
-    cached: Lifetime | None = getattr(found, "_web_lifetime", None)
+def lifetime(services: Services) -> Lifetime:
+    cached: Lifetime | None = getattr(services, "_web_lifetime", None)
     if cached is None:
-        cached = Lifetime(found)
-        found._web_lifetime = cached  # type: ignore[attr-defined]
+        cached = Lifetime(services)
+        services._web_lifetime = cached  # type: ignore[attr-defined]
     return cached

@@ -51,13 +51,13 @@ def closure_url(pid: str) -> str:
     return CLOSURE.format(pid=quote(pid))
 
 
-def _record(session: Any, found: Services, actor: Actor, data: SessionData, pid: str) -> Record:
+def _record(session: Any, services: Services, actor: Actor, data: SessionData, pid: str) -> Record:
     """The record, for the page's banner and menu. Whether the person may see where it
     stands is decided by the records service, not here: a closed record is in nobody's
     list of relationships (reading the policy is refused), so a legal representative's
     closed record is shown under its holder's generic name."""
     try:
-        return record_of(session, found, actor, data, pid)
+        return record_of(session, services, actor, data, pid)
     except RecordNotFound:
         return Record(
             pid, gettext("who.represented"), False, False, None, EntryKind.REPRESENTATIVE.value
@@ -65,14 +65,14 @@ def _record(session: Any, found: Services, actor: Actor, data: SessionData, pid:
 
 
 def _closure_context(
-    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str
 ) -> dict[str, Any]:
-    standing = lifetime(found).standing(session, actor, pid)
+    standing = lifetime(services).standing(session, actor, pid)
     return {
-        "record": _record(session, found, actor, data, pid),
+        "record": _record(session, services, actor, data, pid),
         "standing": standing,
         "closed": is_closed(standing),
-        "terms": lifetime(found).terms(),
+        "terms": lifetime(services).terms(),
         "nav": "closure",
     }
 
@@ -88,7 +88,7 @@ _OPPOSITION = (
 def closure(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
@@ -96,7 +96,7 @@ def closure(
 ) -> Response:
     """Open: what closing does, and the choice to make. Closed: when it will be deleted,
     reopening, and deletion now."""
-    context = _closure_context(session, found, actor, data, pid)
+    context = _closure_context(session, services, actor, data, pid)
     return page(request, "closure.html", notice=notice(ok), **context)
 
 
@@ -104,14 +104,14 @@ def closure(
 def closure_confirm(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     suppression: Annotated[str, Query(max_length=8)] = "",
 ) -> Response:
     """The step before closing: what will happen, said once more, and the button."""
-    context = _closure_context(session, found, actor, data, pid)
+    context = _closure_context(session, services, actor, data, pid)
     if context["closed"]:
         return see_other(closure_url(pid))
     return page(request, "closure_confirm.html", delete_now=suppression == YES, **context)
@@ -123,12 +123,12 @@ def closure_confirm(
 )
 def close(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     suppression: Choice = "",
 ) -> Response:
-    lifetime(found).close(session, actor, pid, delete_now=suppression == YES)
+    lifetime(services).close(session, actor, pid, delete_now=suppression == YES)
     return see_other(closure_url(pid), "closed")
 
 
@@ -136,13 +136,13 @@ def close(
 def deletion_confirm(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     """The step before asking a closed space's deletion: it cannot be undone."""
-    context = _closure_context(session, found, actor, data, pid)
+    context = _closure_context(session, services, actor, data, pid)
     if not context["closed"] or context["standing"].deletion_requested_at is not None:
         return see_other(closure_url(pid))
     return page(request, "deletion_confirm.html", **context)
@@ -150,9 +150,9 @@ def deletion_confirm(
 
 @router.post(CLOSURE + "/suppression", dependencies=[CsrfDep, requires(Permission.RECORD_DELETE)])
 def request_deletion(
-    pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
+    pid: PatientId, services: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
 ) -> Response:
-    lifetime(found).request_deletion(session, actor, pid)
+    lifetime(services).request_deletion(session, actor, pid)
     return see_other(closure_url(pid), "deletion_requested")
 
 
@@ -160,31 +160,31 @@ def request_deletion(
     "/dossiers/{pid}/reouverture", dependencies=[CsrfDep, requires(Permission.RECORD_REOPEN)]
 )
 def reopen(
-    pid: PatientId, found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
+    pid: PatientId, services: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
 ) -> Response:
-    lifetime(found).reopen(session, actor, pid)
+    lifetime(services).reopen(session, actor, pid)
     return see_other(f"/dossiers/{quote(pid)}/documents", "reopened")
 
 
 # -- opposing the creation of one's space ------------------------------------------------
 
 
-def _opposition_context(session: Any, found: Services, actor: Actor) -> dict[str, Any] | None:
+def _opposition_context(session: Any, services: Services, actor: Actor) -> dict[str, Any] | None:
     """None for whoever this page is not for: someone with a space, or not a patient."""
     if actor.principal.role is not Role.PATIENT or actor.own_patient_id is not None:
         return None
-    return {"opposed_at": lifetime(found).opposition(session, actor)}
+    return {"opposed_at": lifetime(services).opposition(session, actor)}
 
 
 @router.get(OPPOSITION, dependencies=[requires(reason=_OPPOSITION)])
 def opposition(
     request: Request,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     ok: OK = None,
 ) -> Response:
-    context = _opposition_context(session, found, actor)
+    context = _opposition_context(session, services, actor)
     if context is None:
         return see_other("/")
     return page(request, "opposition.html", errors={}, notice=notice(ok), **context)
@@ -192,12 +192,12 @@ def opposition(
 
 @router.post(OPPOSITION, dependencies=[CsrfDep, requires(reason=_OPPOSITION)])
 def oppose(
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     confirme: Choice = "",
 ) -> Response:
-    context = _opposition_context(session, found, actor)
+    context = _opposition_context(session, services, actor)
     if context is None:
         return see_other("/")
     if confirme != YES:
@@ -205,13 +205,13 @@ def oppose(
         error.template = "opposition.html"
         error.context = {**context, "notice": None}
         raise error
-    lifetime(found).oppose(session, actor)
+    lifetime(services).oppose(session, actor)
     return see_other(OPPOSITION, "opposed")
 
 
 @router.post(OPPOSITION + "/retrait", dependencies=[CsrfDep, requires(reason=_OPPOSITION)])
-def withdraw(found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep) -> Response:
-    if _opposition_context(session, found, actor) is None:
+def withdraw(services: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep) -> Response:
+    if _opposition_context(session, services, actor) is None:
         return see_other("/")
-    lifetime(found).withdraw(session, actor)
+    lifetime(services).withdraw(session, actor)
     return see_other(OPPOSITION, "opposition_withdrawn")

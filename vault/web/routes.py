@@ -146,11 +146,11 @@ class Record:
     kind: str
 
 
-def space(found: Services) -> Space:
-    cached: Space | None = getattr(found, "_web_space", None)
+def space(services: Services) -> Space:
+    cached: Space | None = getattr(services, "_web_space", None)
     if cached is None:
-        cached = Space(found)
-        found._web_space = cached  # type: ignore[attr-defined]
+        cached = Space(services)
+        services._web_space = cached  # type: ignore[attr-defined]
     return cached
 
 
@@ -180,10 +180,12 @@ def see_other(url: str, message: str | None = None) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=csp.PAGE_HEADERS)
 
 
-def record_of(session: Any, found: Services, actor: Actor, data: SessionData, pid: str) -> Record:
+def record_of(
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str
+) -> Record:
     if actor.own_patient_id == pid:
         return Record(pid, data.get("name") or gettext("record.mine"), True, True, None, "self")
-    for relationship in space(found).relationships(session, actor):
+    for relationship in space(services).relationships(session, actor):
         if relationship.patient_id == pid:
             return Record(
                 pid,
@@ -257,26 +259,28 @@ def asset(
     "/",
     dependencies=[public("the sign-in page, or the list of records the signed-in person may open")],
 )
-async def home(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
+async def home(request: Request, services: ServicesDep, data: WebSessionDep) -> Response:
     principal = session_principal(data)
     if principal is None:
         return page(
             request,
             "signin.html",
             provider=bool(request.app.state.web_oauth),
-            demo_accounts=list(DEMO_ACCOUNTS.values()) if found.issuer is not None else [],
+            demo_accounts=list(DEMO_ACCOUNTS.values()) if services.issuer is not None else [],
             notice=notice(request.query_params.get("ok")),
         )
-    return await run_in_threadpool(_home, request, found, data, principal)
+    return await run_in_threadpool(_home, request, services, data, principal)
 
 
-def _home(request: Request, found: Services, data: SessionData, principal: Principal) -> Response:
-    with found.session_factory.begin() as session:
-        actor = found.access.actor(session, principal)
-        relationships = space(found).relationships(session, actor)
+def _home(
+    request: Request, services: Services, data: SessionData, principal: Principal
+) -> Response:
+    with services.session_factory.begin() as session:
+        actor = services.access.actor(session, principal)
+        relationships = space(services).relationships(session, actor)
         # A closed space, or an opposition to one (vault/web/lifetime.py).
-        landing = lifetime(found).landing(session, actor)
-        closed = lifetime(found).closed_represented(session, actor)
+        landing = lifetime(services).landing(session, actor)
+        closed = lifetime(services).closed_represented(session, actor)
     own = actor.own_patient_id
     if principal.role is Role.PATIENT and not relationships:
         # A patient's own record, or the first visit that opens it.
@@ -286,15 +290,15 @@ def _home(request: Request, found: Services, data: SessionData, principal: Princ
 
 
 @router.get("/login", dependencies=[public("signing in")])
-async def login(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
+async def login(request: Request, services: ServicesDep, data: WebSessionDep) -> Response:
     oauth: OAuth | None = request.app.state.web_oauth
     if oauth is None:
         return page(
             request,
             "signin.html",
-            404 if found.issuer is None else 200,
+            404 if services.issuer is None else 200,
             provider=False,
-            demo_accounts=list(DEMO_ACCOUNTS.values()) if found.issuer is not None else [],
+            demo_accounts=list(DEMO_ACCOUNTS.values()) if services.issuer is not None else [],
             notice=None,
             no_provider=True,
         )
@@ -307,7 +311,7 @@ async def login(request: Request, found: ServicesDep, data: WebSessionDep) -> Re
 
 
 @router.get("/login/callback", name="login_callback", dependencies=[public("signing in")])
-async def login_callback(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
+async def login_callback(request: Request, services: ServicesDep, data: WebSessionDep) -> Response:
     oauth: OAuth | None = request.app.state.web_oauth
     if oauth is None:
         return see_other("/")
@@ -315,34 +319,38 @@ async def login_callback(request: Request, found: ServicesDep, data: WebSessionD
     try:
         token = await client.authorize_access_token(request)
         claims = dict(token.get("userinfo") or {})
-        principal = principal_from_id_token(found.tokens, found.settings.web_oidc_issuer, claims)
+        principal = principal_from_id_token(
+            services.tokens, services.settings.web_oidc_issuer, claims
+        )
     except (OAuthError, Unauthenticated, KeyError, ValueError, OSError) as error:
         log.info("sign-in refused", reason=type(error).__name__)
         return page(request, "error.html", 401, message=gettext("error.signin"))
-    return await _start(request, found, data, principal, claims, str(token.get("id_token") or ""))
+    return await _start(
+        request, services, data, principal, claims, str(token.get("id_token") or "")
+    )
 
 
 @router.post("/login/demo", dependencies=[CsrfDep, public("signing in to a demonstration account")])
 async def demo_login(
     request: Request,
-    found: ServicesDep,
+    services: ServicesDep,
     data: WebSessionDep,
     account: Annotated[str, Form(max_length=32)],
 ) -> Response:
-    if found.issuer is None:
+    if services.issuer is None:
         # Without the embedded issuer there is nothing to sign a demonstration token.
         return page(request, "error.html", 404, message=gettext("error.not_found"))
     try:
-        principal = demo_principal(found.issuer, found.tokens, account)
+        principal = demo_principal(services.issuer, services.tokens, account)
     except Unauthenticated:
         return page(request, "error.html", 400, message=gettext("error.signin"))
     name = DEMO_ACCOUNTS[account].name
-    return await _start(request, found, data, principal, {"name": name}, "", demo=True)
+    return await _start(request, services, data, principal, {"name": name}, "", demo=True)
 
 
 async def _start(
     request: Request,
-    found: Services,
+    services: Services,
     data: SessionData,
     principal: Principal,
     claims: dict[str, Any],
@@ -353,8 +361,8 @@ async def _start(
     """A new session (a new id: what an attacker planted before sign-in opens nothing)."""
 
     def visit() -> datetime | None:
-        with found.session_factory.begin() as session:
-            return space(found).visit(session, principal)
+        with services.session_factory.begin() as session:
+            return space(services).visit(session, principal)
 
     previous = await run_in_threadpool(visit)
     data.rotate(
@@ -378,7 +386,7 @@ def logout_page(request: Request, data: WebSessionDep) -> Response:
 
 
 @router.post("/logout", dependencies=[CsrfDep, public("signing out")])
-async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> Response:
+async def logout(request: Request, services: ServicesDep, data: WebSessionDep) -> Response:
     """Ends the session here, then at the provider when it offers RP-initiated logout."""
     id_token = data.get("id_token")
     data.end()
@@ -396,7 +404,7 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
                 {
                     "id_token_hint": id_token,
                     "post_logout_redirect_uri": home_url,
-                    "client_id": found.settings.web_oidc_client_id,
+                    "client_id": services.settings.web_oidc_client_id,
                 }
             )
             return RedirectResponse(f"{end_session}?{query}", 303, headers=csp.PAGE_HEADERS)
@@ -408,10 +416,10 @@ async def logout(request: Request, found: ServicesDep, data: WebSessionDep) -> R
 
 @router.get("/bienvenue", dependencies=[requires(reason="a page of text")])
 def welcome(
-    request: Request, found: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
+    request: Request, services: ServicesDep, actor: WebActorDep, session: WebUnitOfWorkDep
 ) -> Response:
     # Someone who opposed the creation of their space is shown that first.
-    landing = lifetime(found).landing(session, actor)
+    landing = lifetime(services).landing(session, actor)
     if landing is not None:
         return see_other(landing)
     return page(request, "welcome.html")
@@ -420,14 +428,14 @@ def welcome(
 @router.post("/bienvenue", dependencies=[CsrfDep, requires(Permission.PATIENT_CREATE)])
 def open_record(
     principal: SignedInDep,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
     if principal.role is not Role.PATIENT:
         return see_other("/")
-    patient_id = space(found).open_record(session, actor, principal, data.get("name"))
+    patient_id = space(services).open_record(session, actor, principal, data.get("name"))
     return see_other(f"/dossiers/{patient_id}/documents", "opened")
 
 
@@ -453,7 +461,7 @@ def record_home(pid: PatientId, principal: SignedInDep) -> Response:
 def documents(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
@@ -462,13 +470,13 @@ def documents(
     categorie: Annotated[str | None, Query(max_length=16)] = None,
     apres: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    record = record_of(session, found, actor, data, pid)
+    record = record_of(session, services, actor, data, pid)
     if record.own and actor.own_record_closed:
         return see_other(f"/dossiers/{quote(pid)}/fermeture")
-    listing = space(found).documents(
+    listing = space(services).documents(
         session, actor, pid, category=categorie or None, cursor=apres, since=_since(data)
     )
-    unread = space(found).unread_count(session, principal, pid) if record.own else 0
+    unread = space(services).unread_count(session, principal, pid) if record.own else 0
     return page(
         request,
         "documents.html",
@@ -490,15 +498,15 @@ def document(
     request: Request,
     pid: PatientId,
     did: DocumentId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
-    record = record_of(session, found, actor, data, pid)
-    row = space(found).document(session, actor, pid, did)
-    viewer = space(found).viewer(session, actor, row)
+    record = record_of(session, services, actor, data, pid)
+    row = space(services).document(session, actor, pid, did)
+    viewer = space(services).viewer(session, actor, row)
     return page(
         request,
         "document.html",
@@ -517,13 +525,13 @@ def document(
 def content(
     pid: PatientId,
     did: DocumentId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     telecharger: Annotated[bool, Query()] = False,
 ) -> Response:
-    row = space(found).document(session, actor, pid, did)
-    content_type, body = space(found).content(session, actor, row)
+    row = space(services).document(session, actor, pid, did)
+    content_type, body = space(services).content(session, actor, row)
     media = content_type.split(";", 1)[0].strip().lower()
     inline = not telecharger and (media == "application/pdf" or media.startswith("image/"))
     extension = mimetypes.guess_extension(media) or ".bin"
@@ -540,10 +548,10 @@ def content(
 
 
 def _deletion_context(
-    session: Any, found: Services, actor: Actor, data: SessionData, pid: str, did: str
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str, did: str
 ) -> dict[str, Any]:
-    record = record_of(session, found, actor, data, pid)
-    row = space(found).document(session, actor, pid, did)
+    record = record_of(session, services, actor, data, pid)
+    row = space(services).document(session, actor, pid, did)
     return {"record": record, "doc": row, "nav": "documents"}
 
 
@@ -554,12 +562,14 @@ def confirm_delete(
     request: Request,
     pid: PatientId,
     did: DocumentId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
-    return page(request, "delete.html", **_deletion_context(session, found, actor, data, pid, did))
+    return page(
+        request, "delete.html", **_deletion_context(session, services, actor, data, pid, did)
+    )
 
 
 @router.post(
@@ -569,11 +579,11 @@ def confirm_delete(
 def delete(
     pid: PatientId,
     did: DocumentId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
 ) -> Response:
-    space(found).delete(session, actor, did)
+    space(services).delete(session, actor, did)
     return see_other(f"/dossiers/{quote(pid)}/documents", "deleted")
 
 
@@ -584,14 +594,14 @@ def delete(
 def mask(
     pid: PatientId,
     did: DocumentId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     masque: Annotated[str, Form(max_length=3)],
     retour: Annotated[str, Form(max_length=16)] = "document",
 ) -> Response:
     masked = masque == "oui"
-    space(found).mask(session, actor, pid, did, masked=masked)
+    space(services).mask(session, actor, pid, did, masked=masked)
     target = (
         f"/dossiers/{quote(pid)}/acces"
         if retour == "acces"
@@ -616,12 +626,12 @@ def _add_context(record: Record) -> dict[str, Any]:
 def add_form(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
-    record = record_of(session, found, actor, data, pid)
+    record = record_of(session, services, actor, data, pid)
     return page(request, "add.html", values={}, errors={}, **_add_context(record))
 
 
@@ -630,7 +640,7 @@ def add_form(
 )
 async def add(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
@@ -647,9 +657,9 @@ async def add(
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
     def store() -> Response:
-        record = record_of(session, found, actor, data, pid)
+        record = record_of(session, services, actor, data, pid)
         try:
-            document_id = space(found).add(
+            document_id = space(services).add(
                 session,
                 actor,
                 pid,
@@ -676,10 +686,10 @@ async def add(
 
 
 def _access_context(
-    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str
 ) -> dict[str, Any]:
-    record = record_of(session, found, actor, data, pid)
-    the_space = space(found)
+    record = record_of(session, services, actor, data, pid)
+    the_space = space(services)
     view = the_space.policy(session, actor, pid)
     masked = the_space.documents(
         session, actor, pid, category=None, cursor=None, since=None, count=100, masked_only=True
@@ -703,13 +713,13 @@ def _access_context(
 def access(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
-    context = _access_context(session, found, actor, data, pid)
+    context = _access_context(session, services, actor, data, pid)
     return page(request, "access.html", errors={}, values={}, notice=notice(ok), **context)
 
 
@@ -728,7 +738,7 @@ KINDS = {
 def access_add(
     pid: PatientId,
     kind: Annotated[str, Path(max_length=32)],
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
@@ -738,14 +748,14 @@ def access_add(
     if entry_kind is None or entry_kind is EntryKind.POINT_OF_CARE:
         raise RecordNotFound
     try:
-        space(found).add_professional(session, actor, pid, entry_kind, rpps)
+        space(services).add_professional(session, actor, pid, entry_kind, rpps)
     except FormErrors as error:
         error.errors = {kind: error.errors.get("professional", "")}
         error.template = "access.html"
         error.context = {
             "values": {kind: rpps},
             "notice": None,
-            **_access_context(session, found, actor, data, pid),
+            **_access_context(session, services, actor, data, pid),
         }
         raise
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
@@ -758,7 +768,7 @@ def access_add(
 def access_remove(
     pid: PatientId,
     kind: Annotated[str, Path(max_length=32)],
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     professionnel: Annotated[str, Form(max_length=64)] = "",
@@ -767,7 +777,7 @@ def access_remove(
     if entry_kind is None:
         raise RecordNotFound
     idnps = professionnel or None
-    space(found).remove_professional(session, actor, pid, entry_kind, idnps)
+    space(services).remove_professional(session, actor, pid, entry_kind, idnps)
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
 
 
@@ -776,12 +786,12 @@ def access_remove(
 )
 def access_emergency(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     urgence: Annotated[str, Form(max_length=3)],
 ) -> Response:
-    space(found).set_emergency(session, actor, pid, on=urgence == "oui")
+    space(services).set_emergency(session, actor, pid, on=urgence == "oui")
     return see_other(f"/dossiers/{quote(pid)}/acces", "policy")
 
 
@@ -792,7 +802,7 @@ def access_emergency(
 def history(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
@@ -801,8 +811,8 @@ def history(
     au: Annotated[str | None, Query(max_length=10)] = None,
     apres: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    record = record_of(session, found, actor, data, pid)
-    rows, next_cursor = space(found).history(
+    record = record_of(session, services, actor, data, pid)
+    rows, next_cursor = space(services).history(
         session,
         actor,
         pid,
@@ -834,14 +844,14 @@ def receipt(
     request: Request,
     pid: PatientId,
     eid: Annotated[int, Path(ge=1, le=2**63 - 1)],
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
-    body = space(found).receipt(session, actor, pid, eid)
+    body = space(services).receipt(session, actor, pid, eid)
     if body is None:
-        record = record_of(session, found, actor, data, pid)
+        record = record_of(session, services, actor, data, pid)
         return page(
             request,
             "error.html",
@@ -865,10 +875,10 @@ def receipt(
 
 
 def _caregivers_context(
-    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str
 ) -> dict[str, Any]:
-    record = record_of(session, found, actor, data, pid)
-    active, past, waiting = space(found).delegations(session, actor, pid)
+    record = record_of(session, services, actor, data, pid)
+    active, past, waiting = space(services).delegations(session, actor, pid)
     terms = terminology()
     return {
         "record": record,
@@ -884,13 +894,13 @@ def _caregivers_context(
 def caregivers(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
-    context = _caregivers_context(session, found, actor, data, pid)
+    context = _caregivers_context(session, services, actor, data, pid)
     return page(request, "caregivers.html", errors={}, values={}, notice=notice(ok), **context)
 
 
@@ -900,7 +910,7 @@ def caregivers(
 def invite(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
@@ -910,9 +920,9 @@ def invite(
 ) -> Response:
     """The invitation's code is shown on this one page, once: only its hash is kept."""
     chosen = categories or []
-    record = record_of(session, found, actor, data, pid)
+    record = record_of(session, services, actor, data, pid)
     try:
-        code, code_until = space(found).invite(
+        code, code_until = space(services).invite(
             session, actor, pid, may_add=droits == "ajouter", categories=chosen, until=jusqu_au
         )
     except FormErrors as error:
@@ -920,10 +930,10 @@ def invite(
         error.context = {
             "values": {"droits": droits, "categories": chosen, "jusqu_au": jusqu_au},
             "notice": None,
-            **_caregivers_context(session, found, actor, data, pid),
+            **_caregivers_context(session, services, actor, data, pid),
         }
         raise
-    link = f"{found.settings.base_url.rstrip('/')}/invitation?{urlencode({'code': code})}"
+    link = f"{services.settings.base_url.rstrip('/')}/invitation?{urlencode({'code': code})}"
     return page(
         request,
         "invitation.html",
@@ -946,13 +956,13 @@ def invitation_form(
 
 @router.post("/invitation", dependencies=[CsrfDep, requires(Permission.INVITATION_ACCEPT)])
 def accept_invitation(
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     code: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     try:
-        patient_id = space(found).accept(session, actor, code)
+        patient_id = space(services).accept(session, actor, code)
     except FormErrors as error:
         error.template = "accept.html"
         error.context = {"values": {"code": code}}
@@ -967,12 +977,12 @@ def accept_invitation(
 def revoke(
     pid: PatientId,
     eid: Annotated[str, Path(max_length=64)],
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     principal: SignedInDep,
 ) -> Response:
-    space(found).revoke(session, actor, pid, eid)
+    space(services).revoke(session, actor, pid, eid)
     if principal.role is Role.CAREGIVER:
         return see_other("/", "revoked")
     return see_other(f"/dossiers/{quote(pid)}/aidants", "revoked")
@@ -985,11 +995,11 @@ def revoke(
 def withdraw(
     pid: PatientId,
     iid: Annotated[str, Path(max_length=64)],
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
 ) -> Response:
-    space(found).withdraw(session, actor, pid, iid)
+    space(services).withdraw(session, actor, pid, iid)
     return see_other(f"/dossiers/{quote(pid)}/aidants", "withdrawn")
 
 
@@ -1000,14 +1010,14 @@ def withdraw(
 def notifications(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     principal: SignedInDep,
 ) -> Response:
-    record = record_of(session, found, actor, data, pid)
-    rows = space(found).notifications(session, actor, principal, pid)
+    record = record_of(session, services, actor, data, pid)
+    rows = space(services).notifications(session, actor, principal, pid)
     return page(request, "notifications.html", record=record, rows=rows, nav="notifications")
 
 
@@ -1016,13 +1026,13 @@ def notifications(
 )
 def notifications_read(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     principal: SignedInDep,
 ) -> Response:
-    space(found).notifications(session, actor, principal, pid)
-    space(found).mark_notifications_read(session, principal)
+    space(services).notifications(session, actor, principal, pid)
+    space(services).mark_notifications_read(session, principal)
     return see_other(f"/dossiers/{quote(pid)}/notifications")
 
 
@@ -1030,16 +1040,16 @@ def notifications_read(
 
 
 def _export_context(
-    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str
 ) -> dict[str, Any]:
-    record = record_of(session, found, actor, data, pid)
-    rows = space(found).exports(session, actor, pid)
+    record = record_of(session, services, actor, data, pid)
+    rows = space(services).exports(session, actor, pid)
     return {
         "record": record,
         "rows": rows,
         "running": any(row.in_progress for row in rows),
-        "ttl_hours": found.settings.export_ttl_hours,
-        "daily_limit": found.settings.export_daily_limit,
+        "ttl_hours": services.settings.export_ttl_hours,
+        "daily_limit": services.settings.export_daily_limit,
         "nav": "export",
     }
 
@@ -1048,30 +1058,30 @@ def _export_context(
 def export_page(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
-    context = _export_context(session, found, actor, data, pid)
+    context = _export_context(session, services, actor, data, pid)
     return page(request, "export.html", errors={}, notice=notice(ok), **context)
 
 
 @router.post("/dossiers/{pid}/export", dependencies=[CsrfDep, requires(Permission.RECORD_EXPORT)])
 def export_request(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
-    record_of(session, found, actor, data, pid)
+    record_of(session, services, actor, data, pid)
     try:
-        space(found).request_export(session, actor, pid)
+        space(services).request_export(session, actor, pid)
     except FormErrors as error:
         error.template = "export.html"
-        error.context = {"notice": None, **_export_context(session, found, actor, data, pid)}
+        error.context = {"notice": None, **_export_context(session, services, actor, data, pid)}
         raise
     return see_other(f"/dossiers/{quote(pid)}/export", "export_requested")
 
@@ -1082,11 +1092,11 @@ def export_request(
 def export_archive(
     pid: PatientId,
     eid: Annotated[str, Path(max_length=64)],
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
 ) -> Response:
-    download = space(found).export_archive(session, actor, pid, eid)
+    download = space(services).export_archive(session, actor, pid, eid)
     return StreamingResponse(
         download.chunks,
         media_type="application/zip",
@@ -1103,14 +1113,14 @@ def export_archive(
 
 
 def _email_context(
-    session: Any, found: Services, actor: Actor, data: SessionData, pid: str
+    session: Any, services: Services, actor: Actor, data: SessionData, pid: str
 ) -> dict[str, Any]:
-    record = record_of(session, found, actor, data, pid)
+    record = record_of(session, services, actor, data, pid)
     return {
         "record": record,
-        "prefs": space(found).email_preferences(session, actor, pid),
-        "mail_on": bool(found.settings.smtp_host),
-        "hours": found.settings.email_confirmation_hours,
+        "prefs": space(services).email_preferences(session, actor, pid),
+        "mail_on": bool(services.settings.smtp_host),
+        "hours": services.settings.email_confirmation_hours,
         "values": {},
         "nav": "notifications",
     }
@@ -1123,31 +1133,31 @@ EMAILS = "/dossiers/{pid}/notifications/courriel"
 def emails(
     request: Request,
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     ok: OK = None,
 ) -> Response:
-    context = _email_context(session, found, actor, data, pid)
+    context = _email_context(session, services, actor, data, pid)
     return page(request, "emails.html", errors={}, notice=notice(ok), **context)
 
 
 @router.post(EMAILS + "/adresse", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
 def email_address(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     adresse: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
-    record_of(session, found, actor, data, pid)
+    record_of(session, services, actor, data, pid)
     try:
-        space(found).set_email_address(session, actor, pid, adresse)
+        space(services).set_email_address(session, actor, pid, adresse)
     except FormErrors as error:
         error.template = "emails.html"
-        context = _email_context(session, found, actor, data, pid)
+        context = _email_context(session, services, actor, data, pid)
         error.context = {**context, "notice": None, "values": {"adresse": adresse}}
         raise
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_sent")
@@ -1158,40 +1168,40 @@ def email_address(
 )
 def email_events(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
     evenements: Annotated[list[str] | None, Form(max_length=32)] = None,
 ) -> Response:
-    record_of(session, found, actor, data, pid)
-    space(found).set_email_events(session, actor, pid, evenements or [])
+    record_of(session, services, actor, data, pid)
+    space(services).set_email_events(session, actor, pid, evenements or [])
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_events")
 
 
 @router.post(EMAILS + "/arreter", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
 def email_stop(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
-    record_of(session, found, actor, data, pid)
-    space(found).set_email_events(session, actor, pid, [])
+    record_of(session, services, actor, data, pid)
+    space(services).set_email_events(session, actor, pid, [])
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_stopped")
 
 
 @router.post(EMAILS + "/oublier", dependencies=[CsrfDep, requires(Permission.NOTIFICATIONS_MANAGE)])
 def email_forget(
     pid: PatientId,
-    found: ServicesDep,
+    services: ServicesDep,
     actor: WebActorDep,
     session: WebUnitOfWorkDep,
     data: WebSessionDep,
 ) -> Response:
-    record_of(session, found, actor, data, pid)
-    space(found).remove_email_address(session, actor, pid)
+    record_of(session, services, actor, data, pid)
+    space(services).remove_email_address(session, actor, pid)
     return see_other(f"/dossiers/{quote(pid)}/notifications/courriel", "email_removed")
 
 
@@ -1229,10 +1239,10 @@ def confirm_link(request: Request, token: LinkText = "") -> Response:
     CONFIRM_LINK,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def confirm_address(request: Request, found: ServicesDep, token: LinkText = "") -> Response:
+def confirm_address(request: Request, services: ServicesDep, token: LinkText = "") -> Response:
     try:
-        with transaction(found.session_factory) as session:
-            found.notifications.confirm(session, token)
+        with transaction(services.session_factory) as session:
+            services.notifications.confirm(session, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
     return link_page(request, "confirmed")
@@ -1249,13 +1259,13 @@ def unsubscribe_link(request: Request, record: LinkText = "", token: LinkText = 
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
 def unsubscribe(
-    request: Request, found: ServicesDep, record: LinkText = "", token: LinkText = ""
+    request: Request, services: ServicesDep, record: LinkText = "", token: LinkText = ""
 ) -> Response:
     """The opt-out, from the page's button or the mail client's one-click POST (RFC 8058:
     its body, ``List-Unsubscribe=One-Click``, says nothing more than the link)."""
     try:
-        with transaction(found.session_factory) as session:
-            found.notifications.unsubscribe(session, record, token)
+        with transaction(services.session_factory) as session:
+            services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
     return link_page(request, "unsubscribed")

@@ -25,7 +25,9 @@ SEARCH_PARAMETERS = frozenset({"patient", "_count", "_cursor", "_format", "_pret
     summary="A patient's access history (IHE BALP), newest first",
     dependencies=[requires(Permission.AUDIT_READ)],
 )
-def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
+def search(
+    actor: ActorDep, services: ServicesDep, session: SessionDep, request: Request
+) -> Response:
     params = request.query_params
     unknown = set(params.keys()) - SEARCH_PARAMETERS
     if unknown:
@@ -37,13 +39,15 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     if not patient_id:
         raise BadRequest("patient is required", expression="patient")
     count = _count(
-        params.get("_count"), found.settings.search_default_count, found.settings.search_max_count
+        params.get("_count"),
+        services.settings.search_default_count,
+        services.settings.search_max_count,
     )
-    page = found.audit_log.history.page(session, actor, patient_id, count, params.get("_cursor"))
-    base = found.settings.issuer
+    page = services.audit_log.history.page(session, actor, patient_id, count, params.get("_cursor"))
+    base = services.settings.issuer
     next_url = None
     if page.next_cursor:
-        next_url = public_url(found.settings, request, _cursor=page.next_cursor, _count=count)
+        next_url = public_url(services.settings, request, _cursor=page.next_cursor, _count=count)
     events = []
     for entry in page.entries:
         group = page.refusals.get(entry.id)
@@ -51,7 +55,7 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
             events.append(audit_event(entry, base))
         else:
             events.append(audit_event(entry, base, refusals=group.count, earliest=group.earliest))
-    return FhirResponse(searchset(base, events, public_url(found.settings, request), next_url))
+    return FhirResponse(searchset(base, events, public_url(services.settings, request), next_url))
 
 
 def _count(text: str | None, default: int, maximum: int) -> int:

@@ -37,14 +37,14 @@ SANDBOXED = {
 def retrieve(
     binary_id: str,
     principal: PrincipalDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     request: Request,
 ) -> Response:
     # The actor, the read and the end of its transaction in this one thread: one hop to the
     # thread pool per download (docs/performance.md).
-    actor = found.access.actor(session, principal)
-    content = found.documents.content(session, actor, binary_id)
+    actor = services.access.actor(session, principal)
+    content = services.documents.content(session, actor, binary_id)
     # Its entry is committed: what is left (decrypting; a large document's later chunks,
     # each in a short transaction of its own) needs the request's transaction no more.
     end_reads(session)

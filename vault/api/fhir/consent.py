@@ -26,7 +26,9 @@ SEARCH_PARAMETERS = frozenset({"patient", "_format", "_pretty"})
     summary="A patient's access policy as Consent resources (IHE PCF)",
     dependencies=[requires(Permission.POLICY_READ)],
 )
-def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request) -> Response:
+def search(
+    actor: ActorDep, services: ServicesDep, session: SessionDep, request: Request
+) -> Response:
     params = request.query_params
     unknown = set(params.keys()) - SEARCH_PARAMETERS
     if unknown:
@@ -37,7 +39,7 @@ def search(actor: ActorDep, found: ServicesDep, session: SessionDep, request: Re
     patient_id = patients[0].rpartition("/")[2] if patients else actor.own_patient_id
     if not patient_id:
         raise BadRequest("patient is required", expression="patient")
-    view = found.policies.view(session, actor, patient_id)
-    base = found.settings.issuer
+    view = services.policies.view(session, actor, patient_id)
+    base = services.settings.issuer
     self_url = f"{base}/fhir/Consent?patient={quote(patient_id, safe='')}"
     return FhirResponse(searchset(base, consents(view), self_url, None))

@@ -83,12 +83,12 @@ def _search_url(base: str, request: Request, **replace: str | int) -> str:
     dependencies=[requires(Permission.DOCUMENT_CREATE, Permission.DOCUMENT_UPDATE)],
 )
 def publish(
-    actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
+    actor: ActorDep, services: ServicesDep, session: SessionDep, body: FhirBody, request: Request
 ) -> Response:
     resource = parse_resource(body, "DocumentReference")
-    stored = found.ingestion.publish(session, actor, resource)
+    stored = services.ingestion.publish(session, actor, resource)
     location = (
-        f"{found.settings.issuer}/fhir/DocumentReference/{stored.id}/_history/{stored.version}"
+        f"{services.settings.issuer}/fhir/DocumentReference/{stored.id}/_history/{stored.version}"
     )
     headers = _version_headers(stored.resource, location)
     outcome = with_warnings(stored.resource, stored.warnings)
@@ -105,7 +105,7 @@ def publish(
     dependencies=[requires(Permission.DOCUMENT_SEARCH)],
 )
 def search(
-    principal: PrincipalDep, found: ServicesDep, session: SessionDep, request: Request
+    principal: PrincipalDep, services: ServicesDep, session: SessionDep, request: Request
 ) -> Response:
     params = request.query_params
     unknown = set(params.keys()) - SEARCH_PARAMETERS
@@ -113,10 +113,10 @@ def search(
         raise BadRequest(f"Unsupported search parameter: {sorted(unknown)[0]}")
     # The actor, the search and the end of its transaction in this one thread: one hop to
     # the thread pool per search (docs/performance.md).
-    actor = found.access.actor(session, principal)
+    actor = services.access.actor(session, principal)
     patient_id = _patient_of_search(
         actor,
-        found,
+        services,
         session,
         params.getlist("patient") + params.getlist("subject"),
         params.getlist("patient.identifier"),
@@ -134,15 +134,17 @@ def search(
     for value in params.getlist("date"):
         apply_date(criteria, value)
     count = _count(
-        params.get("_count"), found.settings.search_default_count, found.settings.search_max_count
+        params.get("_count"),
+        services.settings.search_default_count,
+        services.settings.search_max_count,
     )
-    base = found.settings.issuer
+    base = services.settings.issuer
     self_url = _search_url(base, request)
     if patient_id is None:
         # An unknown patient looks exactly like a patient with no visible document.
-        page = found.search.refuse_unknown_patient(session, actor)
+        page = services.search.refuse_unknown_patient(session, actor)
     else:
-        page = found.search.search(
+        page = services.search.search(
             session, actor, SearchCriteria(**criteria), count, params.get("_cursor")
         )
     end_reads(session)
@@ -154,7 +156,7 @@ def search(
 
 def _patient_of_search(
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     references: list[str],
     identifiers: list[str],
@@ -166,9 +168,11 @@ def _patient_of_search(
         if patient_id == actor.own_patient_id:
             # A patient's own record, found by their token in this transaction already.
             return patient_id
-        return patient_id if found.patients.exists(session, patient_id) else None
+        return patient_id if services.patients.exists(session, patient_id) else None
     if identifiers:
-        return found.patients.id_by_query(session, identifiers[0], expression="patient.identifier")
+        return services.patients.id_by_query(
+            session, identifiers[0], expression="patient.identifier"
+        )
     if actor.own_patient_id is not None:
         return actor.own_patient_id
     raise BadRequest("ITI-67 requires patient or patient.identifier", expression="patient")
@@ -189,8 +193,8 @@ def _count(text: str | None, default: int, maximum: int) -> int:
     summary="Read a DocumentReference",
     dependencies=[requires(Permission.DOCUMENT_READ)],
 )
-def read(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    resource = found.documents.read(session, actor, document_id)
+def read(document_id: str, actor: ActorDep, services: ServicesDep, session: SessionDep) -> Response:
+    resource = services.documents.read(session, actor, document_id)
     return FhirResponse(resource, headers=_version_headers(resource))
 
 
@@ -199,10 +203,12 @@ def read(document_id: str, actor: ActorDep, found: ServicesDep, session: Session
     summary="Every version of a DocumentReference",
     dependencies=[requires(Permission.DOCUMENT_READ)],
 )
-def history(document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    versions = found.documents.history(session, actor, document_id)
-    self_url = f"{found.settings.issuer}/fhir/DocumentReference/{document_id}/_history"
-    return FhirResponse(history_bundle(found.settings.issuer, versions, self_url))
+def history(
+    document_id: str, actor: ActorDep, services: ServicesDep, session: SessionDep
+) -> Response:
+    versions = services.documents.history(session, actor, document_id)
+    self_url = f"{services.settings.issuer}/fhir/DocumentReference/{document_id}/_history"
+    return FhirResponse(history_bundle(services.settings.issuer, versions, self_url))
 
 
 @router.get(
@@ -211,11 +217,11 @@ def history(document_id: str, actor: ActorDep, found: ServicesDep, session: Sess
     dependencies=[requires(Permission.DOCUMENT_READ)],
 )
 def read_version(
-    document_id: str, version: int, actor: ActorDep, found: ServicesDep, session: SessionDep
+    document_id: str, version: int, actor: ActorDep, services: ServicesDep, session: SessionDep
 ) -> Response:
     if version < 1:
         raise BadRequest("Versions start at 1", expression="version")
-    resource = found.documents.read(session, actor, document_id, version)
+    resource = services.documents.read(session, actor, document_id, version)
     return FhirResponse(resource, headers=_version_headers(resource))
 
 
@@ -227,7 +233,7 @@ def read_version(
 def patch(
     document_id: str,
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     request: Request,
     body: PatchBody,
@@ -238,14 +244,14 @@ def patch(
         if kind == "application/json-patch+json"
         else parse_fhirpath_patch(parse_resource(body, "Parameters"))
     )
-    document, resource = found.documents.update_metadata(
+    document, resource = services.documents.update_metadata(
         session, actor, document_id, operations, expected_version(request.headers.get("if-match"))
     )
     return FhirResponse(
         resource,
         headers=_version_headers(
             resource,
-            f"{found.settings.issuer}/fhir/DocumentReference/{document.id}/_history/{document.current_version}",
+            f"{services.settings.issuer}/fhir/DocumentReference/{document.id}/_history/{document.current_version}",
         ),
     )
 
@@ -257,9 +263,9 @@ def patch(
     dependencies=[requires(Permission.DOCUMENT_DELETE)],
 )
 def delete(
-    document_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep, request: Request
+    document_id: str, actor: ActorDep, services: ServicesDep, session: SessionDep, request: Request
 ) -> Response:
-    found.documents.delete(
+    services.documents.delete(
         session, actor, document_id, expected_version(request.headers.get("if-match"))
     )
     return Response(status_code=204)

@@ -38,7 +38,7 @@ PARAMETERS = frozenset({"_count", "_cursor", "_format", "_pretty"})
 def patient_everything(
     patient_id: Annotated[str, Path(max_length=64)],
     actor: ActorDep,
-    found: ServicesDep,
+    services: ServicesDep,
     session: SessionDep,
     request: Request,
 ) -> Response:
@@ -47,14 +47,16 @@ def patient_everything(
     if unknown:
         raise BadRequest(f"Unsupported parameter: {sorted(unknown)[0]}")
     count = _count(
-        params.get("_count"), found.settings.search_default_count, found.settings.search_max_count
+        params.get("_count"),
+        services.settings.search_default_count,
+        services.settings.search_max_count,
     )
-    page = everything(found).page(session, actor, patient_id, count, params.get("_cursor"))
+    page = everything(services).page(session, actor, patient_id, count, params.get("_cursor"))
     next_url = None
     if page.next_cursor:
         next_url = str(request.url.include_query_params(_cursor=page.next_cursor, _count=count))
     return FhirResponse(
-        searchset(found.settings.issuer, page.resources, str(request.url), next_url)
+        searchset(services.settings.issuer, page.resources, str(request.url), next_url)
     )
 
 

@@ -18,6 +18,6 @@ router = APIRouter(prefix="/fhir", tags=["List"])
     summary="Read the SubmissionSet of an ITI-65 submission",
     dependencies=[requires(Permission.DOCUMENT_READ)],
 )
-def read(list_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    resource = found.submission_sets.read(session, actor, list_id)
+def read(list_id: str, actor: ActorDep, services: ServicesDep, session: SessionDep) -> Response:
+    resource = services.submission_sets.read(session, actor, list_id)
     return FhirResponse(resource, headers={"ETag": 'W/"1"'})

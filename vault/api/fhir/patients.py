@@ -22,7 +22,7 @@ router = APIRouter(prefix="/fhir", tags=["Patient"])
     dependencies=[requires(Permission.PATIENT_CREATE, Permission.PATIENT_READ)],
 )
 def create(
-    actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody, request: Request
+    actor: ActorDep, services: ServicesDep, session: SessionDep, body: FhirBody, request: Request
 ) -> Response:
     resource = parse_resource(body, "Patient")
     condition = request.headers.get("if-none-exist")
@@ -32,19 +32,19 @@ def create(
             raise BadRequest(
                 "If-None-Exist supports identifier=system|value only", expression="If-None-Exist"
             )
-        ins = found.patients.ins_of(resource, expression="Patient")
+        ins = services.patients.ins_of(resource, expression="Patient")
         system, _, value = query["identifier"][0].partition("|")
         if (system, value) != (ins.system, ins.value):
             raise PreconditionFailed("If-None-Exist does not match the patient's INS")
-    patient, created = found.patients.ensure(session, actor, resource, expression="Patient")
-    location = f"{found.settings.issuer}/fhir/Patient/{patient.id}/_history/{patient.version}"
+    patient, created = services.patients.ensure(session, actor, resource, expression="Patient")
+    location = f"{services.settings.issuer}/fhir/Patient/{patient.id}/_history/{patient.version}"
     if not created:
         # The record exists: say where, but reveal nothing of it.
         outcome = operation_outcome(
             "informational", "A patient with this identifier already exists", severity="information"
         )
         return FhirResponse(outcome, status_code=200, headers={"Location": location})
-    stored = found.patients.read_back(session, actor, patient.id)
+    stored = services.patients.read_back(session, actor, patient.id)
     return FhirResponse(
         stored or operation_outcome("informational", "Created", severity="information"),
         status_code=201,
@@ -57,7 +57,7 @@ def create(
     summary="Read a patient's record",
     dependencies=[requires(Permission.PATIENT_READ)],
 )
-def read(patient_id: str, actor: ActorDep, found: ServicesDep, session: SessionDep) -> Response:
-    resource = found.patients.read(session, actor, patient_id)
+def read(patient_id: str, actor: ActorDep, services: ServicesDep, session: SessionDep) -> Response:
+    resource = services.patients.read(session, actor, patient_id)
     version = (resource.get("meta") or {}).get("versionId", "1")
     return FhirResponse(resource, headers={"ETag": f'W/"{version}"'})

@@ -21,8 +21,8 @@ router = APIRouter(prefix="/fhir", tags=["Transaction"])
     ],
 )
 def transaction(
-    actor: ActorDep, found: ServicesDep, session: SessionDep, body: FhirBody
+    actor: ActorDep, services: ServicesDep, session: SessionDep, body: FhirBody
 ) -> Response:
     bundle = parse_resource(body, "Bundle")
-    results = found.ingestion.provide_bundle(session, actor, bundle)
+    results = services.ingestion.provide_bundle(session, actor, bundle)
     return FhirResponse(transaction_response(results))
