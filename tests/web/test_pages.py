@@ -592,6 +592,8 @@ def test_a_waiting_invitation_is_withdrawn_with_csrf_and_its_code_refused(
     assert 'data-testid="invitation-row"' not in after.text
     # Twice: nothing waits any more.
     assert web.post(action, data={"csrf_token": csrf_of(waiting)}).status_code == 404
+    history = web.get(f"/dossiers/{seeded.patient_id}/historique").text
+    assert "A retiré une invitation d'aidant" in unescape(history)
 
     helper = dataclasses.replace(
         demo.principal(Role.CAREGIVER, "aidant-nina"), issuer=services.issuer.issuer
