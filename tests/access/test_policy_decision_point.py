@@ -387,9 +387,9 @@ ALLOWED = {
     "documents the reader may not see (through AccessService.check)",
     "submissions/repository.py": "a submission set's members, each then decided by "
     "AccessService before anything is returned",
-    "storage/blobs/sweep.py": "blob keys still referenced, to delete orphaned ciphertext",
-    "backup/shreds.py": "ids of crypto-shredded documents, to re-shred restored backups",
-    "backup/export.py": "copying ciphertext and wrapped keys for a backup",
+    "storage/blobs/repository.py": "blob keys still referenced, to delete orphaned ciphertext",
+    "backup/repository.py": "ids of crypto-shredded documents, to re-shred restored backups; "
+    "copying ciphertext and wrapped keys for a backup",
     "records/repository.py": "the purge destroying the keys of a whole record whose deletion "
     "is due: reads no content, serves no caller",
 }
