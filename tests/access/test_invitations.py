@@ -192,3 +192,95 @@ def test_a_minors_representative_invites_for_the_minor(client, tokens):
     accepted = _accept(client, _caregiver(tokens, "nanny-1"), invited.json()["code"])
     assert accepted.status_code == 201
     assert accepted.json()["patient"] == child_id
+
+
+def _withdraw(client, headers, patient_id: str, invitation_id: str):
+    return client.delete(policy_url(patient_id, f"/invitations/{invitation_id}"), headers=headers)
+
+
+def test_a_withdrawn_invitations_code_is_refused_like_an_unknown_one(client, tokens, services):
+    patient_id, patient_ins = create_patient(client, tokens)
+    own = tokens.patient(patient_ins)
+    invited = _invite(client, own, patient_id).json()
+    kept = _invite(client, own, patient_id).json()
+
+    withdrawn = _withdraw(client, own, patient_id, invited["id"])
+    assert withdrawn.status_code == 204, withdrawn.text
+    # No longer waiting; the other invitation is untouched.
+    listed = client.get(policy_url(patient_id, "/delegations"), headers=own).json()
+    assert [item["id"] for item in listed["invitations"]] == [kept["id"]]
+    # Its code gets the answer an unknown code gets, word for word.
+    caregiver = _caregiver(tokens, "d-4")
+    refused = _accept(client, caregiver, invited["code"])
+    unknown = _accept(client, caregiver, "x" * 43)
+    assert (refused.status_code, refused.text) == (unknown.status_code, unknown.text)
+    assert refused.status_code == 404
+    assert UNKNOWN in refused.text
+    assert client.get("/api/me/relationships", headers=caregiver).json() == []
+    # Withdrawn once: a second time finds nothing waiting.
+    assert _withdraw(client, own, patient_id, invited["id"]).status_code == 404
+    # Decided and recorded like the other changes, in the patient's name.
+    withdrawals = [
+        (e.actor_role, e.outcome, e.detail.get("permission"), e.detail.get("invitation"))
+        for e in audit_entries(services, patient_id)
+        if e.detail.get("change") == "withdraw"
+    ]
+    assert withdrawals[0] == ("patient", "success", "delegation:revoke", invited["id"])
+    # The invitation kept still works.
+    assert _accept(client, caregiver, kept["code"]).status_code == 201
+
+
+def test_an_accepted_invitation_is_revoked_as_a_delegation_not_withdrawn(client, tokens):
+    patient_id, patient_ins = create_patient(client, tokens)
+    own = tokens.patient(patient_ins)
+    document_id, _ = publish_document(client, tokens.professional(OTHER_DOCTOR), patient_id)
+    invited = _invite(client, own, patient_id).json()
+    caregiver = _caregiver(tokens, "e-5")
+    assert _accept(client, caregiver, invited["code"]).status_code == 201
+
+    refused = _withdraw(client, own, patient_id, invited["id"])
+    assert refused.status_code == 409
+    assert "revoke the delegation" in refused.json()["issue"][0]["diagnostics"]
+    assert sees(client, caregiver, document_id)
+    (held,) = client.get(policy_url(patient_id, "/delegations"), headers=own).json()["delegations"]
+    assert held["inForce"] is True
+
+
+def test_another_patients_invitation_is_invisible_and_a_caregiver_withdraws_none(client, tokens):
+    patient_id, patient_ins = create_patient(client, tokens)
+    own = tokens.patient(patient_ins)
+    invited = _invite(client, own, patient_id).json()
+    other_id, other_ins = create_patient(client, tokens, seed=7)
+    other = tokens.patient(other_ins)
+    # Neither through the other patient's own record nor through the inviter's.
+    for target in (other_id, patient_id, "me"):
+        response = _withdraw(client, other, target, invited["id"])
+        assert response.status_code == 404, (target, response.text)
+    # A caregiver holding a delegation on the record passes nothing on, and takes none back.
+    helper = _caregiver(tokens, "f-6")
+    assert (
+        _accept(client, helper, _invite(client, own, patient_id).json()["code"]).status_code == 201
+    )
+    assert _withdraw(client, helper, patient_id, invited["id"]).status_code == 404
+    assert (
+        _withdraw(client, tokens.professional(OTHER_DOCTOR), patient_id, invited["id"]).status_code
+        == 404
+    )
+    # All refused, the code still works.
+    assert _accept(client, _caregiver(tokens, "g-7"), invited["code"]).status_code == 201
+
+
+def test_a_minors_representative_withdraws_the_invitation_they_made(client, tokens):
+    child_id, _ = create_patient_born(client, tokens, 43, years_ago(6))
+    parent_ins = ins(44)
+    operator = Tokens._headers(tokens.issuer.mint("operator", "ops-1", scope="system/Consent.u"))
+    registered = client.post(
+        policy_url(child_id, "/representatives"),
+        json={"representative": {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": parent_ins}},
+        headers=operator,
+    )
+    assert registered.status_code == 201, registered.text
+    parent = tokens.patient(parent_ins)
+    invited = _invite(client, parent, child_id).json()
+    assert _withdraw(client, parent, child_id, invited["id"]).status_code == 204
+    assert _accept(client, _caregiver(tokens, "nanny-2"), invited["code"]).status_code == 404

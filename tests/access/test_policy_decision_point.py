@@ -51,6 +51,7 @@ class Record:
     list_id: str
     delegation_id: str
     representation_id: str
+    invitation_id: str
 
 
 Call = Callable[[Record], tuple[str, dict[str, Any] | list[Any] | None, str | None]]
@@ -67,6 +68,7 @@ def _url(template: str) -> Callable[[Record], str]:
             .replace("{list_id}", record.list_id)
             .replace("{delegation_id}", record.delegation_id)
             .replace("{entry_id}", record.representation_id)
+            .replace("{invitation_id}", record.invitation_id)
             .replace("{idnps}", DOCTOR)
             .replace("{version}", "1")
         )
@@ -198,6 +200,9 @@ RECORD_ROUTES: dict[tuple[str, str], Call] = {
         },
         JSON,
     ),
+    ("DELETE", "/api/patients/{patient_id}/policy/invitations/{invitation_id}"): _plain(
+        "/api/patients/{patient_id}/policy/invitations/{invitation_id}"
+    ),
     ("POST", "/api/patients/{patient_id}/policy/point-of-care/{idnps}/block"): _plain(
         "/api/patients/{patient_id}/policy/point-of-care/{idnps}/block"
     ),
@@ -304,6 +309,16 @@ def record(client, tokens) -> Record:
     )
     assert representation.status_code == 201, representation.text
     assert add_professional(client, own, patient_id, "/blocks", DOCTOR).status_code == 201
+    invitation = client.post(
+        policy_url(patient_id, "/invitations"),
+        json={
+            "mayAdd": False,
+            "categories": ["*"],
+            "until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        },
+        headers=own,
+    )
+    assert invitation.status_code == 201, invitation.text
     return Record(
         patient_id,
         patient_ins,
@@ -312,6 +327,7 @@ def record(client, tokens) -> Record:
         list_id,
         delegation.json()["id"],
         representation.json()["id"],
+        invitation.json()["id"],
     )
 
 
@@ -371,9 +387,9 @@ ALLOWED = {
     "documents the reader may not see (through AccessService.check)",
     "submissions/repository.py": "a submission set's members, each then decided by "
     "AccessService before anything is returned",
-    "storage/blobs/sweep.py": "blob keys still referenced, to delete orphaned ciphertext",
-    "backup/shreds.py": "ids of crypto-shredded documents, to re-shred restored backups",
-    "backup/export.py": "copying ciphertext and wrapped keys for a backup",
+    "storage/blobs/repository.py": "blob keys still referenced, to delete orphaned ciphertext",
+    "backup/repository.py": "ids of crypto-shredded documents, to re-shred restored backups; "
+    "copying ciphertext and wrapped keys for a backup",
     "records/repository.py": "the purge destroying the keys of a whole record whose deletion "
     "is due: reads no content, serves no caller",
 }

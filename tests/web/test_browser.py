@@ -79,6 +79,15 @@ EXPORTER = Account(
         "family_name": "Moreau",
     },
 )
+INVITER = Account(
+    "ines",
+    {
+        "vault_role": "patient",
+        "vault_id": ins(90),
+        "given_name": "Inès",
+        "family_name": "Garnier",
+    },
+)
 # The screens docs/patients.md shows (taken with VAULT_DOCS_SCREENSHOTS=1).
 DOC_SCREENS = {
     ("export-pret", "desktop"),
@@ -104,7 +113,7 @@ def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = tmp_path_factory.mktemp("web-provider")
-    for provider in start_provider(workdir, url, [PATIENT, HELPER, EXPORTER]):
+    for provider in start_provider(workdir, url, [PATIENT, HELPER, EXPORTER, INVITER]):
         configured = settings.model_copy(
             update={
                 "base_url": url,
@@ -511,6 +520,94 @@ def test_every_signed_out_screen_passes_axe(stack, chromium, request):
             screens.check(page, "anonyme")
     finally:
         keep_failure(request, page, "anonymous")
+        context.close()
+
+
+def test_a_patient_withdraws_an_invitation_and_its_code_no_longer_works_in_chromium(
+    stack, chromium, request
+):
+    served, _services = stack
+    base = served.url
+    screens = Screens()
+    context, page, refused = context_for(chromium, request, "inviter")
+    helper_context, helper, helper_refused = context_for(chromium, request, "invited")
+    try:
+        sign_in(page, base, INVITER)
+        page.get_by_role("button", name="Ouvrir mon espace").click()
+        expect(page.get_by_role("status")).to_have_text("Votre espace est ouvert.")
+
+        # An invitation, its code shown once.
+        page.get_by_role("link", name="Aidants", exact=True).click()
+        until = (datetime.now(UTC) + timedelta(days=60)).date().isoformat()
+        page.get_by_label("Jusqu'au").fill(until)
+        page.get_by_role("button", name="Créer l'invitation").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Invitation créée")
+        code = page.get_by_test_id("invitation-code").inner_text()
+
+        # Waiting, beside its button; withdrawn in one step, and the page says so.
+        page.get_by_role("link", name="Aidants", exact=True).click()
+        expect(page.get_by_test_id("invitation-row")).to_have_count(1)
+        screens.check(page, "aidants-invitation")
+        withdraw = page.get_by_role("button", name=re.compile(r"^Retirer l'invitation du "))
+        expect(withdraw).to_have_accessible_description("Son code ne pourra plus être utilisé.")
+        withdraw.click()
+        expect(page.get_by_role("status")).to_have_text(
+            "L'invitation a été retirée : son code ne peut plus être utilisé."
+        )
+        expect(page.get_by_test_id("invitation-row")).to_have_count(0)
+        expect(page.get_by_test_id("delegation-row")).to_have_count(0)
+        screens.check(page, "aidants-invitation-retiree")
+
+        # The code is refused as an unknown one is.
+        sign_in(helper, base, HELPER)
+        helper.goto(f"{base}/invitation?code={code}")
+        helper.get_by_role("button", name="Accepter").click()
+        expect(helper.locator("#code-error")).to_have_text(
+            "Ce code est inconnu, déjà utilisé ou expiré."
+        )
+        screens.check(helper, "accepter-refuse")
+        assert refused == []
+        assert helper_refused == []
+    finally:
+        keep_failure(request, page, "inviter")
+        keep_failure(request, helper, "invited")
+        context.close()
+        helper_context.close()
+
+
+def test_the_api_e_mail_link_pages_are_the_spaces_and_pass_axe(stack, chromium, request):
+    """The pages of the links under /api/notifications: the space's layout and texts."""
+    served, _services = stack
+    screens = Screens()
+    context, page, refused = context_for(chromium, request, "api-links")
+    try:
+        token = "A" * 43
+        for path, heading, button in (
+            (
+                f"/api/notifications/confirm?token={token}",
+                "Confirmer mon adresse e-mail",
+                "Confirmer mon adresse",
+            ),
+            (
+                f"/api/notifications/unsubscribe?record=r-1&token={token}",
+                "Ne plus recevoir d'e-mails",
+                "Ne plus recevoir d'e-mails",
+            ),
+        ):
+            page.goto(served.url + path)
+            expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+            assert page.evaluate("() => document.documentElement.lang") == "fr"
+            screens.check(page, "lien-api")
+            # An unknown link: refused, saying so.
+            page.get_by_role("button", name=button).click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Lien invalide")
+            expect(page.get_by_role("alert")).to_have_text(
+                "Ce lien est inconnu, a déjà servi ou a expiré."
+            )
+            screens.check(page, "lien-api-refuse")
+        assert refused == []
+    finally:
+        keep_failure(request, page, "api-links")
         context.close()
 
 

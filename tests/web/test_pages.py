@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.factories import ins, publish
+from tests.factories import create_patient, ins, publish
 from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
 from vault.api.app import create_app
 from vault.identity.principal import Role
@@ -551,6 +551,61 @@ def test_an_invitation_code_is_shown_once_and_opens_the_record_to_who_accepts_it
         again = caregiver.post("/invitation", data={"csrf_token": csrf_of(form.text), "code": code})
         assert again.status_code == 422
     assert "aidant-marc" in web.get(f"/dossiers/{seeded.patient_id}/aidants").text
+
+
+def test_a_waiting_invitation_is_withdrawn_with_csrf_and_its_code_refused(
+    web, seeded, services, settings, client, tokens
+):
+    patient_home(web)
+    form = web.get(f"/dossiers/{seeded.patient_id}/aidants")
+    until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    created = web.post(
+        f"/dossiers/{seeded.patient_id}/aidants",
+        data={"csrf_token": csrf_of(form.text), "categories": ["*"], "jusqu_au": until},
+    )
+    code = re.search(r'data-testid="invitation-code">([^<]+)<', created.text).group(1)
+    waiting = web.get(f"/dossiers/{seeded.patient_id}/aidants").text
+    action = re.search(r'action="(/dossiers/[^"]+/invitations/[^"]+/retirer)"', waiting).group(1)
+    assert "Retirer l'invitation" in unescape(waiting)
+
+    # Without the form's token: refused, and the invitation still waits.
+    assert web.post(action, data={}).status_code == 403
+    assert web.post(action, data={"csrf_token": "forged"}).status_code == 403
+    assert 'data-testid="invitation-row"' in web.get(f"/dossiers/{seeded.patient_id}/aidants").text
+    # Another patient finds nothing there, through their record or the inviter's.
+    other_id, other_ins = create_patient(client, tokens, seed=78)
+    invitation_id = action.split("/invitations/")[1].split("/")[0]
+    for stranger in browser(create_app(settings, services)):
+        sign_in_as(stranger, demo.principal(Role.PATIENT, other_ins))
+        page = follow(stranger, stranger.get("/"))
+        for pid in (seeded.patient_id, other_id):
+            refused = stranger.post(
+                f"/dossiers/{pid}/aidants/invitations/{invitation_id}/retirer",
+                data={"csrf_token": csrf_of(page.text)},
+            )
+            assert refused.status_code == 404, pid
+
+    withdrawn = web.post(action, data={"csrf_token": csrf_of(waiting)})
+    assert withdrawn.status_code == 303
+    after = follow(web, withdrawn)
+    assert "L'invitation a été retirée" in unescape(after.text)
+    assert 'data-testid="invitation-row"' not in after.text
+    # Twice: nothing waits any more.
+    assert web.post(action, data={"csrf_token": csrf_of(waiting)}).status_code == 404
+    history = web.get(f"/dossiers/{seeded.patient_id}/historique").text
+    assert "A retiré une invitation d'aidant" in unescape(history)
+
+    helper = dataclasses.replace(
+        demo.principal(Role.CAREGIVER, "aidant-nina"), issuer=services.issuer.issuer
+    )
+    for caregiver in browser(create_app(settings, services)):
+        sign_in_as(caregiver, helper, "Nina Roux")
+        form = caregiver.get(f"/invitation?code={code}")
+        refused = caregiver.post(
+            "/invitation", data={"csrf_token": csrf_of(form.text), "code": code}
+        )
+        assert refused.status_code == 422
+        assert "Ce code est inconnu, déjà utilisé ou expiré." in refused.text
 
 
 def test_a_document_larger_than_a_form_is_added_from_the_space(web, seeded, settings):

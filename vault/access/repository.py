@@ -229,6 +229,16 @@ def invitation_by_code_hash(session: Session, code_hash: bytes) -> CaregiverInvi
     )
 
 
+def invitation(session: Session, patient_id: str, invitation_id: str) -> CaregiverInvitation | None:
+    """One of the patient's invitations, locked like an acceptance locks it: a withdrawal
+    and an acceptance of one invitation queue, and the second finds what the first did."""
+    return session.get(
+        CaregiverInvitation,
+        {"patient_id": patient_id, "id": invitation_id},
+        with_for_update=True,
+    )
+
+
 def add_invitation_code(session: Session, invitation: CaregiverInvitation) -> None:
     """An invitation's row in the reference table, in the invitation's transaction."""
     session.add(

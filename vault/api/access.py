@@ -420,6 +420,26 @@ def invite_caregiver(
     )
 
 
+@router.delete(
+    POLICY + "/invitations/{invitation_id}",
+    status_code=204,
+    summary="Withdraw an invitation nobody has accepted yet: its code is refused from now on "
+    "(an accepted invitation is a delegation, revoked as such; 409)",
+    dependencies=[requires(Permission.DELEGATION_REVOKE)],
+)
+def withdraw_invitation(
+    patient_id: PatientId,
+    invitation_id: Annotated[str, Path(max_length=64)],
+    actor: ActorDep,
+    services: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    services.policies.withdraw_invitation(
+        session, actor, _patient(actor, patient_id), invitation_id
+    )
+    return Response(status_code=204)
+
+
 @router.post(
     "/invitations/accept",
     status_code=201,

@@ -4,11 +4,10 @@ call the preferences service, render."""
 
 from __future__ import annotations
 
-import html
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.responses import HTMLResponse
 
 from vault.access.permissions import Permission
@@ -17,6 +16,7 @@ from vault.db import transaction
 from vault.http.deps import ServicesDep, public, requires
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
+from vault.web.routes import link_page
 
 router = APIRouter(prefix="/api", tags=["Notifications"])
 
@@ -37,12 +37,8 @@ UNSUBSCRIBE = "/unsubscribe"
 PUBLIC_PATHS = frozenset({f"/api/notifications{CONFIRM}", f"/api/notifications{UNSUBSCRIBE}"})
 Token = Annotated[str, Query(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 Record = Annotated[str, Query(min_length=1, max_length=64)]
-# The pages below hold no script and load nothing.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+# The links' pages are the patient's space's (vault/web/templates/link.html, its catalog,
+# CSP and headers); only their forms post here.
 
 
 @router.get(
@@ -111,27 +107,6 @@ def set_events(
     )
 
 
-def _page(
-    title: str, text: str, *, form_action: str | None = None, status: int = 200
-) -> HTMLResponse:
-    form = (
-        f'<form method="post" action="{html.escape(form_action)}">'
-        f'<button type="submit">{html.escape(title)}</button></form>'
-        if form_action
-        else ""
-    )
-    page = (
-        '<!doctype html><html lang="fr"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head><body><main>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{form}</main></body></html>"
-    )
-    return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
-
-
-_REFUSED = ("Lien invalide", "Ce lien est inconnu, a déjà servi ou a expiré.")
-
-
 # A GET only shows a button: mail scanners open links, and must not confirm or opt out.
 @public_router.get(
     CONFIRM,
@@ -139,12 +114,9 @@ _REFUSED = ("Lien invalide", "Ce lien est inconnu, a déjà servi ou a expiré."
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential")],
 )
-def confirm_page(token: Token) -> HTMLResponse:
-    return _page(
-        "Confirmer mon adresse",
-        "Confirmez que vous souhaitez recevoir à cette adresse les nouvelles de votre espace.",
-        form_action=f"/api/notifications{CONFIRM}?token={token}",
-    )
+def confirm_page(request: Request, token: Token) -> HTMLResponse:
+    query = urlencode({"token": token})
+    return link_page(request, "confirm", action=f"/api/notifications{CONFIRM}?{query}")
 
 
 @public_router.post(
@@ -153,13 +125,13 @@ def confirm_page(token: Token) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def confirm(token: Token, services: ServicesDep) -> HTMLResponse:
+def confirm(request: Request, token: Token, services: ServicesDep) -> HTMLResponse:
     try:
         with transaction(services.session_factory) as session:
             services.notifications.confirm(session, token)
     except LinkRefused:
-        return _page(*_REFUSED, status=404)
-    return _page("Adresse confirmée", "Vous recevrez désormais les e-mails que vous avez choisis.")
+        return link_page(request, "refused", status=404)
+    return link_page(request, "confirmed")
 
 
 @public_router.get(
@@ -168,13 +140,9 @@ def confirm(token: Token, services: ServicesDep) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential")],
 )
-def unsubscribe_page(record: Record, token: Token) -> HTMLResponse:
-    return _page(
-        "Ne plus recevoir d'e-mails",
-        "Vous ne recevrez plus d'e-mail de votre espace santé ; vous pourrez changer d'avis "
-        "depuis votre espace.",
-        form_action=f"/api/notifications{UNSUBSCRIBE}?{urlencode({'record': record, 'token': token})}",
-    )
+def unsubscribe_page(request: Request, record: Record, token: Token) -> HTMLResponse:
+    query = urlencode({"record": record, "token": token})
+    return link_page(request, "unsubscribe", action=f"/api/notifications{UNSUBSCRIBE}?{query}")
 
 
 @public_router.post(
@@ -183,10 +151,12 @@ def unsubscribe_page(record: Record, token: Token) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[public("the e-mailed link is the credential", Permission.NOTIFICATIONS_MANAGE)],
 )
-def unsubscribe(record: Record, token: Token, services: ServicesDep) -> HTMLResponse:
+def unsubscribe(
+    request: Request, record: Record, token: Token, services: ServicesDep
+) -> HTMLResponse:
     try:
         with transaction(services.session_factory) as session:
             services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
-        return _page(*_REFUSED, status=404)
-    return _page("Désinscription faite", "Vous ne recevrez plus d'e-mail de votre espace santé.")
+        return link_page(request, "refused", status=404)
+    return link_page(request, "unsubscribed")

@@ -35,7 +35,7 @@ from vault.db import Session
 from vault.documents import repository as documents
 from vault.documents.patch import Operation
 from vault.documents.service import DocumentService
-from vault.errors import InvalidResource, NotFound
+from vault.errors import Conflict, InvalidResource, NotFound
 from vault.identity.principal import INS_SYSTEMS
 from vault.models import AccessPolicyEntry, CaregiverInvitation, Patient
 from vault.models.base import new_id, utcnow
@@ -50,6 +50,8 @@ CODE_BYTES = 32
 MAX_CODE_LENGTH = 128
 INVITATION_DAYS = 7
 INVITATION_UNKNOWN = "Invitation not found, already used or expired"
+INVITATION_NOT_PENDING = "Invitation not found, or no longer waiting to be accepted"
+INVITATION_ACCEPTED = "This invitation was accepted: revoke the delegation it became instead"
 MAJORITY = 18
 MASK_LABEL = {
     "coding": [
@@ -497,6 +499,41 @@ class PolicyService:
         session.flush()
         self.access.forget(actor, row.patient_id)
         return entry
+
+    def withdraw_invitation(
+        self, session: Session, actor: Actor, patient_id: str, invitation_id: str
+    ) -> None:
+        """Whoever may invite (the patient, a minor's representative) takes back an
+        invitation nobody has accepted yet: its code is then refused like an expired one,
+        with the same answer. Decided as the end of the delegation it offered. An accepted
+        invitation is a delegation now, revoked as such."""
+        self._require_patient(session, patient_id)
+        self.access.authorize(
+            session,
+            actor,
+            Permission.DELEGATION_REVOKE,
+            patient_id,
+            change=PolicyChange(EntryKind.DELEGATION, Verb.END, invitation_id),
+            resource_type="Consent",
+            resource_id=invitation_id,
+            detail={
+                "policy": EntryKind.DELEGATION.value,
+                "change": "withdraw",
+                "invitation": invitation_id,
+            },
+            not_found_as="Invitation",
+        )
+        now = self.clock()
+        row = repository.invitation(session, patient_id, invitation_id)
+        if row is None or (row.accepted_at is None and row.code_expires_at <= now):
+            raise NotFound(INVITATION_NOT_PENDING)
+        if row.accepted_at is not None:
+            raise Conflict(INVITATION_ACCEPTED)
+        # As closing the record does (vault/records/repository.py): the code lapses now, so
+        # acceptance refuses it as it refuses any expired code; the row and its audit
+        # entry keep what was offered and who withdrew it.
+        row.code_expires_at = now
+        session.flush()
 
     def delegations(self, session: Session, actor: Actor, patient_id: str) -> DelegationsView:
         """Every delegation, in force or past, with the identity that holds it and the

@@ -220,6 +220,7 @@ NOTICES = frozenset(
         "policy",
         "granted",
         "revoked",
+        "withdrawn",
         "opened",
         "signed_out",
         "accepted",
@@ -987,6 +988,21 @@ def revoke(
     return see_other(f"/dossiers/{quote(pid)}/aidants", "revoked")
 
 
+@router.post(
+    "/dossiers/{pid}/aidants/invitations/{iid}/retirer",
+    dependencies=[CsrfDep, requires(Permission.DELEGATION_REVOKE)],
+)
+def withdraw(
+    pid: PatientId,
+    iid: Annotated[str, Path(max_length=64)],
+    services: ServicesDep,
+    actor: WebActorDep,
+    session: WebUnitOfWorkDep,
+) -> Response:
+    space(services).withdraw(session, actor, pid, iid)
+    return see_other(f"/dossiers/{quote(pid)}/aidants", "withdrawn")
+
+
 # -- notifications ----------------------------------------------------------------------
 
 
@@ -1194,9 +1210,12 @@ def email_forget(
 LinkText = Annotated[str, Query(max_length=128)]
 
 
-def _link_page(
+def link_page(
     request: Request, key: str, *, action: str | None = None, status: int = 200
-) -> Response:
+) -> HTMLResponse:
+    """The page an e-mailed link opens (``link.<key>.*`` in the catalog): a button that
+    posts to ``action``, or, without one, what happened. Also the API's links' pages
+    (vault/api/notifications.py), so both look and read alike."""
     return page(
         request,
         "link.html",
@@ -1213,7 +1232,7 @@ def _link_page(
 # opt out for the person.
 @router.get(CONFIRM_LINK, dependencies=[public("the e-mailed link is the credential")])
 def confirm_link(request: Request, token: LinkText = "") -> Response:
-    return _link_page(request, "confirm", action=f"{CONFIRM_LINK}?{urlencode({'token': token})}")
+    return link_page(request, "confirm", action=f"{CONFIRM_LINK}?{urlencode({'token': token})}")
 
 
 @router.post(
@@ -1225,14 +1244,14 @@ def confirm_address(request: Request, services: ServicesDep, token: LinkText = "
         with transaction(services.session_factory) as session:
             services.notifications.confirm(session, token)
     except LinkRefused:
-        return _link_page(request, "refused", status=404)
-    return _link_page(request, "confirmed")
+        return link_page(request, "refused", status=404)
+    return link_page(request, "confirmed")
 
 
 @router.get(UNSUBSCRIBE_LINK, dependencies=[public("the e-mailed link is the credential")])
 def unsubscribe_link(request: Request, record: LinkText = "", token: LinkText = "") -> Response:
     query = urlencode({"record": record, "token": token})
-    return _link_page(request, "unsubscribe", action=f"{UNSUBSCRIBE_LINK}?{query}")
+    return link_page(request, "unsubscribe", action=f"{UNSUBSCRIBE_LINK}?{query}")
 
 
 @router.post(
@@ -1248,8 +1267,8 @@ def unsubscribe(
         with transaction(services.session_factory) as session:
             services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
-        return _link_page(request, "refused", status=404)
-    return _link_page(request, "unsubscribed")
+        return link_page(request, "refused", status=404)
+    return link_page(request, "unsubscribed")
 
 
 def install(app: Any, services: Services) -> None:

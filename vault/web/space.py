@@ -671,6 +671,9 @@ class Space:
     def revoke(self, session: Session, actor: Actor, patient_id: str, entry_id: str) -> None:
         self.services.policies.revoke_delegation(session, actor, patient_id, entry_id)
 
+    def withdraw(self, session: Session, actor: Actor, patient_id: str, invitation_id: str) -> None:
+        self.services.policies.withdraw_invitation(session, actor, patient_id, invitation_id)
+
     # -- history ----------------------------------------------------------------------
 
     def history(
@@ -731,10 +734,12 @@ class Space:
             who = gettext(f"role.{role}")
         document_id = document_of(entry)
         permission = str(detail.get("permission") or "")
-        action_key = f"action.{permission}" if permission else f"action.{entry.action}"
-        action = gettext(action_key)
-        if action == action_key:
-            action = gettext(f"action.{entry.action}")
+        # The most precise text the catalog has: the change (an invitation withdrawn is a
+        # delegation:revoke), the permission, or the bare action.
+        keys = [f"action.{entry.action}"]
+        if permission:
+            keys[:0] = [f"action.{permission}.{detail.get('change') or ''}", f"action.{permission}"]
+        action = next((text for key in keys if (text := gettext(key)) != key), gettext(keys[-1]))
         return HistoryRow(
             id=entry.id,
             at=entry.occurred_at,
