@@ -38,7 +38,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "ping",
-    "transaction",
+    "unit_of_work",
 ]
 
 SessionFactory: TypeAlias = sessionmaker[Session]
@@ -149,7 +149,7 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 
 
 @contextmanager
-def transaction(factory: SessionFactory) -> Iterator[Session]:
+def unit_of_work(factory: SessionFactory) -> Iterator[Session]:
     """Commit on success, roll back on any exception."""
     session = factory()
     try:

@@ -22,7 +22,7 @@ from tests.factories import create_patient, publish
 from vault.access.journal import chain_number
 from vault.audit import merkle, parallel
 from vault.audit.checkpoints import log_origin, open_checkpoint
-from vault.db import transaction
+from vault.db import unit_of_work
 from vault.errors import Conflict
 from vault.migrations import alembic_config, upgrade
 from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry
@@ -33,13 +33,13 @@ PATIENTS = [f"patient-{number:03d}" for number in range(40)]
 
 
 def _configure(services: Services, logs: int) -> None:
-    with transaction(services.session_factory) as session:
+    with unit_of_work(services.session_factory) as session:
         services.audit_log.tree.configure(session, logs)
 
 
 def _append(services: Services, patients: list[str | None], rounds: int = 2) -> None:
     for _ in range(rounds):
-        with transaction(services.session_factory) as session:
+        with unit_of_work(services.session_factory) as session:
             for patient in patients:
                 services.audit.append(session, read_record(patient))
 
@@ -110,7 +110,7 @@ def _leaf(entry: AuditEntry) -> int:
 
 
 def test_the_number_of_logs_is_fixed_once_the_log_holds_entries(logs):
-    with pytest.raises(Conflict), transaction(logs.session_factory) as session:
+    with pytest.raises(Conflict), unit_of_work(logs.session_factory) as session:
         logs.audit_log.tree.configure(session, 2)
 
 

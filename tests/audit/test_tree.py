@@ -12,7 +12,7 @@ from vault.access.records import AuditRecord, Outcome
 from vault.audit import merkle
 from vault.audit.checkpoints import open_checkpoint
 from vault.audit.repository.tree import AuditTree
-from vault.db import transaction
+from vault.db import unit_of_work
 from vault.models import AuditCheckpoint, AuditEntry, AuditTreeNode
 
 
@@ -86,7 +86,7 @@ def test_extending_in_small_batches_stores_the_same_tree(client, tokens, service
     activity(client, tokens, 1)
     tree = AuditTree()
     while True:
-        with transaction(services.session_factory) as session:
+        with unit_of_work(services.session_factory) as session:
             if tree.extend(session, 3) == 0:
                 break
     with services.session_factory() as session:

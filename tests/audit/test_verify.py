@@ -268,7 +268,7 @@ def test_checkpoints_re_signed_with_another_key_are_refused(
     origin = services.audit_log.checkpoints.origin
     attacker = NoteSigner(origin, Ed25519PrivateKey.generate())
     with services.session_factory() as session:
-        row = session.get(AuditCheckpoint, size)
+        row = session.get(AuditCheckpoint, (0, size))
         assert row is not None
         body = checkpoint_body(Checkpoint(origin, size, row.root_hash, row.created_at))
     with tampering(services) as db:
@@ -290,7 +290,7 @@ def test_published_checkpoints_catch_a_rewrite_whose_checkpoints_were_deleted(
     patient_id, _ = activity(client, tokens, 1)
     size = make_checkpoint()
     with services.session_factory() as session:
-        published = session.get(AuditCheckpoint, size).note
+        published = session.get(AuditCheckpoint, (0, size)).note
     victim = chain_entries(services, patient_id)[1]
     with tampering(services) as db:
         db.execute(AuditCheckpoint.__table__.delete())

@@ -16,7 +16,7 @@ from vault.access.chain import _instant
 from vault.access.records import AuditRecord, Outcome
 from vault.audit import parallel
 from vault.audit.verify import AuditVerifier, Report
-from vault.db import transaction
+from vault.db import unit_of_work
 from vault.identity.principal import Principal, Role
 from vault.models import AuditChainHead, AuditCheckpoint, AuditEntry, AuditTreeHead
 from vault.services import Services
@@ -308,7 +308,7 @@ def _append(services: Services, patient_id: str | None, action: str, **detail: A
         resource_id=NASTY[7],
         detail=detail,
     )
-    with transaction(services.session_factory) as session:
+    with unit_of_work(services.session_factory) as session:
         services.audit.append(session, record)
 
 

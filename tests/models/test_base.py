@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from vault.db import transaction
+from vault.db import unit_of_work
 from vault.models import UsedClientAssertion
 
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
@@ -26,7 +26,7 @@ instants = st.datetimes(
 
 def _store(services, expires_at: datetime) -> str:
     jti = str(uuid.uuid4())
-    with transaction(services.session_factory) as session:
+    with unit_of_work(services.session_factory) as session:
         session.add(UsedClientAssertion(client_id="type-test", jti=jti, expires_at=expires_at))
     return jti
 
@@ -37,7 +37,7 @@ def _store(services, expires_at: datetime) -> str:
 @given(value=instants)
 def test_any_offset_is_read_back_as_the_same_instant_in_utc(services, value):
     jti = _store(services, value)
-    with transaction(services.session_factory) as session:
+    with unit_of_work(services.session_factory) as session:
         kept = session.scalars(
             select(UsedClientAssertion.expires_at).where(UsedClientAssertion.jti == jti)
         ).one()
@@ -51,7 +51,7 @@ def test_comparisons_in_sql_follow_instants_not_wall_clock_digits(services):
     early = _store(services, datetime(2030, 6, 1, 10, 0, tzinfo=timezone(timedelta(hours=2))))
     late = _store(services, datetime(2030, 6, 1, 9, 30, tzinfo=UTC))
     cut = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
-    with transaction(services.session_factory) as session:
+    with unit_of_work(services.session_factory) as session:
         after = set(
             session.scalars(
                 select(UsedClientAssertion.jti).where(UsedClientAssertion.expires_at > cut)
@@ -63,7 +63,7 @@ def test_comparisons_in_sql_follow_instants_not_wall_clock_digits(services):
 
 def test_a_naive_value_is_taken_as_utc(services):
     jti = _store(services, datetime(2030, 6, 1, 8, 0))
-    with transaction(services.session_factory) as session:
+    with unit_of_work(services.session_factory) as session:
         kept = session.scalars(
             select(UsedClientAssertion.expires_at).where(UsedClientAssertion.jti == jti)
         ).one()

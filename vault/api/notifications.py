@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse
 
 from vault.access.permissions import Permission
 from vault.api.deps import ActorDep, SessionDep, record_of
-from vault.db import transaction
+from vault.db import unit_of_work
 from vault.http.deps import ServicesDep, public, requires
 from vault.notifications.schemas import AddressRequest, EventsRequest, PreferencesOut
 from vault.notifications.service import LinkRefused
@@ -127,7 +127,7 @@ def confirm_page(request: Request, token: Token) -> HTMLResponse:
 )
 def confirm(request: Request, token: Token, services: ServicesDep) -> HTMLResponse:
     try:
-        with transaction(services.session_factory) as session:
+        with unit_of_work(services.session_factory) as session:
             services.notifications.confirm(session, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
@@ -155,7 +155,7 @@ def unsubscribe(
     request: Request, record: Record, token: Token, services: ServicesDep
 ) -> HTMLResponse:
     try:
-        with transaction(services.session_factory) as session:
+        with unit_of_work(services.session_factory) as session:
             services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)

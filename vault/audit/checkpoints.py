@@ -21,7 +21,7 @@ from typing import Any
 from vault.audit.repository import checkpoints as checkpoint_rows
 from vault.audit.repository.tree import AuditTree
 from vault.audit.signing import NoteVerifier, SignatureError, SigningKey, open_note
-from vault.db import Session, SessionFactory, transaction
+from vault.db import Session, SessionFactory, unit_of_work
 from vault.models import AuditCheckpoint
 from vault.models.base import utcnow
 
@@ -139,7 +139,7 @@ class CheckpointService:
 
     def _make_one(self, factory: SessionFactory, log: int, logs: int) -> AuditCheckpoint | None:
         while True:
-            with transaction(factory) as session:
+            with unit_of_work(factory) as session:
                 added = self.tree.extend(session, self._batch, log)
                 if added == self._batch:
                     continue

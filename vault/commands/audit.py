@@ -120,10 +120,10 @@ def logs(
     ] = None,
 ) -> None:
     """Print the number of audit logs, or set it before the first entry (docs/audit.md)."""
-    from vault.db import transaction  # noqa: PLC0415
+    from vault.db import unit_of_work  # noqa: PLC0415
     from vault.errors import VaultError  # noqa: PLC0415
 
-    with command_services() as services, transaction(services.session_factory) as session:
+    with command_services() as services, unit_of_work(services.session_factory) as session:
         tree = services.audit_log.tree
         if count is not None:
             try:

@@ -41,7 +41,7 @@ from vault.audit.events import audit_event
 from vault.audit.export import export_record
 from vault.audit.history import AuditHistory
 from vault.audit.wiring import AuditLog
-from vault.db import Session, SessionFactory, transaction
+from vault.db import Session, SessionFactory, unit_of_work
 from vault.documents import repository as documents_repository
 from vault.documents.service import DocumentService
 from vault.models import AuditCheckpoint, AuditEntry
@@ -168,13 +168,13 @@ class ArchiveBuilder:
         after: tuple[datetime, str] | None = None
         query = documents_repository.search_query(documents_repository.SearchCriteria(patient_id))
         while True:
-            with transaction(self._factory) as session:
+            with unit_of_work(self._factory) as session:
                 page = list(documents_repository.page_after(session, query, after, DOCUMENT_PAGE))
             if not page:
                 return exported
             after = (page[-1].created_at, page[-1].id)
             for document in page:
-                with transaction(self._factory) as session:
+                with unit_of_work(self._factory) as session:
                     one = self._document(
                         archive, session, actor_in(session), patient_id, document.id, names
                     )
@@ -232,7 +232,7 @@ class ArchiveBuilder:
         holds (the export's own later reads are in the next one)."""
         cursor: str | None = None
         while True:
-            with transaction(self._factory) as session:
+            with unit_of_work(self._factory) as session:
                 page = self._readers.history.page(
                     session, actor_in(session), patient_id, HISTORY_PAGE, cursor
                 )
@@ -299,7 +299,7 @@ class ArchiveBuilder:
                 out.write((b"" if first else b",") + json.dumps(entry, ensure_ascii=False).encode())
                 first = False
 
-            with transaction(self._factory) as session:
+            with unit_of_work(self._factory) as session:
                 actor = actor_in(session)
                 put(self._readers.patients.read(session, actor, patient_id))
                 policy = self._readers.policies.view(session, actor, patient_id)

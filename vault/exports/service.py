@@ -29,7 +29,7 @@ from vault.access.policy import Actor, author_of
 from vault.access.records import AuditRecord, Outcome
 from vault.access.repository import PolicySnapshots
 from vault.access.service import AccessService, caregiver_key
-from vault.db import Session, SessionFactory, transaction
+from vault.db import Session, SessionFactory, unit_of_work
 from vault.documents import repository as documents_repository
 from vault.errors import Conflict, Gone, NotFound, TooManyRequests
 from vault.exports import repository
@@ -239,7 +239,7 @@ class ExportWorker:
 
     def _claim(self, now: datetime) -> tuple[str, str] | None:
         """The next job to build, as (patient id, export id)."""
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             job = repository.next_to_build(session, now)
             if job is None:
                 return None
@@ -250,11 +250,11 @@ class ExportWorker:
             return job.patient_id, job.id
 
     def _progress(self, patient_id: str, job_id: str, percent: int) -> None:
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             repository.set_fields(session, patient_id, job_id, progress=percent)
 
     def _build(self, patient_id: str, job_id: str) -> bool:
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             job = session.get(RecordExport, {"patient_id": patient_id, "id": job_id})
             assert job is not None
             context = archive_context(job.id, patient_id)
@@ -293,7 +293,7 @@ class ExportWorker:
             # The class only: a message could name what was being read.
             log.warning("export %s failed: %s", job_id, type(error).__name__)
             partial.unlink(missing_ok=True)
-            with transaction(self._factory) as session:
+            with unit_of_work(self._factory) as session:
                 repository.set_fields(
                     session,
                     patient_id,
@@ -304,7 +304,7 @@ class ExportWorker:
                 )
             return False
         now = utcnow()
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             repository.set_fields(
                 session,
                 patient_id,
@@ -342,7 +342,7 @@ class ExportWorker:
 
     def expire(self, now: datetime) -> int:
         """Delete archives past their time, and their keys."""
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             keys = repository.expire_ready(session, now)
         ids = [export_id for _, export_id in keys]
         for export_id in ids:

@@ -121,11 +121,7 @@ class AuditTreeNode(Base):
 
 class AuditCheckpoint(Base):
     """A signed tree head of one log: the signed note is what outside parties keep and
-    compare.
-
-    The mapper names a checkpoint by its tree size alone, as it did when there was one log
-    (``session.get(AuditCheckpoint, size)`` is log 0's): load checkpoints of one log per
-    session as objects; what reads several logs' (the verifier) reads plain rows."""
+    compare."""
 
     __tablename__ = "audit_checkpoints"
 
@@ -138,8 +134,6 @@ class AuditCheckpoint(Base):
     key_id: Mapped[str] = mapped_column(String(16))
     # The exact signed text (C2SP signed note): body lines and signature line.
     note: Mapped[str] = mapped_column(Text)
-
-    __mapper_args__ = {"primary_key": [tree_size]}
 
 
 class AuditNotification(Base):

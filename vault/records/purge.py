@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from vault.access import repository as access_repository
 from vault.access.journal import AuditService
 from vault.access.permissions import Permission
-from vault.db import Session, SessionFactory, transaction
+from vault.db import Session, SessionFactory, unit_of_work
 from vault.models.base import as_utc, utcnow
 from vault.notifications.contacts import ContactKeys
 from vault.records import repository
@@ -115,7 +115,7 @@ class Purger:
     def _shred(self, patient_id: str, now: datetime) -> tuple[int, bool] | None:
         """(documents shredded, whether the record is completely gone), or None when it
         was not this run's to purge."""
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             # The record's row first, as closing, deleting and reopening lock it: one order,
             # no deadlock with a reopening at the same moment.
             patient = repository.lock_patient(session, patient_id)
@@ -178,7 +178,7 @@ class Purger:
         return kek.id
 
     def _complete(self, patient_id: str, now: datetime) -> bool:
-        with transaction(self._factory) as session:
+        with unit_of_work(self._factory) as session:
             row = repository.claim(session, patient_id, DELETED)
             if row is None or row.deleted_at is not None:
                 return False

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from vault.access.permissions import Permission
 from vault.access.policy import Actor
 from vault.access.state import EntryKind
-from vault.db import transaction
+from vault.db import unit_of_work
 from vault.errors import Unauthenticated, VaultError
 from vault.http.deps import ServicesDep, public, requires
 from vault.identity.principal import Principal, Role
@@ -1241,7 +1241,7 @@ def confirm_link(request: Request, token: LinkText = "") -> Response:
 )
 def confirm_address(request: Request, services: ServicesDep, token: LinkText = "") -> Response:
     try:
-        with transaction(services.session_factory) as session:
+        with unit_of_work(services.session_factory) as session:
             services.notifications.confirm(session, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
@@ -1264,7 +1264,7 @@ def unsubscribe(
     """The opt-out, from the page's button or the mail client's one-click POST (RFC 8058:
     its body, ``List-Unsubscribe=One-Click``, says nothing more than the link)."""
     try:
-        with transaction(services.session_factory) as session:
+        with unit_of_work(services.session_factory) as session:
             services.notifications.unsubscribe(session, record, token)
     except LinkRefused:
         return link_page(request, "refused", status=404)
