@@ -1,4 +1,4 @@
-"""The authorisation matrix, generated: every endpoint x every role x every relationship
+"""The authorization matrix, generated: every endpoint x every role x every relationship
 state, each answered over HTTP exactly as the table below says.
 
 The table is written out by hand from the rules in docs/access.md, not computed from the

@@ -227,7 +227,7 @@ def test_an_emergency_is_recorded_as_one():
     }
 
 
-# -- the authorisation matrix file ------------------------------------------------------------
+# -- the authorization matrix file ------------------------------------------------------------
 
 
 def test_the_shipped_matrix_loads_and_keeps_dentists_from_advance_directives():

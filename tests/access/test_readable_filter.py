@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, insert, select, text
 
 from vault.access import filters
-from vault.access.matrix import AuthorisationMatrix, default_matrix, parse_matrix
+from vault.access.matrix import AuthorizationMatrix, default_matrix, parse_matrix
 from vault.access.permissions import Permission
 from vault.access.policy import Actor, DocumentFacts, decide, readable
 from vault.access.state import (
@@ -153,7 +153,7 @@ def _identity(actor: Actor) -> str | None:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Actor, PatientPolicy | None, AuthorisationMatrix]:
+def scenarios(draw: st.DrawFn) -> tuple[Actor, PatientPolicy | None, AuthorizationMatrix]:
     """A reader, and a policy whose entries mostly name them: relationships that concern
     the reader are what the rules are about."""
     actor = draw(actors)
@@ -213,7 +213,7 @@ def _reads(
     actor: Actor,
     facts: DocumentFacts,
     policy: PatientPolicy | None,
-    matrix: AuthorisationMatrix,
+    matrix: AuthorizationMatrix,
 ) -> bool:
     return decide(
         actor, Permission.DOCUMENT_READ, PATIENT, facts, policy=policy, matrix=matrix
@@ -223,7 +223,7 @@ def _reads(
 @settings(max_examples=3000)
 @given(scenarios(), documents)
 def test_the_filter_admits_exactly_what_the_decision_lets_the_reader_read(
-    scenario: tuple[Actor, PatientPolicy | None, AuthorisationMatrix], facts: DocumentFacts
+    scenario: tuple[Actor, PatientPolicy | None, AuthorizationMatrix], facts: DocumentFacts
 ) -> None:
     actor, policy, matrix = scenario
     visible = readable(actor, PATIENT, policy=policy, matrix=matrix)
@@ -339,7 +339,7 @@ def stored(session_services: Services) -> Iterator[Connection]:
 )
 @given(scenarios())
 def test_postgresql_returns_exactly_the_documents_the_decision_lets_the_reader_read(
-    stored: Connection, scenario: tuple[Actor, PatientPolicy | None, AuthorisationMatrix]
+    stored: Connection, scenario: tuple[Actor, PatientPolicy | None, AuthorizationMatrix]
 ) -> None:
     actor, policy, matrix = scenario
     visible = readable(actor, PATIENT, policy=policy, matrix=matrix)

@@ -1,4 +1,4 @@
-"""The authorisation matrix: which document types each profession may read.
+"""The authorization matrix: which document types each profession may read.
 
 Shipped defaults live in ``matrix.json`` beside this module; an operator replaces them with
 ``VAULT_ACCESS_MATRIX_FILE`` (same format, see docs/access.md). A profession the table does
@@ -32,7 +32,7 @@ class ProfessionRule:
 
 
 @dataclass(frozen=True)
-class AuthorisationMatrix:
+class AuthorizationMatrix:
     professions: dict[str, ProfessionRule]
 
     def allows(self, profession: str | None, type_code: str | None) -> bool:
@@ -40,7 +40,7 @@ class AuthorisationMatrix:
         return rule is not None and rule.allows(type_code)
 
 
-def parse_matrix(document: Any, source: str = "matrix") -> AuthorisationMatrix:
+def parse_matrix(document: Any, source: str = "matrix") -> AuthorizationMatrix:
     """Refuse a malformed table loudly at start-up rather than deny or allow by accident."""
     if not isinstance(document, dict) or not isinstance(document.get("professions"), dict):
         raise VaultError(f"{source}: expected an object with a 'professions' object")
@@ -56,7 +56,7 @@ def parse_matrix(document: Any, source: str = "matrix") -> AuthorisationMatrix:
             allow=_tokens(rule.get("allow", []), f"{source}: {code}.allow"),
             deny=_tokens(rule.get("deny", []), f"{source}: {code}.deny"),
         )
-    return AuthorisationMatrix(professions)
+    return AuthorizationMatrix(professions)
 
 
 def _tokens(value: Any, where: str) -> frozenset[str]:
@@ -65,15 +65,15 @@ def _tokens(value: Any, where: str) -> frozenset[str]:
     return frozenset(value)
 
 
-def load_matrix(path: Path | None = None) -> AuthorisationMatrix:
+def load_matrix(path: Path | None = None) -> AuthorizationMatrix:
     path = path or DEFAULT_MATRIX_FILE
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise VaultError(f"Cannot read the authorisation matrix {path}: {error}") from None
+        raise VaultError(f"Cannot read the authorization matrix {path}: {error}") from None
     return parse_matrix(document, str(path))
 
 
 @cache
-def default_matrix() -> AuthorisationMatrix:
+def default_matrix() -> AuthorizationMatrix:
     return load_matrix(DEFAULT_MATRIX_FILE)

@@ -1,5 +1,5 @@
 """The decision function: pure, over (actor, permission, patient, document, the patient's
-policy snapshot, the change asked for, the authorisation matrix).
+policy snapshot, the change asked for, the authorization matrix).
 
 Deny by default: every rule below grants something specific; anything not granted is
 refused. The same function answers single reads and filters search results, so what a
@@ -25,7 +25,7 @@ from vault.access.filters import (
     matches,
     not_,
 )
-from vault.access.matrix import AuthorisationMatrix, default_matrix
+from vault.access.matrix import AuthorizationMatrix, default_matrix
 from vault.access.permissions import SCOPE_NEEDED, Permission
 from vault.access.state import (
     INVISIBLE_PATIENT,
@@ -219,7 +219,7 @@ class _Request:
     document: DocumentFacts | None
     policy: PatientPolicy
     change: MetadataChange | PolicyChange | None
-    matrix: AuthorisationMatrix
+    matrix: AuthorizationMatrix
 
     @property
     def labels(self) -> frozenset[str]:
@@ -246,7 +246,7 @@ def decide(
     *,
     policy: PatientPolicy | None = None,
     change: MetadataChange | PolicyChange | None = None,
-    matrix: AuthorisationMatrix | None = None,
+    matrix: AuthorizationMatrix | None = None,
 ) -> Decision:
     principal = actor.principal
     resource, interaction = SCOPE_NEEDED[permission]
@@ -706,7 +706,7 @@ def readable(
     patient_id: str,
     *,
     policy: PatientPolicy | None = None,
-    matrix: AuthorisationMatrix | None = None,
+    matrix: AuthorizationMatrix | None = None,
 ) -> Filter:
     """The documents of ``patient_id`` that ``decide`` lets ``actor`` read
     (``Permission.DOCUMENT_READ``), as a filter over their facts: a search applies it in
@@ -754,7 +754,7 @@ def _readable_by_proxy(actor: Actor, policy: PatientPolicy, own: Authored) -> Fi
 
 
 def _readable_by_professional(
-    actor: Actor, policy: PatientPolicy, matrix: AuthorisationMatrix, own: Authored
+    actor: Actor, policy: PatientPolicy, matrix: AuthorizationMatrix, own: Authored
 ) -> Filter:
     principal = actor.principal
     professional = principal.acting_professional

@@ -20,7 +20,7 @@ from datetime import datetime
 from vault.access.filters import Filter
 from vault.access.group import WRITTEN, Deferred, GroupCommit, Pending
 from vault.access.journal import AuditService, holds_chain
-from vault.access.matrix import AuthorisationMatrix, default_matrix
+from vault.access.matrix import AuthorizationMatrix, default_matrix
 from vault.access.permissions import AUDIT_ACTION, Permission
 from vault.access.policy import (
     REPRESENTATIVE_ROLE,
@@ -179,7 +179,7 @@ class AccessService:
         self,
         audit: AuditService,
         keys: KeyProvider,
-        matrix: AuthorisationMatrix | None = None,
+        matrix: AuthorizationMatrix | None = None,
         group: GroupCommit | None = None,
     ) -> None:
         self.audit = audit

@@ -173,7 +173,7 @@ def clear_treating_doctor(
 @router.post(
     POLICY + "/care-team",
     status_code=201,
-    summary="Authorise a professional as a member of the care team",
+    summary="Authorize a professional as a member of the care team",
     response_model=EntryOut,
     dependencies=[requires(Permission.POLICY_MANAGE)],
 )

@@ -329,7 +329,7 @@ class DocumentService:
         for_update: bool = False,
         detail: dict[str, str] | None = None,
     ) -> Document:
-        """Load a document and authorise the action on it in one step; what may not be
+        """Load a document and authorize the action on it in one step; what may not be
         seen answers exactly like what does not exist."""
         load = repository.get_for_update if for_update else repository.get_unchecked
         document = load(session, document_id)
