@@ -18,6 +18,7 @@ from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
 from vault.api.app import create_app
 from vault.identity.principal import Role
 from vault.web import demo
+from vault.web.i18n import TIMEZONE, long_date
 from vault.web.signin import DEMO_CAREGIVER, DEMO_PATIENT
 
 
@@ -551,6 +552,30 @@ def test_an_invitation_code_is_shown_once_and_opens_the_record_to_who_accepts_it
         again = caregiver.post("/invitation", data={"csrf_token": csrf_of(form.text), "code": code})
         assert again.status_code == 422
     assert "aidant-marc" in web.get(f"/dossiers/{seeded.patient_id}/aidants").text
+
+
+def test_the_end_date_a_patient_picks_is_the_one_shown_for_the_invitation(web, seeded):
+    patient_home(web)
+    form = web.get(f"/dossiers/{seeded.patient_id}/aidants")
+    # Two dates about half a year apart: one falls in summer time, one in winter time, and
+    # either way the day ends at 23:59 in Paris, not in UTC (which is the next day there).
+    for days in (40, 220):
+        until = datetime.now(TIMEZONE).date() + timedelta(days=days)
+        created = web.post(
+            f"/dossiers/{seeded.patient_id}/aidants",
+            data={
+                "csrf_token": csrf_of(form.text),
+                "droits": "lire",
+                "categories": ["*"],
+                "jusqu_au": until.isoformat(),
+            },
+        )
+        assert created.status_code == 200
+        page = unescape(web.get(f"/dossiers/{seeded.patient_id}/aidants").text)
+        rows = re.findall(r'data-testid="invitation-row".*?</li>', page, flags=re.S)
+        shown = [row for row in rows if f"jusqu'au {long_date(until)}" in row]
+        assert len(shown) == 1
+        assert long_date(until + timedelta(days=1)) not in shown[0]
 
 
 def test_a_waiting_invitation_is_withdrawn_with_csrf_and_its_code_refused(

@@ -45,7 +45,7 @@ from vault.notifications import repository as notifications_repository
 from vault.notifications import templates as email_templates
 from vault.policies.management import PolicyView
 from vault.services import Services
-from vault.web.i18n import file_size, gettext, short_date
+from vault.web.i18n import TIMEZONE, file_size, gettext, short_date
 from vault.web.terminology import terminology
 
 PAGE_SIZE = 20
@@ -490,7 +490,7 @@ class Space:
             except ValueError:
                 errors["date"] = gettext("error.date")
             else:
-                if day > datetime.now(UTC).date():
+                if day > datetime.now(TIMEZONE).date():
                     errors["date"] = gettext("error.date.future")
         if not data:
             errors["file"] = gettext("error.file.required" if not filename else "error.file.empty")
@@ -921,14 +921,16 @@ def _until(text: str, errors: dict[str, str]) -> datetime | None:
     except ValueError:
         errors["until"] = gettext("error.until")
         return None
-    today = datetime.now(UTC).date()
+    # The patient picks a day on France's calendar: it ends at the end of that day there,
+    # not in UTC, or the space would show (and the access last until) the next day.
+    today = datetime.now(TIMEZONE).date()
     if day <= today:
         errors["until"] = gettext("error.until.past")
         return None
     if day > today + timedelta(days=365):
         errors["until"] = gettext("error.until.year")
         return None
-    return datetime.combine(day, time(23, 59), tzinfo=UTC)
+    return datetime.combine(day, time(23, 59), tzinfo=TIMEZONE).astimezone(UTC)
 
 
 def _charset(content_type: str) -> str:
