@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from vault.access.chain import GENESIS, canonical_fields, entry_hash
+from vault.access.chain import GENESIS, HASHED_COLUMNS, canonical_fields, entry_hash
 from vault.access.journal import chain_number
 from vault.access.service import ins_index
 from vault.bench import repository
@@ -53,6 +53,7 @@ from vault.documents.repository import rows as document_rows
 from vault.documents.repository.rows import Row
 from vault.documents.service import binary_context, version_context
 from vault.errors import VaultError
+from vault.models.audit import AuditEntry
 from vault.models.base import new_id
 from vault.patients.service import patient_context
 from vault.storage import crypto
@@ -102,8 +103,9 @@ class _Batch:
 
     patient_keys: list[tuple[Any, ...]] = field(default_factory=list)
     patients: list[tuple[Any, ...]] = field(default_factory=list)
-    audit: list[tuple[Any, ...]] = field(default_factory=list)
-    # Built by the blob store's and the document service's own builders, columns and all.
+    # Rows with their columns: audit entries built from what their hash covers; the rest by
+    # the blob store's and the document service's own builders.
+    audit: list[Row] = field(default_factory=list)
     blob_chunks: list[Row] = field(default_factory=list)
     binaries: list[Row] = field(default_factory=list)
     documents: list[Row] = field(default_factory=list)
@@ -113,14 +115,12 @@ class _Batch:
     started: dict[str, int] = field(default_factory=dict)
 
 
-# The columns of the rows built here; those of a document's rows and blob chunks are the
-# builders' own (_copy_rows).
+# The columns of the rows built here; those of a document's rows, blob chunks and audit
+# entries are the rows' own (_copy_rows).
 COLUMNS = {
     "patient_keys": "id, patient_id, wrapped_key, master_key_id, created_at",
     "patients": "id, ins_index, version, resource_ciphertext, resource_dek, kek_id, "
     "created_at, updated_at",
-    "audit_entries": "occurred_at, chain_key, chain_seq, prev_hash, entry_hash, patient_id, "
-    "action, outcome, purpose, actor_role, actor_id, resource_type, resource_id, detail, log_id",
     # The reference table of patients by INS (docs/scaling.md), filled from their rows.
     "patient_ins": "ins_index, patient_id",
 }
@@ -471,7 +471,9 @@ class StoreLoader:
             batch.heads[patient_id] = (0, GENESIS)
             batch.started[patient_id] = 0
         seq, previous = batch.heads[patient_id]
-        fields: dict[str, Any] = {
+        # What the hash covers, None where not named: the professional feeds the record with
+        # no delegation, client, token or address on the entry.
+        fields: dict[str, Any] = dict.fromkeys(HASHED_COLUMNS) | {
             "chain_key": patient_id,
             "chain_seq": seq + 1,
             "occurred_at": occurred_at,
@@ -481,10 +483,6 @@ class StoreLoader:
             "purpose": "TREAT",
             "actor_role": "professional",
             "actor_id": AUTHOR_IDNPS,
-            "on_behalf_of": None,
-            "client_id": None,
-            "token_id": None,
-            "source_ip": None,
             "resource_type": resource_type,
             "resource_id": resource_id,
             "detail": {
@@ -495,22 +493,12 @@ class StoreLoader:
         }
         digest = entry_hash(previous, canonical_fields(**fields))
         batch.audit.append(
-            (
-                occurred_at,
-                patient_id,
-                seq + 1,
-                previous,
-                digest,
-                patient_id,
-                "C",
-                "success",
-                "TREAT",
-                "professional",
-                AUTHOR_IDNPS,
-                resource_type,
-                resource_id,
-                json.dumps(fields["detail"]),
-            )
+            fields
+            | {
+                "detail": json.dumps(fields["detail"]),
+                AuditEntry.prev_hash.key: previous,
+                AuditEntry.entry_hash.key: digest,
+            }
         )
         batch.heads[patient_id] = (seq + 1, digest)
 
@@ -551,6 +539,13 @@ class StoreLoader:
                         "resource_patients",
                         document_rows.owner_rows(batch.binaries, batch.documents),
                     ),
+                    (
+                        "audit_entries",
+                        [
+                            entry | {AuditEntry.log_id.key: chain_number(entry["chain_key"]) % logs}
+                            for entry in batch.audit
+                        ],
+                    ),
                 )
                 if rows
             }
@@ -559,10 +554,6 @@ class StoreLoader:
                 for table, rows in (
                     ("patients", batch.patients),
                     ("patient_keys", batch.patient_keys),
-                    (
-                        "audit_entries",
-                        [(*entry, chain_number(entry[1]) % logs) for entry in batch.audit],
-                    ),
                     ("patient_ins", [(row[1], row[0]) for row in batch.patients]),
                 )
                 if rows
