@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from vault.bench import repository
 from vault.bench.stats import Latencies, cpu_seconds, machine_busy_seconds
 from vault.bench.workload import Content, iti65_body, iti105_body
 from vault.errors import VaultError
@@ -200,8 +201,6 @@ class _Connection:
 
 # -- the floor -------------------------------------------------------------------------------
 
-RAW_SCHEMA = "bench_raw"
-
 
 class RawFloor:
     """The least any store of these documents must do: write the bytes and an audit row,
@@ -212,22 +211,11 @@ class RawFloor:
 
     def prepare(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA IF EXISTS {RAW_SCHEMA} CASCADE")
-            connection.execute(f"CREATE SCHEMA {RAW_SCHEMA}")
-            connection.execute(
-                f"CREATE TABLE {RAW_SCHEMA}.documents (id uuid PRIMARY KEY, "
-                "patient_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
-                "content bytea NOT NULL)"
-            )
-            connection.execute(
-                f"CREATE TABLE {RAW_SCHEMA}.audit (id bigserial PRIMARY KEY, "
-                "document_id uuid NOT NULL, occurred_at timestamptz NOT NULL DEFAULT now(), "
-                "entry_hash bytea NOT NULL)"
-            )
+            repository.create_raw_schema(connection)
 
     def drop(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA IF EXISTS {RAW_SCHEMA} CASCADE")
+            repository.drop_raw_schema(connection)
 
     def run(
         self, patient_ids: list[str], contents: list[Content], clients: int, seconds: float
@@ -249,15 +237,12 @@ class RawFloor:
                         content = rng.choice(contents).data
                         document_id = _uuid(rng)
                         started = time.perf_counter()
-                        connection.execute(
-                            f"INSERT INTO {RAW_SCHEMA}.documents (id, patient_id, content) "  # noqa: S608 - a constant
-                            "VALUES (%s, %s, %s)",
-                            (document_id, rng.choice(patient_ids), content),
-                        )
-                        connection.execute(
-                            f"INSERT INTO {RAW_SCHEMA}.audit (document_id, entry_hash) "  # noqa: S608 - a constant
-                            "VALUES (%s, %s)",
-                            (document_id, hashlib.sha256(document_id.encode()).digest()),
+                        repository.insert_raw_document(
+                            connection,
+                            document_id,
+                            rng.choice(patient_ids),
+                            content,
+                            hashlib.sha256(document_id.encode()).digest(),
                         )
                         connection.commit()
                         elapsed = time.perf_counter() - started

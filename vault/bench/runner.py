@@ -30,7 +30,7 @@ from vault.bench.reads import (
     run_reads,
     search_plan,
 )
-from vault.bench.repository import psycopg_url
+from vault.bench.repository import psycopg_url, server_version
 from vault.bench.server import Server
 from vault.bench.stats import RssSampler, postgres_cpu, postgres_cpu_since
 from vault.bench.store import Shape, StoreLoader, claim_database
@@ -476,8 +476,7 @@ class Run:
 
     def _postgres_version(self) -> str:
         with psycopg.connect(psycopg_url(self.settings.effective_database_url)) as connection:
-            row = connection.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else ""
+            return server_version(connection)
 
 
 def run(settings: Settings, plan: Plan, progress: Callable[[str], None] | None = None) -> Any:

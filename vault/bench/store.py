@@ -35,9 +35,10 @@ from typing import Any
 
 import psycopg
 
-from vault.access.chain import GENESIS, canonical_fields, entry_hash
+from vault.access.chain import GENESIS, HASHED_COLUMNS, canonical_fields, entry_hash
 from vault.access.journal import chain_number
 from vault.access.service import ins_index
+from vault.bench import repository
 from vault.bench.repository import psycopg_url
 from vault.bench.workload import (
     AUTHOR_IDNPS,
@@ -52,6 +53,7 @@ from vault.documents.repository import rows as document_rows
 from vault.documents.repository.rows import Row
 from vault.documents.service import binary_context, version_context
 from vault.errors import VaultError
+from vault.models.audit import AuditEntry
 from vault.models.base import new_id
 from vault.patients.service import patient_context
 from vault.storage import crypto
@@ -101,8 +103,9 @@ class _Batch:
 
     patient_keys: list[tuple[Any, ...]] = field(default_factory=list)
     patients: list[tuple[Any, ...]] = field(default_factory=list)
-    audit: list[tuple[Any, ...]] = field(default_factory=list)
-    # Built by the blob store's and the document service's own builders, columns and all.
+    # Rows with their columns: audit entries built from what their hash covers; the rest by
+    # the blob store's and the document service's own builders.
+    audit: list[Row] = field(default_factory=list)
     blob_chunks: list[Row] = field(default_factory=list)
     binaries: list[Row] = field(default_factory=list)
     documents: list[Row] = field(default_factory=list)
@@ -112,14 +115,12 @@ class _Batch:
     started: dict[str, int] = field(default_factory=dict)
 
 
-# The columns of the rows built here; those of a document's rows and blob chunks are the
-# builders' own (_copy_rows).
+# The columns of the rows built here; those of a document's rows, blob chunks and audit
+# entries are the rows' own (_copy_rows).
 COLUMNS = {
     "patient_keys": "id, patient_id, wrapped_key, master_key_id, created_at",
     "patients": "id, ins_index, version, resource_ciphertext, resource_dek, kek_id, "
     "created_at, updated_at",
-    "audit_entries": "occurred_at, chain_key, chain_seq, prev_hash, entry_hash, patient_id, "
-    "action, outcome, purpose, actor_role, actor_id, resource_type, resource_id, detail, log_id",
     # The reference table of patients by INS (docs/scaling.md), filled from their rows.
     "patient_ins": "ins_index, patient_id",
 }
@@ -187,11 +188,7 @@ class StoreLoader:
 
     def counts(self) -> tuple[int, int]:
         with self.connect() as connection:
-            row = connection.execute(
-                "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM documents)"
-            ).fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1])
+            return repository.store_counts(connection)
 
     def fill(self, documents: int, patients: int) -> LoadReport:
         """Add patients, then documents, until the store holds at least this many."""
@@ -206,7 +203,7 @@ class StoreLoader:
         if missing > 0:
             report.documents_added += self._add_filler(missing)
         with self.connect() as connection:
-            connection.execute("ANALYZE")
+            repository.analyze(connection)
         report.seconds = time.perf_counter() - started
         report.patients, report.documents = self.counts()
         return report
@@ -222,10 +219,7 @@ class StoreLoader:
             for number in range(self.shape.probes)
         }
         with self.connect() as connection:
-            rows = connection.execute(
-                "SELECT ins_index, patient_id FROM patient_ins WHERE ins_index = ANY(%s)",
-                (list(numbers),),
-            ).fetchall()
+            rows = repository.patients_by_ins(connection, list(numbers))
         return dict(sorted((numbers[bytes(index)], patient_id) for index, patient_id in rows))
 
     def probe_patient_ids(self) -> list[str]:
@@ -235,10 +229,9 @@ class StoreLoader:
         """Each probe patient's binaries of the probe size (not the large document)."""
         found: dict[str, list[str]] = {}
         with self.connect() as connection:
-            rows = connection.execute(
-                "SELECT patient_id, id FROM binaries WHERE patient_id = ANY(%s) AND size = %s",
-                (self.probe_patient_ids(), self.shape.probe_size),
-            ).fetchall()
+            rows = repository.binaries_of_size(
+                connection, self.probe_patient_ids(), self.shape.probe_size
+            )
         for patient_id, binary_id in rows:
             found.setdefault(patient_id, []).append(binary_id)
         return found
@@ -247,11 +240,7 @@ class StoreLoader:
         """Some patients who are not probes, for the ingest to write to."""
         probes = self.probe_patient_ids()
         with self.connect() as connection:
-            rows = connection.execute(
-                "SELECT id FROM patients WHERE NOT (id = ANY(%s)) ORDER BY id LIMIT %s",
-                (probes, count),
-            ).fetchall()
-        return [row[0] for row in rows]
+            return repository.patients_except(connection, probes, count)
 
     # -- the patient with a long record ------------------------------------------------------
 
@@ -265,10 +254,7 @@ class StoreLoader:
             self._submit(batch)
             self._drain()
         with self.connect() as connection:
-            row = connection.execute(
-                "SELECT count(*) FROM documents WHERE patient_id = %s", (patient_id,)
-            ).fetchone()
-        have = int(row[0]) if row else 0
+            have = repository.document_count(connection, patient_id)
         added = have
         while added < documents:
             batch = _Batch()
@@ -284,24 +270,20 @@ class StoreLoader:
         self._drain()
         if added > have:
             with self.connect() as connection:
-                connection.execute("ANALYZE documents")
+                repository.analyze_documents(connection)
         return patient_id
 
     def patient_id(self, number: int) -> str | None:
         with self.connect() as connection:
-            row = connection.execute(
-                "SELECT patient_id FROM patient_ins WHERE ins_index = %s",
-                (ins_index(self.provider, "ins", ins_for(number)),),
-            ).fetchone()
-        return str(row[0]) if row else None
+            return repository.patient_by_ins(
+                connection, ins_index(self.provider, "ins", ins_for(number))
+            )
 
     def check_keys(self) -> None:
         """A store filled under another keyring (VAULT_DATA_DIR, VAULT_KEY_PROVIDER) cannot
         be read: say so before anything else."""
         with self.connect() as connection:
-            row = connection.execute(
-                "SELECT id, patient_id, wrapped_key, master_key_id FROM patient_keys LIMIT 1"
-            ).fetchone()
+            row = repository.any_patient_key(connection)
         if row is None:
             return
         kek_id, patient_id, wrapped, master_key_id = row
@@ -365,10 +347,7 @@ class StoreLoader:
     def _add_filler(self, count: int) -> int:
         probes = set(self.probe_patient_ids())
         with self.connect() as connection:
-            everyone = [
-                row[0]
-                for row in connection.execute("SELECT id FROM patients ORDER BY id").fetchall()
-            ]
+            everyone = repository.all_patient_ids(connection)
         fillers = [patient_id for patient_id in everyone if patient_id not in probes]
         if not fillers:
             raise VaultError("the store has no patient to give documents to")
@@ -393,12 +372,7 @@ class StoreLoader:
         if not wanted:
             return
         with self.connect() as connection:
-            rows = connection.execute(
-                "SELECT DISTINCT ON (patient_id) id, patient_id, wrapped_key, master_key_id "
-                "FROM patient_keys WHERE patient_id = ANY(%s) AND retired_at IS NULL "
-                "ORDER BY patient_id, created_at DESC",
-                (wanted,),
-            ).fetchall()
+            rows = repository.current_patient_keys(connection, wanted)
         for kek_id, patient_id, wrapped, master_key_id in rows:
             key = self.provider.unwrap(master_key_id, wrapped, _kek_context(patient_id, kek_id))
             self._keks[patient_id] = (kek_id, key)
@@ -409,11 +383,7 @@ class StoreLoader:
         unknown = [patient_id for patient_id in patient_ids if patient_id not in self._heads]
         if unknown:
             with self.connect() as connection:
-                rows = connection.execute(
-                    "SELECT chain_key, last_seq, last_hash FROM audit_chain_heads "
-                    "WHERE chain_key = ANY(%s)",
-                    (unknown,),
-                ).fetchall()
+                rows = repository.chain_heads(connection, unknown)
             for key, last_seq, last_hash in rows:
                 self._heads[key] = (int(last_seq), bytes(last_hash))
         for patient_id in patient_ids:
@@ -501,7 +471,9 @@ class StoreLoader:
             batch.heads[patient_id] = (0, GENESIS)
             batch.started[patient_id] = 0
         seq, previous = batch.heads[patient_id]
-        fields: dict[str, Any] = {
+        # What the hash covers, None where not named: the professional feeds the record with
+        # no delegation, client, token or address on the entry.
+        fields: dict[str, Any] = dict.fromkeys(HASHED_COLUMNS) | {
             "chain_key": patient_id,
             "chain_seq": seq + 1,
             "occurred_at": occurred_at,
@@ -511,10 +483,6 @@ class StoreLoader:
             "purpose": "TREAT",
             "actor_role": "professional",
             "actor_id": AUTHOR_IDNPS,
-            "on_behalf_of": None,
-            "client_id": None,
-            "token_id": None,
-            "source_ip": None,
             "resource_type": resource_type,
             "resource_id": resource_id,
             "detail": {
@@ -525,22 +493,12 @@ class StoreLoader:
         }
         digest = entry_hash(previous, canonical_fields(**fields))
         batch.audit.append(
-            (
-                occurred_at,
-                patient_id,
-                seq + 1,
-                previous,
-                digest,
-                patient_id,
-                "C",
-                "success",
-                "TREAT",
-                "professional",
-                AUTHOR_IDNPS,
-                resource_type,
-                resource_id,
-                json.dumps(fields["detail"]),
-            )
+            fields
+            | {
+                "detail": json.dumps(fields["detail"]),
+                AuditEntry.prev_hash.key: previous,
+                AuditEntry.entry_hash.key: digest,
+            }
         )
         batch.heads[patient_id] = (seq + 1, digest)
 
@@ -568,8 +526,7 @@ class StoreLoader:
         with self.connect() as connection:
             self._check_chains(connection, batch)
             # Each chain's audit log, as AuditService.append assigns it (docs/audit.md).
-            row = connection.execute("SELECT count(*) FROM audit_tree_head").fetchone()
-            logs = max(int(row[0]) if row else 0, 1)
+            logs = max(repository.audit_log_count(connection), 1)
             built = {
                 table: _copy_rows(rows)
                 for table, rows in (
@@ -582,6 +539,13 @@ class StoreLoader:
                         "resource_patients",
                         document_rows.owner_rows(batch.binaries, batch.documents),
                     ),
+                    (
+                        "audit_entries",
+                        [
+                            entry | {AuditEntry.log_id.key: chain_number(entry["chain_key"]) % logs}
+                            for entry in batch.audit
+                        ],
+                    ),
                 )
                 if rows
             }
@@ -590,10 +554,6 @@ class StoreLoader:
                 for table, rows in (
                     ("patients", batch.patients),
                     ("patient_keys", batch.patient_keys),
-                    (
-                        "audit_entries",
-                        [(*entry, chain_number(entry[1]) % logs) for entry in batch.audit],
-                    ),
                     ("patient_ins", [(row[1], row[0]) for row in batch.patients]),
                 )
                 if rows
@@ -602,14 +562,9 @@ class StoreLoader:
                 for table in _COPY_ORDER:
                     if table not in built:
                         continue
-                    columns, rows = built[table]
-                    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                cursor.executemany(
-                    "INSERT INTO audit_chain_heads (chain_key, last_seq, last_hash, log_id) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (chain_key) DO UPDATE "
-                    "SET last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash",
+                    repository.copy_rows(cursor, table, *built[table])
+                repository.upsert_chain_heads(
+                    cursor,
                     [
                         (key, seq, digest, chain_number(key) % logs)
                         for key, (seq, digest) in batch.heads.items()
@@ -620,12 +575,7 @@ class StoreLoader:
     def _check_chains(connection: psycopg.Connection[Any], batch: _Batch) -> None:
         """The batch continues each chain from the head it read; under the heads' locks,
         make sure nobody moved one since (the store must not be written meanwhile)."""
-        rows = connection.execute(
-            "SELECT chain_key, last_seq FROM audit_chain_heads "
-            "WHERE chain_key = ANY(%s) ORDER BY chain_key FOR UPDATE",
-            (list(batch.heads),),
-        ).fetchall()
-        for key, last_seq in rows:
+        for key, last_seq in repository.lock_chain_heads(connection, list(batch.heads)):
             if last_seq != batch.started[key]:
                 raise VaultError("the store was written to while it was being filled")
 
@@ -667,25 +617,14 @@ def claim_database(database_url: str) -> None:
     """Refuse a database that holds anything but a bench store: the benchmark adds
     thousands of made-up patients. An empty database becomes a bench store."""
     with psycopg.connect(psycopg_url(database_url), autocommit=True) as connection:
-        name, comment = connection.execute(
-            "SELECT current_database(), shobj_description(oid, 'pg_database') "
-            "FROM pg_database WHERE datname = current_database()"
-        ).fetchone() or ("", None)
+        name, comment = repository.database_comment(connection)
         if comment == MARKER:
             return
-        tables = connection.execute(
-            "SELECT to_regclass('patients') IS NOT NULL, "
-            "(SELECT count(*) FROM pg_tables WHERE schemaname = current_schema())"
-        ).fetchone()
-        vault_schema, table_count = tables if tables else (False, 0)
-        holds_patients = bool(
-            vault_schema
-            and connection.execute("SELECT EXISTS (SELECT 1 FROM patients)").fetchone() == (True,)
-        )
+        vault_schema, table_count = repository.schema_state(connection)
+        holds_patients = bool(vault_schema and repository.holds_patients(connection))
         if holds_patients or (table_count and not vault_schema):
             raise VaultError(
                 f"database {name} holds data and is not a bench store; "
                 "point VAULT_DATABASE_URL at an empty database"
             )
-        literal = name.replace('"', '""')
-        connection.execute(f"COMMENT ON DATABASE \"{literal}\" IS '{MARKER}'")
+        repository.comment_database(connection, name, MARKER)

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vault.access.chain import canonical_fields, entry_hash
+from vault.access.chain import HASHED_FIELDS, canonical_fields, entry_hash
 from vault.audit import merkle
 from vault.audit.checkpoints import format_time, parse_checkpoint_body
 from vault.audit.events import INTEGRITY_EXTENSION
@@ -52,25 +52,11 @@ def _b64(text: str) -> bytes:
 
 
 def _entry_hash(record: dict[str, Any]) -> bytes:
-    canonical = canonical_fields(
-        chain_key=record["chain"],
-        chain_seq=record["seq"],
-        occurred_at=datetime.strptime(record["occurredAt"], "%Y-%m-%dT%H:%M:%S.%fZ"),
-        patient_id=record["patient"],
-        action=record["action"],
-        outcome=record["outcome"],
-        purpose=record["purpose"],
-        actor_role=record["actorRole"],
-        actor_id=record["actor"],
-        on_behalf_of=record["onBehalfOf"],
-        client_id=record["clientId"],
-        token_id=record["tokenId"],
-        source_ip=record["sourceIp"],
-        resource_type=record["resourceType"],
-        resource_id=record["resourceId"],
-        detail=record["detail"],
-    )
-    return entry_hash(_b64(record["prevHash"]), canonical)
+    # The archive holds the SIEM export's records (vault/audit/export.py): what the hash
+    # covers, under HASHED_FIELDS' export names.
+    values = {field.column: record[field.export] for field in HASHED_FIELDS}
+    values["occurred_at"] = datetime.strptime(values["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return entry_hash(_b64(record["prevHash"]), canonical_fields(**values))
 
 
 def verify_archive(path: Path, key: str | None = None) -> Verified:
