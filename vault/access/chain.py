@@ -2,7 +2,7 @@
 ``entry_hash = SHA-256(prev_hash || canonical JSON of the entry)``.
 
 ``HASHED_FIELDS`` is the one list of what an entry's hash covers: the chain hashing, the
-verifier's checks (vault/audit/findings.py and scan.py) and the SIEM export
+verifier's checks (vault/audit/findings.py and scan/) and the SIEM export
 (vault/audit/export.py) all read it. ``canonical_fields`` is the definition of the bytes. ``canonical_text`` builds the same bytes about
 three times faster, for verifying millions of entries; tests/audit/test_chain.py holds
 it to ``canonical_fields`` over arbitrary values.

@@ -1,4 +1,4 @@
-"""The fast passes of a full verification on PostgreSQL (vault/audit/scan.py), spread over
+"""The fast passes of a full verification on PostgreSQL (vault/audit/scan/), spread over
 processes: the chains are independent of one another, so each worker process checks the
 chains of one range of keys while this process checks the tree. A smaller log, for which
 starting processes would cost more than it saves, has its chains checked by a thread of
@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from vault.audit.scan import ChainTally, KeyRange, check_chains, check_tree
+from vault.audit.scan import ChainTally, KeyRange, check_chains, check_tree, repository
 from vault.audit.scan_worker import run as run_job
 from vault.db import Session
 
@@ -39,20 +39,6 @@ PARALLEL_FROM = 50_000
 # The tree is checked in rounds of this many batches: each round fetches its stored nodes
 # with one query per level, so larger rounds mean fewer queries.
 _TREE_ROUND = 4
-
-# The first key of each 1/parts of the entries, weighted by the heads' counts (only the
-# balance depends on them: the ranges cover every key whatever the heads say).
-_SPLITS = """
-WITH heads AS (
-    SELECT chain_key,
-           sum(greatest(last_seq, 1)) OVER (ORDER BY chain_key ROWS UNBOUNDED PRECEDING) AS upto,
-           sum(greatest(last_seq, 1)) OVER () AS total
-    FROM audit_chain_heads
-)
-SELECT DISTINCT ON (part) chain_key, total
-FROM (SELECT chain_key, total, floor((upto - 1) * %s / total) AS part FROM heads) AS parts
-ORDER BY part, chain_key
-"""
 
 
 # Each audit log's signed roots by tree size, and the size its tree head records.
@@ -78,11 +64,9 @@ def scan_log(session: Session, trees: Trees, *, workers: int, batch: int) -> Sca
     bound = session.connection()
     connection = cast(psycopg.Connection[Any], bound.connection.driver_connection)
     ranges, entries = _key_ranges(connection, workers)
-    row = connection.execute("SELECT pg_export_snapshot()").fetchone()
-    assert row is not None
     job = {
         "dsn": _same_server(connection),
-        "snapshot": row[0],
+        "snapshot": repository.export_snapshot(connection),
         "batch": batch,
     }
     if len(ranges) < 2 or entries < PARALLEL_FROM:
@@ -150,7 +134,7 @@ def _side_by_side(
 
 def _key_ranges(connection: psycopg.Connection[Any], parts: int) -> tuple[list[KeyRange], int]:
     """Up to ``parts`` consecutive key ranges, and about how many entries the log holds."""
-    rows = connection.execute(_SPLITS, (max(parts, 1),)).fetchall()
+    rows = repository.split_points(connection, parts)
     if not rows:
         return [(None, None)], 0
     bounds: list[str | None] = [None] + [key for key, _ in rows[1:]] + [None]

@@ -14,9 +14,9 @@ import sys
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from vault.audit.scan import ChainTally, KeyRange, check_chains
+from vault.audit.scan.repository import adopt_snapshot
 
 
 def run(job: dict[str, Any]) -> ChainTally:
@@ -25,9 +25,7 @@ def run(job: dict[str, Any]) -> ChainTally:
         connection.read_only = True
         # The first statement of the transaction: from here on it reads exactly what
         # the coordinator reads.
-        connection.execute(
-            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(job["snapshot"]))
-        )
+        adopt_snapshot(connection, job["snapshot"])
         keys: KeyRange = (job["lower"], job["upper"])
         tally = check_chains(connection, keys, int(job["batch"]))
         connection.rollback()

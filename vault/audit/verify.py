@@ -16,7 +16,7 @@
 The whole run reads one snapshot, so it can run while servers keep writing. Of all the
 failures found, the one naming the earliest entry is reported.
 
-On PostgreSQL, fast passes (vault/audit/scan.py) check the chains and the tree first,
+On PostgreSQL, fast passes (vault/audit/scan/) check the chains and the tree first,
 the chains split over processes that share the snapshot (vault/audit/parallel.py). They
 only say whether each part is intact; the checks below, the reference, run on a part only
 when its pass found something wrong, and name the failure.
@@ -138,7 +138,7 @@ class AuditVerifier:
     def _scan(
         self, session: Session, report: Report, roots: dict[int, dict[int, set[bytes]]]
     ) -> tuple[bool, bool]:
-        """The fast passes of vault/audit/scan.py, on PostgreSQL: whether the chains (with
+        """The fast passes of vault/audit/scan/, on PostgreSQL: whether the chains (with
         their heads) and every log's tree are intact. They accept only what the reference
         checks below accept, so an intact part needs nothing more."""
         if session.get_bind().dialect.name != "postgresql":

@@ -7,8 +7,9 @@ pass says "not intact", the verifier runs the reference checks on the same snaps
 name the earliest failure, exactly as before. An intact log costs the fast passes alone;
 a tampered one costs the reference's time on top.
 
-This module imports neither SQLAlchemy nor the rest of the vault, so that a worker
-process (``vault.audit.scan_worker``) starts in a fraction of a second.
+This package imports neither SQLAlchemy nor the rest of the vault, so that a worker
+process (``vault.audit.scan_worker``) starts in a fraction of a second; its SQL is in
+``repository.py``.
 """
 
 from __future__ import annotations
@@ -20,36 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from vault.access.chain import (
     GENESIS,
-    HASHED_COLUMNS,
     NO_PATIENT_CHAIN,
     canonical_text,
     detail_json,
     json_string,
 )
 from vault.audit import merkle
+from vault.audit.scan import repository
+from vault.audit.scan.repository import KeyRange as KeyRange
 
-# A chain key range: rows with lower <= chain_key < upper; None is unbounded.
-KeyRange = tuple[str | None, str | None]
-
-# What the hash covers, in the order of HASHED_FIELDS (which is canonical_text's), the
-# instant in UTC and the detail as its JSON text; then the links.
-_AS_READ = {"occurred_at": "occurred_at AT TIME ZONE 'UTC'", "detail": "detail::text"}
-_SELECTED = ", ".join(_AS_READ.get(column, column) for column in HASHED_COLUMNS)
-# Column names from HASHED_FIELDS, no input: S608 does not apply.
-_ENTRIES = f"SELECT {_SELECTED}, prev_hash, entry_hash FROM audit_entries"  # noqa: S608
-_HEADS = "SELECT chain_key, last_seq, last_hash FROM audit_chain_heads"
-_LEAVES = (
-    "SELECT entry_hash, leaf_index FROM audit_entries WHERE log_id = %s "
-    "AND leaf_index IS NOT NULL ORDER BY leaf_index"
-)
-_NODES = (
-    "SELECT node_index, hash FROM audit_tree_nodes WHERE log_id = %s "
-    "AND level = %s AND node_index >= %s AND node_index < %s ORDER BY node_index"
-)
 # Details repeat (the same permission and reason for most entries); bounded, since a
 # detail may also be unique to its entry.
 _DETAIL_CACHE_SIZE = 4096
@@ -60,20 +43,6 @@ class ChainTally:
     entries: int = 0
     chains: int = 0
     intact: bool = True
-
-
-def _keys_in(query: str, keys: KeyRange, order: str) -> tuple[sql.Composed, list[str]]:
-    lower, upper = keys
-    conditions: list[sql.Composable] = []
-    params: list[str] = []
-    if lower is not None:
-        conditions.append(sql.SQL("chain_key >= %s"))
-        params.append(lower)
-    if upper is not None:
-        conditions.append(sql.SQL("chain_key < %s"))
-        params.append(upper)
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    return sql.SQL(query) + where + sql.SQL(" ORDER BY " + order), params
 
 
 def _rows(cursor: psycopg.Cursor[Any], batch: int) -> Iterator[Any]:
@@ -90,8 +59,8 @@ def check_chains(connection: psycopg.Connection[Any], keys: KeyRange, batch: int
     Heads and entries come in the same order (``ORDER BY chain_key`` on both), so each
     chain's head is simply the next head row."""
     tally = ChainTally()
-    entries_query, params = _keys_in(_ENTRIES, keys, "chain_key, chain_seq")
-    heads_query, _ = _keys_in(_HEADS, keys, "chain_key")
+    entries_query, params = repository.entries_in(keys)
+    heads_query, _ = repository.heads_in(keys)
     sha256 = hashlib.sha256
     details: dict[str, str] = {}
     current: str | None = None
@@ -196,7 +165,7 @@ def check_tree(
         connection.cursor("audit_verify_leaves", binary=True) as cursor,
         connection.cursor(binary=True) as nodes,
     ):
-        cursor.execute(_LEAVES, (log,))
+        cursor.execute(repository.LEAVES, (log,))
         while rows := cursor.fetchmany(batch):
             start = tree.size
             if [leaf for _, leaf in rows] != list(range(start, start + len(rows))):
@@ -226,7 +195,7 @@ def _stored_as_computed(
     nodes: psycopg.Cursor[Any], computed: list[tuple[int, int, list[bytes]]], log: int
 ) -> bool:
     for level, start, hashes in computed:
-        nodes.execute(_NODES, (log, level, start, start + len(hashes)))
+        nodes.execute(repository.NODES, (log, level, start, start + len(hashes)))
         stored = nodes.fetchall()
         # Indexes too: a stored tree with duplicates must not pass for a complete one.
         if [index for index, _ in stored] != list(range(start, start + len(hashes))):
