@@ -38,6 +38,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "ping",
+    "statements_alone",
     "unit_of_work",
 ]
 
@@ -146,6 +147,17 @@ def ping(engine: Engine) -> None:
 
 def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def statements_alone(session: Session) -> None:
+    """Run the session's statements each on its own, outside any transaction, until it ends:
+    for a request that only reads, with the default READ COMMITTED, where each statement
+    sees its own snapshot anyway and a transaction around them adds nothing but a BEGIN and
+    a COMMIT, two round trips. Call it before the session's first statement. SQLite's
+    BEGIN is no round trip: it keeps its transaction. The pool gives the connection back
+    to the next request in its usual mode."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 @contextmanager

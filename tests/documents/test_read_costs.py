@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio.to_thread
-from sqlalchemy import event, insert
+import pytest
+from sqlalchemy import event, insert, select
 
 from tests.factories import create_patient, publish
 from vault.models import StoredBlobChunk
@@ -133,3 +134,35 @@ def test_a_patients_download_and_search_each_take_one_trip_to_the_thread_pool(
     assert found.status_code == 200
     assert len(found.json()["entry"]) == 1
     assert hops == ["search"]
+
+
+@pytest.mark.postgres_only
+def test_a_download_runs_its_statements_outside_a_transaction_and_leaves_none_behind(
+    client, tokens, services
+):
+    # Its entry is committed by the read committer, never in its own session: a BEGIN and
+    # a COMMIT around its reads would be two round trips for nothing (docs/performance.md).
+    patient_id, ins_value = create_patient(client, tokens)
+    stored = publish(client, tokens.professional(), patient_id, b"%PDF-1.7 compte rendu")
+    url = "/fhir/" + stored["content"][0]["attachment"]["url"]
+    states: list[str] = []
+
+    def state(conn, *_args) -> None:
+        states.append(conn.connection.dbapi_connection.info.transaction_status.name)
+
+    event.listen(services.engine, "after_cursor_execute", state)
+    try:
+        response = client.get(url, headers=tokens.patient(ins_value))
+        assert response.status_code == 200
+        assert response.content == b"%PDF-1.7 compte rendu"
+        assert len(states) == 4
+        assert set(states) == {"IDLE"}
+
+        # The connection goes back to the pool in its usual mode: the next unit of work
+        # on it has its transaction.
+        states.clear()
+        with services.session_factory() as session:
+            session.execute(select(1))
+            assert states == ["INTRANS"]
+    finally:
+        event.remove(services.engine, "after_cursor_execute", state)

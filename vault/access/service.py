@@ -36,7 +36,7 @@ from vault.access.policy import (
 from vault.access.records import AuditRecord, Outcome, WrittenEntry
 from vault.access.repository import PolicySnapshots, load_policy, own_record_state
 from vault.access.state import MetadataChange, PatientPolicy, PolicyChange
-from vault.db import Session, SessionFactory
+from vault.db import Session, SessionFactory, statements_alone
 from vault.errors import NotFound, VaultError
 from vault.identity.principal import INS_SYSTEMS, Principal, Role
 from vault.models.base import utcnow
@@ -187,6 +187,14 @@ class AccessService:
         self.matrix = matrix or default_matrix()
         # Where reads' entries are committed together; None: in the request's transaction.
         self.group = group
+
+    def begin_reads(self, session: Session) -> None:
+        """For a request that only reads and records its reads (``authorize_read``), before
+        its first statement: when the group committer commits their entries, nothing is
+        written in the request's session (a refusal is recorded after it, on its own), so
+        its statements need no transaction around them."""
+        if self.group is not None:
+            statements_alone(session)
 
     def actor(self, session: Session, principal: Principal) -> Actor:
         own = None

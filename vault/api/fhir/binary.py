@@ -43,6 +43,7 @@ def retrieve(
 ) -> Response:
     # The actor, the read and the end of its transaction in this one thread: one hop to the
     # thread pool per download (docs/performance.md).
+    services.access.begin_reads(session)
     actor = services.access.actor(session, principal)
     content = services.documents.content(session, actor, binary_id)
     # Its entry is committed: what is left (decrypting; a large document's later chunks,
