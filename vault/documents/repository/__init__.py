@@ -56,15 +56,21 @@ def facts(document: Document) -> DocumentFacts:
 DOCUMENT = "document"
 BINARY = "binary"
 
-_PATIENT_OF = select(ResourcePatient.patient_id).where(
-    ResourcePatient.kind == bindparam("kind"), ResourcePatient.resource_id == bindparam("id")
+_REFERENCES = cast(Table, ResourcePatient.__table__)
+# On the table, run on the session's connection: a Core statement skips the ORM's
+# execution (its compile and result set-up), a third of this lookup's cost on a download.
+_PATIENT_OF = select(_REFERENCES.c.patient_id).where(
+    _REFERENCES.c.kind == bindparam("kind"), _REFERENCES.c.resource_id == bindparam("id")
 )
 
 
 def patient_of(session: Session, kind: str, resource_id: str) -> str | None:
     """The patient a document, binary or SubmissionSet belongs to, from the reference table:
     a read by a global id resolves its patient first, then reads the patient's rows."""
-    return session.scalar(_PATIENT_OF, {"kind": kind, "id": resource_id})
+    found: str | None = (
+        session.connection().execute(_PATIENT_OF, {"kind": kind, "id": resource_id}).scalar()
+    )
+    return found
 
 
 # A patient id no row has (ids are never empty): a read by an unknown global id still runs
