@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,49 +62,34 @@ def serve(
         upgrade(settings.effective_database_url)
     if with_demo:
         demo()
-    if workers > 1:
-        keep_tcp_nodelay()
-    uvicorn.run(
-        "vault.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # Forwarded headers are believed only from VAULT_TRUSTED_PROXIES, by the app itself:
-        # uvicorn's own default believes any process on loopback.
-        proxy_headers=False,
-        access_log=False,
-        log_config=None,
-        http="httptools",
-        loop="uvloop",
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "factory": True,
+        # Forwarded headers are believed only from VAULT_TRUSTED_PROXIES, by the app
+        # itself: uvicorn's own default believes any process on loopback.
+        "proxy_headers": False,
+        "access_log": False,
+        "log_config": None,
+        "http": "httptools",
+        "loop": "uvloop",
+    }
+    if workers == 1:
+        uvicorn.run("vault.api.app:create_app", **options)
+        return
+    from uvicorn.config import Config  # noqa: PLC0415
+
+    from vault.commands.serving import SocketPerWorker  # noqa: PLC0415
+
+    try:
+        SocketPerWorker(Config("vault.api.app:create_app", **options)).run()
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
 
 
 def _stopped(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-def keep_tcp_nodelay() -> None:
-    """With several workers, uvicorn binds the socket they share itself, leaving its
-    protocol number at 0 (uvicorn issue 3149). asyncio then does not turn Nagle's algorithm
-    off on accepted connections, and every keep-alive response waits about 40 ms for the
-    client's delayed ACK. The bound socket is rewrapped as the TCP socket it is."""
-    import socket  # noqa: PLC0415
-
-    from uvicorn.config import Config  # noqa: PLC0415
-
-    bind = Config.bind_socket
-    if getattr(bind, "keeps_tcp_nodelay", False):
-        return
-
-    def bind_tcp(config: Config) -> socket.socket:
-        bound = bind(config)
-        if bound.family in (socket.AF_INET, socket.AF_INET6) and bound.proto == 0:
-            return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, bound.detach())
-        return bound
-
-    bind_tcp.keeps_tcp_nodelay = True  # type: ignore[attr-defined]
-    setattr(Config, "bind_socket", bind_tcp)  # noqa: B010 - mypy refuses assigning a method
 
 
 @db_app.command("upgrade")
