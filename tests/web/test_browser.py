@@ -549,7 +549,11 @@ def test_a_patient_withdraws_an_invitation_and_its_code_no_longer_works_in_chrom
         expect(page.get_by_test_id("invitation-row")).to_have_count(1)
         screens.check(page, "aidants-invitation")
         withdraw = page.get_by_role("button", name=re.compile(r"^Retirer l'invitation du "))
-        expect(withdraw).to_have_accessible_description("Son code ne pourra plus être utilisé.")
+        # The button's hint says whose code stops working: the invitation's, not the
+        # caregiver's ("Son code" read as either).
+        expect(withdraw).to_have_accessible_description(
+            "Le code de cette invitation ne pourra plus être utilisé."
+        )
         withdraw.click()
         expect(page.get_by_role("status")).to_have_text(
             "L'invitation a été retirée : son code ne peut plus être utilisé."
