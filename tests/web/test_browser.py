@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from pydantic import SecretStr
 
+from tests.access.policy_support import audit_entries
 from tests.conftest import truncate_all
 from tests.factories import ins
 from tests.notifications.conftest import plain_settings
@@ -658,6 +659,15 @@ def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
                 "Télécharger tout mon dossier"
             )
             screens.check(page, "export")
+            follows: list[str] = []
+            page.on(
+                "request",
+                lambda sent: (
+                    follows.append(sent.url)
+                    if sent.resource_type == "fetch" and sent.url.endswith("/export")
+                    else None
+                ),
+            )
             page.get_by_role("button", name="Demander un export").click()
             expect(page.get_by_role("status")).to_have_text(
                 "Votre demande d'export est enregistrée."
@@ -686,6 +696,14 @@ def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
                 assert "bundle.json" in names
                 assert "index.html" in names
                 assert sum(name.startswith("documents/") for name in names) == 2
+            # The page followed the build by asking again; the history has one line for
+            # the request, one for the build and one for the download, none per refresh.
+            assert follows
+            assert [
+                entry.detail.get("stage")
+                for entry in audit_entries(services, patient_id)
+                if entry.detail.get("permission") == "record:export"
+            ] == ["requested", "built", "downloaded"]
 
             # E-mail: a wrong address is refused next to the field, a good one gets a link.
             page.get_by_role("link", name="Notifications").click()
