@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -17,7 +18,7 @@ from vault.commands.clients import app as clients_app
 from vault.commands.exports import app as exports_app
 from vault.commands.notifications import app as notifications_app
 from vault.commands.records import app as records_app
-from vault.settings import Settings, get_settings
+from vault.settings import Settings, get_settings, served_base_url
 
 app = typer.Typer(help="Patient health-document vault.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -38,8 +39,13 @@ app.command("bench")(bench_command)
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str,
+        typer.Option(help="Interface to listen on (and the base URL's, unless VAULT_BASE_URL)."),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (and the base URL's, unless VAULT_BASE_URL).")
+    ] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     with_demo: Annotated[
         bool,
@@ -53,6 +59,14 @@ def serve(
     from vault.observability.logs import configure_logging  # noqa: PLC0415
 
     settings = get_settings()
+    if "base_url" not in settings.model_fields_set:
+        # Without VAULT_BASE_URL the public URL is the address served: the links the vault
+        # writes (e-mails, a caregiver's invitation, what `--demo` prints), its Location
+        # headers and its issuer's URLs must reach this server, not the default port. The
+        # app (and each worker process) reads its settings from the environment.
+        os.environ["VAULT_BASE_URL"] = served_base_url(host, port)
+        get_settings.cache_clear()
+        settings = get_settings()
     configure_logging(json_output=settings.log_json, level=settings.log_level)
     # uvicorn lets in-flight requests finish on SIGTERM, then raises the signal again to
     # die by it; a stop the supervisor asked for, done cleanly, is a success.
