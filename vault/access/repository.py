@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, literal_column, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
@@ -308,3 +308,28 @@ def outbox_insert(insert: Callable[[Any], Any]) -> Insert:
     return built.values(
         {name: bindparam(f"n_{name}") for name in _OUTBOX_COLUMNS}
     ).on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
+
+
+def outbox_insert_many() -> Insert:
+    """PostgreSQL: many outbox rows in one statement, each column bound as an array
+    ``n_<column>`` (the values of ``notifications.outbox_row``, row by row). The rows go in
+    in the order given, so that of two with one key the first is kept, as when they are
+    inserted one by one."""
+    rows = (
+        func.unnest(
+            *(
+                bindparam(f"n_{name}", type_=postgresql.ARRAY(_OUTBOX.c[name].type))
+                for name in _OUTBOX_COLUMNS
+            )
+        )
+        .table_valued(*_OUTBOX_COLUMNS, with_ordinality="ordinal")
+        .render_derived("rows")
+    )
+    return (
+        postgresql.insert(_OUTBOX)
+        .from_select(
+            list(_OUTBOX_COLUMNS),
+            select(*(rows.c[name] for name in _OUTBOX_COLUMNS)).order_by(rows.c.ordinal),
+        )
+        .on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
+    )
