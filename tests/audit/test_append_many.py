@@ -64,6 +64,17 @@ def _group() -> list[AuditRecord]:
         _record("patient-b", OTHER_READER, "binary-4"),
         read_record("patient-new"),
         read_record("patient-new", "document:search"),
+        # What JSON escapes comes out of the database as it went in.
+        AuditRecord(
+            action="R",
+            outcome=Outcome.SUCCESS,
+            purpose="TREAT",
+            principal=OTHER_READER,
+            patient_id="patient-new",
+            resource_type="Binary",
+            resource_id='b-é"\\😀',
+            detail={"permission": "document:content", "reason": "accès d\u2019urgence \u2028 😀"},
+        ),
         read_record(None),
         read_record(None, "document:search"),
         AuditRecord(
@@ -172,7 +183,7 @@ def test_a_group_writes_exactly_what_appending_its_records_one_by_one_writes(
     with services.session_factory() as session, session.begin():
         grouped = audit.append_many(session, records)
         assert holds_chain(session)
-    assert _appends("success") == success + 11
+    assert _appends("success") == success + 12
     assert _appends("denied") == denied + 1
 
     # The entries come back in the order of the records they record.
@@ -187,6 +198,7 @@ def test_a_group_writes_exactly_what_appending_its_records_one_by_one_writes(
     assert [(e.chain_seq, e.prev_hash) for e in new_chain] == [
         (1, GENESIS),
         (2, new_chain[0].entry_hash),
+        (3, new_chain[1].entry_hash),
     ]
 
     # Stored as returned, each in its chain's log; heads and notifications as one by one.
@@ -352,4 +364,4 @@ def test_sqlite_appends_a_group_one_record_at_a_time(tmp_path: Path) -> None:
         (_chain_key(r), 1 + [_chain_key(o) for o in records[:n]].count(_chain_key(r)))
         for n, r in sorted(enumerate(records), key=lambda item: _chain_key(item[1]))
     ]
-    assert len(notifications) == 6
+    assert len(notifications) == 7

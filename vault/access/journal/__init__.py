@@ -10,6 +10,11 @@ chain head's new hash and the patient's notification, if any, together in one st
 SQLite, which has neither sequences nor writing CTEs, takes a statement for each. The
 statements are in ``vault.access.journal.repository``.
 
+``append_many`` appends a group (the reads' committer's, ``vault.access.group``) in two
+statements on PostgreSQL whatever its size: every chain's head claimed at once in chain-key
+order, then every entry, head and notification at once. It writes exactly what ``append``
+would, record by record in that order (docs/audit.md, "A group in two statements").
+
 The claim also says which audit log (Merkle tree) the chain belongs to: a new chain is
 assigned one (``chain_number`` modulo the number of logs) when its head is created, and
 keeps it for ever (the head's ``log_id``); the entry carries it.

@@ -4,23 +4,27 @@ dialect. PostgreSQL writes the three in one statement after the claim; SQLite, w
 neither sequences nor writing CTEs, takes a statement for each.
 
 A group of entries (the reads' committer's, ``claim_many`` and ``write_many``) takes two
-statements on PostgreSQL whatever its size: each column is bound as one array and
-``unnest`` turns the arrays back into rows, so the statement's text, and its plan, are the
-same for a group of one and of a hundred."""
+statements on PostgreSQL whatever its size: the claim binds its chains as arrays and the
+write its rows as JSON arrays, which ``unnest`` and ``json_populate_recordset`` turn back
+into rows, so the statements' text, and their plans, are the same for a group of one and
+of a hundred."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     BindParameter,
     Integer,
     LargeBinary,
     String,
     Table,
+    Text,
     bindparam,
     case,
     func,
@@ -28,13 +32,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import Grouping
 
 from vault.access import notifications
 from vault.access.chain import GENESIS
-from vault.access.repository import outbox_insert_many
+from vault.access.repository import outbox_insert_many, outbox_json
 from vault.db import Session
 from vault.models import AuditChainHead, AuditEntry, AuditTreeHead
 
@@ -236,20 +241,16 @@ def claim_many(session: Session, chains: list[tuple[str, int, int]]) -> dict[str
 def _write_many(notify: bool) -> Insert | Update:
     """The entries, their chains' heads' new hashes and their notifications' rows, in one
     statement: the claim holds the heads' row locks, so they move exactly as separate
-    statements would move them."""
+    statements would move them. Each set of rows is bound as one JSON array (binding a
+    column of values as a PostgreSQL array costs the driver far more, value by value)."""
     names = tuple(_ENTRY_VALUES)
-    rows = func.unnest(*(_array(f"e_{name}", _ENTRIES.c[name].type) for name in names))
-    entries = rows.table_valued(*names).render_derived("entries")
+    entries = _rows(_ENTRIES, "entries").table_valued(*names)
     insert_entries = (
         postgresql.insert(_ENTRIES)
         .from_select(list(names), select(*(entries.c[name] for name in names)))
         .cte("entry")
     )
-    heads = (
-        func.unnest(_array("h_chain_key", String()), _array("h_last_hash", LargeBinary()))
-        .table_valued("chain_key", "last_hash")
-        .render_derived("heads")
-    )
+    heads = _rows(_HEADS, "heads").table_valued("chain_key", "last_hash")
     move_heads = (
         update(_HEADS)
         .where(_HEADS.c.chain_key == heads.c.chain_key)
@@ -258,6 +259,14 @@ def _write_many(notify: bool) -> Insert | Update:
     if notify:
         return outbox_insert_many().add_cte(insert_entries, move_heads.cte("head"))
     return move_heads.add_cte(insert_entries)
+
+
+def _rows(table: Table, name: str) -> Any:
+    """The rows of ``table`` bound as the JSON array ``name``, with the table's own columns
+    (whichever a row leaves out are NULL)."""
+    return func.json_populate_recordset(
+        literal_column(f"NULL::{table.name}"), sql_cast(bindparam(name, type_=Text), JSON)
+    )
 
 
 def write_many(
@@ -270,14 +279,33 @@ def write_many(
     """The entries (written entries, with their chains' logs), each chain's head's new
     hash and the notifications' rows (``notifications.outbox_row``'s, in the entries'
     order): one statement."""
-    params: dict[str, Any] = {
-        f"e_{name}": [getattr(entry, name) for entry in entries]
-        for name in _ENTRY_VALUES
-        if name != "log_id"
+    rows = []
+    for entry, log_id in zip(entries, log_ids, strict=True):
+        row = {name: getattr(entry, name) for name in _PLAIN_ENTRY_COLUMNS}
+        row["occurred_at"] = entry.occurred_at.isoformat()
+        row["prev_hash"] = _bytea(entry.prev_hash)
+        row["entry_hash"] = _bytea(entry.entry_hash)
+        row["log_id"] = log_id
+        rows.append(row)
+    params = {
+        "entries": json.dumps(rows),
+        "heads": json.dumps(
+            [{"chain_key": key, "last_hash": _bytea(digest)} for key, digest in heads.items()]
+        ),
     }
-    params["e_log_id"] = log_ids
-    params["h_chain_key"] = list(heads)
-    params["h_last_hash"] = list(heads.values())
     if outbox:
-        params.update({name: [row[name] for row in outbox] for name in outbox[0]})
+        params["outbox"] = outbox_json(outbox)
     session.execute(_write_many(bool(outbox)), params)
+
+
+# The entry's columns that JSON holds as they are.
+_PLAIN_ENTRY_COLUMNS = tuple(
+    name
+    for name in _ENTRY_VALUES
+    if name not in {"occurred_at", "prev_hash", "entry_hash", "log_id"}
+)
+
+
+def _bytea(value: bytes) -> str:
+    # bytea's text form, which json_populate_recordset hands to its input function.
+    return "\\x" + value.hex()
