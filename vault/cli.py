@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +18,7 @@ from vault.commands.clients import app as clients_app
 from vault.commands.exports import app as exports_app
 from vault.commands.notifications import app as notifications_app
 from vault.commands.records import app as records_app
-from vault.settings import Settings, get_settings
+from vault.settings import Settings, get_settings, served_base_url
 
 app = typer.Typer(help="Patient health-document vault.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -38,8 +39,13 @@ app.command("bench")(bench_command)
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str,
+        typer.Option(help="Interface to listen on (and the base URL's, unless VAULT_BASE_URL)."),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (and the base URL's, unless VAULT_BASE_URL).")
+    ] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     with_demo: Annotated[
         bool,
@@ -53,6 +59,14 @@ def serve(
     from vault.observability.logs import configure_logging  # noqa: PLC0415
 
     settings = get_settings()
+    if "base_url" not in settings.model_fields_set:
+        # Without VAULT_BASE_URL the public URL is the address served: the links the vault
+        # writes (e-mails, a caregiver's invitation, what `--demo` prints), its Location
+        # headers and its issuer's URLs must reach this server, not the default port. The
+        # app (and each worker process) reads its settings from the environment.
+        os.environ["VAULT_BASE_URL"] = served_base_url(host, port)
+        get_settings.cache_clear()
+        settings = get_settings()
     configure_logging(json_output=settings.log_json, level=settings.log_level)
     # uvicorn lets in-flight requests finish on SIGTERM, then raises the signal again to
     # die by it; a stop the supervisor asked for, done cleanly, is a success.
@@ -62,49 +76,34 @@ def serve(
         upgrade(settings.effective_database_url)
     if with_demo:
         demo()
-    if workers > 1:
-        keep_tcp_nodelay()
-    uvicorn.run(
-        "vault.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # Forwarded headers are believed only from VAULT_TRUSTED_PROXIES, by the app itself:
-        # uvicorn's own default believes any process on loopback.
-        proxy_headers=False,
-        access_log=False,
-        log_config=None,
-        http="httptools",
-        loop="uvloop",
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "factory": True,
+        # Forwarded headers are believed only from VAULT_TRUSTED_PROXIES, by the app
+        # itself: uvicorn's own default believes any process on loopback.
+        "proxy_headers": False,
+        "access_log": False,
+        "log_config": None,
+        "http": "httptools",
+        "loop": "uvloop",
+    }
+    if workers == 1:
+        uvicorn.run("vault.api.app:create_app", **options)
+        return
+    from uvicorn.config import Config  # noqa: PLC0415
+
+    from vault.commands.serving import SocketPerWorker  # noqa: PLC0415
+
+    try:
+        SocketPerWorker(Config("vault.api.app:create_app", **options)).run()
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
 
 
 def _stopped(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-def keep_tcp_nodelay() -> None:
-    """With several workers, uvicorn binds the socket they share itself, leaving its
-    protocol number at 0 (uvicorn issue 3149). asyncio then does not turn Nagle's algorithm
-    off on accepted connections, and every keep-alive response waits about 40 ms for the
-    client's delayed ACK. The bound socket is rewrapped as the TCP socket it is."""
-    import socket  # noqa: PLC0415
-
-    from uvicorn.config import Config  # noqa: PLC0415
-
-    bind = Config.bind_socket
-    if getattr(bind, "keeps_tcp_nodelay", False):
-        return
-
-    def bind_tcp(config: Config) -> socket.socket:
-        bound = bind(config)
-        if bound.family in (socket.AF_INET, socket.AF_INET6) and bound.proto == 0:
-            return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, bound.detach())
-        return bound
-
-    bind_tcp.keeps_tcp_nodelay = True  # type: ignore[attr-defined]
-    setattr(Config, "bind_socket", bind_tcp)  # noqa: B010 - mypy refuses assigning a method
 
 
 @db_app.command("upgrade")

@@ -174,3 +174,17 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+# Addresses that listen on every interface: no one can open them, but this machine reaches
+# the server on its loopback address.
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+
+
+def served_base_url(host: str, port: int) -> str:
+    """The URL a server listening on ``host:port`` answers at, from this machine: the
+    base URL when ``VAULT_BASE_URL`` does not say another (no proxy in front)."""
+    name = _WILDCARDS.get(host, host)
+    if ":" in name:
+        name = f"[{name}]"
+    return f"http://{name}:{port}"

@@ -270,6 +270,40 @@ def test_the_integrity_api_serves_each_logs_checkpoints_and_proves_an_entry_in_i
     assert [item["note"] for item in listed] == [latest["note"]]
 
 
+def test_the_integrity_api_answers_404_for_a_log_the_vault_does_not_keep(logs, client, tokens):
+    """Asking a log that does not exist is an error, not an empty log: a verifier who
+    mistyped the log number would otherwise believe it had checked one."""
+    headers = tokens.operator()
+    victim = next(e for e in _entries(logs) if e.log_id == 2)
+    for path in (
+        "/audit/checkpoints",
+        "/audit/checkpoints/latest",
+        "/audit/checkpoints/1",
+        f"/audit/proofs/inclusion?entry={victim.id}",
+        "/audit/proofs/inclusion?leaf=0",
+        "/audit/proofs/consistency?first=1",
+    ):
+        separator = "&" if "?" in path else "?"
+        missing = client.get(f"{path}{separator}log={LOGS}", headers=headers)
+        assert missing.status_code == 404, (path, missing.text)
+        outcome = missing.json()
+        assert outcome["resourceType"] == "OperationOutcome", path
+        assert outcome["issue"][0]["code"] == "not-found", path
+        assert "No such audit log" in outcome["issue"][0]["diagnostics"], path
+    # Each log that is kept still answers, the last one included.
+    kept = client.get(f"/audit/checkpoints?log={LOGS - 1}", headers=headers)
+    assert kept.status_code == 200
+    assert kept.json()["checkpoints"]
+
+
+def test_a_vault_with_one_log_answers_404_for_log_1(services, client, tokens):
+    headers = tokens.operator()
+    assert client.get("/audit/checkpoints?log=0", headers=headers).status_code == 200
+    missing = client.get("/audit/checkpoints?log=1", headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["resourceType"] == "OperationOutcome"
+
+
 def test_an_export_proves_the_history_in_its_patients_log(services, client, tokens, tmp_path):
     _configure(services, LOGS)
     for seed in range(1, 20):

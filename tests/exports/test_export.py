@@ -282,6 +282,49 @@ def test_the_archive_is_encrypted_while_it_waits_and_gone_after_it_expires(
         )
 
 
+def test_following_an_export_s_status_adds_no_entry_but_a_refused_look_is_recorded(
+    client, tokens, services, record
+):
+    """A patient's app polls the job while it is built: each poll is decided, none is put on
+    record (a job's status is no health data), while the request, the build and the
+    download are; a look refused by the policy is recorded as every refusal is."""
+    patient_id, ins_value, _, _ = record
+    own = tokens.patient(ins_value)
+    asked = client.post("/api/patients/me/exports", headers=own)
+    assert asked.status_code == 202, asked.text
+    path = asked.headers["Location"].removeprefix("http://testserver")
+
+    def export_entries() -> list[tuple[str, str | None]]:
+        return [
+            (e.outcome, e.detail.get("stage"))
+            for e in audit_entries(services, patient_id)
+            if e.detail.get("permission") == "record:export"
+        ]
+
+    for _ in range(5):
+        assert client.get(path, headers=own).json()["status"] == "queued"
+    assert export_entries() == [("success", "requested")]
+
+    export_id = path.rsplit("/", 1)[1]
+    refused = client.get(
+        f"/api/patients/{patient_id}/exports/{export_id}", headers=tokens.professional(DOCTOR)
+    )
+    assert refused.status_code == 404
+    assert export_entries() == [("success", "requested"), ("denied", "status")]
+
+    assert export_worker(services).run_once().built == 1
+    status = client.get(path, headers=own).json()
+    assert status["status"] == "ready"
+    download = client.get(status["archive"].removeprefix("http://testserver"), headers=own)
+    assert download.status_code == 200
+    assert export_entries() == [
+        ("success", "requested"),
+        ("denied", "status"),
+        ("success", "built"),
+        ("success", "downloaded"),
+    ]
+
+
 def test_an_export_is_audited_asked_built_downloaded_and_every_read_is_decided(
     client, tokens, services, record
 ):

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from pydantic import SecretStr
 
+from tests.access.policy_support import audit_entries
 from tests.conftest import truncate_all
 from tests.factories import ins
 from tests.notifications.conftest import plain_settings
@@ -549,7 +550,11 @@ def test_a_patient_withdraws_an_invitation_and_its_code_no_longer_works_in_chrom
         expect(page.get_by_test_id("invitation-row")).to_have_count(1)
         screens.check(page, "aidants-invitation")
         withdraw = page.get_by_role("button", name=re.compile(r"^Retirer l'invitation du "))
-        expect(withdraw).to_have_accessible_description("Son code ne pourra plus être utilisé.")
+        # The button's hint says whose code stops working: the invitation's, not the
+        # caregiver's ("Son code" read as either).
+        expect(withdraw).to_have_accessible_description(
+            "Le code de cette invitation ne pourra plus être utilisé."
+        )
         withdraw.click()
         expect(page.get_by_role("status")).to_have_text(
             "L'invitation a été retirée : son code ne peut plus être utilisé."
@@ -654,6 +659,15 @@ def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
                 "Télécharger tout mon dossier"
             )
             screens.check(page, "export")
+            follows: list[str] = []
+            page.on(
+                "request",
+                lambda sent: (
+                    follows.append(sent.url)
+                    if sent.resource_type == "fetch" and sent.url.endswith("/export")
+                    else None
+                ),
+            )
             page.get_by_role("button", name="Demander un export").click()
             expect(page.get_by_role("status")).to_have_text(
                 "Votre demande d'export est enregistrée."
@@ -682,6 +696,14 @@ def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
                 assert "bundle.json" in names
                 assert "index.html" in names
                 assert sum(name.startswith("documents/") for name in names) == 2
+            # The page followed the build by asking again; the history has one line for
+            # the request, one for the build and one for the download, none per refresh.
+            assert follows
+            assert [
+                entry.detail.get("stage")
+                for entry in audit_entries(services, patient_id)
+                if entry.detail.get("permission") == "record:export"
+            ] == ["requested", "built", "downloaded"]
 
             # E-mail: a wrong address is refused next to the field, a good one gets a link.
             page.get_by_role("link", name="Notifications").click()

@@ -92,8 +92,54 @@ def test_the_patient_asks_follows_and_downloads_an_export_from_the_page(web, ser
         for entry in audit_entries(services, pid)
         if entry.detail.get("permission") == "record:export"
     ]
-    for stage in ("listed", "requested", "built", "downloaded"):
-        assert stage in stages, stage
+    assert stages == ["requested", "built", "downloaded"]
+
+
+def export_entries(services, pid: str) -> list[tuple[str, str | None]]:
+    return [
+        (entry.outcome, entry.detail.get("stage"))
+        for entry in audit_entries(services, pid)
+        if entry.detail.get("permission") == "record:export"
+    ]
+
+
+def test_refreshing_the_export_page_while_it_is_built_adds_nothing_to_the_history(web, services):
+    """The page asks again every 4 s while the archive is built: the patient's history
+    shows one line for the request and one for the download, none for the refreshes;
+    the archive's content (health data) is still on record, read by read."""
+    pid = signed_in_patient(web, services)
+    assert ask_export(web, pid).status_code == 303
+    before = len(audit_entries(services, pid))
+    for _ in range(5):
+        refreshed = web.get(f"/dossiers/{pid}/export")
+        assert statuses(refreshed.text) == ["En attente"]
+        assert 'data-refresh="4"' in refreshed.text
+    assert len(audit_entries(services, pid)) == before
+
+    assert export_worker(services).run_once().built == 1
+    ready = web.get(f"/dossiers/{pid}/export")
+    link = re.search(r'data-testid="export-download" href="([^"]+)"', ready.text).group(1)
+    assert web.get(link).status_code == 200
+    web.get(f"/dossiers/{pid}/export")
+    assert export_entries(services, pid) == [
+        ("success", "requested"),
+        ("success", "built"),
+        ("success", "downloaded"),
+    ]
+    # The build read every document's content as the patient, and each read is there.
+    assert any(
+        entry.detail.get("permission") == "document:content"
+        for entry in audit_entries(services, pid)
+    )
+
+
+def test_a_refused_look_at_the_exports_is_still_on_record(web, services):
+    """Only a granted look at one's own jobs goes unrecorded: a caregiver under a delegation,
+    who may not export, is refused, and the refusal is in the patient's history."""
+    seeded = demo.seed(services)
+    sign_in_demo(web, "caregiver")
+    assert web.get(f"/dossiers/{seeded.patient_id}/export").status_code == 404
+    assert export_entries(services, seeded.patient_id) == [("denied", "listed")]
 
 
 def test_a_refused_export_request_says_why_in_french(web, services, settings):

@@ -333,6 +333,37 @@ class AccessService:
         )
         return decision, self.audit.append(session, record)
 
+    def authorize_unrecorded(
+        self,
+        session: Session,
+        actor: Actor,
+        permission: Permission,
+        patient_id: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        detail: dict[str, str] | None = None,
+        not_found_as: str = "Resource",
+    ) -> Decision:
+        """``authorize`` for what holds no health data about the patient (how far an
+        export job has got, asked again every few seconds while it runs): the same
+        decision from the same policy, and a refusal raises carrying its record, written
+        as every refusal is; only a granted access writes nothing. The caller says in a
+        comment why what it reads is not health data: the log is the patient's account of
+        who saw their health data, and each access to that stays recorded."""
+        decision, _record = self._decide(
+            session,
+            actor,
+            permission,
+            patient_id,
+            document=None,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            detail=detail,
+            not_found_as=not_found_as,
+        )
+        return decision
+
     def authorize_read(
         self,
         session: Session,

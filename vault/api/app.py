@@ -27,6 +27,7 @@ from vault.api.fhir import (
     patients,
     transaction,
 )
+from vault.api.fhir.fast_binary import FastBinaryRead
 from vault.api.oauth import router as oauth_router
 from vault.api.public import router as public_router
 from vault.identity.throttle import Throttle
@@ -84,6 +85,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Per process: several replicas each count on their own (docs/authentication.md).
     app.state.throttle = Throttle.from_settings(settings)
     errors.install(app)
+    # Innermost of the middlewares: a download of the usual shape is answered here, with
+    # the route's own functions, before FastAPI routes it (vault/api/fhir/fast_binary.py).
+    app.add_middleware(FastBinaryRead)
     # The patient's space (vault/web): its routes are guarded by a session, not a token.
     # Its middleware goes here (inside those of middleware.install); its routes last, below.
     web.install(app, built)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from vault.api.deps import SessionDep
@@ -26,10 +26,23 @@ router = APIRouter(prefix="/audit", tags=["Audit log integrity"])
 # request rather than sent there.
 MAX_BIGINT = 2**63 - 1
 
-# Which audit log's tree (docs/audit.md): log 0, the only one unless several were set up.
-LogQuery = Annotated[
-    int, Query(ge=0, le=1023, description="The audit log, when the vault keeps several")
-]
+
+def _existing_log(
+    services: ServicesDep,
+    session: SessionDep,
+    log: Annotated[
+        int, Query(ge=0, le=1023, description="The audit log, when the vault keeps several")
+    ] = 0,
+) -> int:
+    """Which audit log's tree (docs/audit.md): log 0, the only one unless several were set
+    up. A log the vault does not keep is not found: an empty answer would read as a log
+    with nothing signed yet, and a verifier asking the wrong log would think it checked."""
+    if log >= services.audit_log.tree.logs(session):
+        raise NotFound("No such audit log")
+    return log
+
+
+LogQuery = Annotated[int, Depends(_existing_log)]
 
 
 def _b64(value: bytes) -> str:
@@ -68,12 +81,12 @@ def public_key(services: ServicesDep) -> Response:
 def checkpoints(
     services: ServicesDep,
     session: SessionDep,
+    log: LogQuery,
     request: Request,
     before: Annotated[
         int | None, Query(ge=1, le=MAX_BIGINT, description="Only tree sizes below this")
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
-    log: LogQuery = 0,
 ) -> Response:
     rows = services.audit_log.checkpoints.page(session, before, count, log)
     document: dict[str, Any] = {"checkpoints": [checkpoint_json(row) for row in rows]}
@@ -91,7 +104,7 @@ def checkpoints(
         requires(reason="the audit log's verification material: hashes and signatures only")
     ],
 )
-def latest_checkpoint(services: ServicesDep, session: SessionDep, log: LogQuery = 0) -> Response:
+def latest_checkpoint(services: ServicesDep, session: SessionDep, log: LogQuery) -> Response:
     row = services.audit_log.checkpoints.latest(session, log)
     if row is None:
         raise NotFound("No checkpoint has been signed yet")
@@ -109,7 +122,7 @@ def checkpoint(
     tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)],
     services: ServicesDep,
     session: SessionDep,
-    log: LogQuery = 0,
+    log: LogQuery,
 ) -> Response:
     row = services.audit_log.checkpoints.get(session, tree_size, log)
     if row is None:
@@ -136,6 +149,7 @@ def _default_size(services: ServicesDep, session: SessionDep, given: int | None,
 def inclusion(
     services: ServicesDep,
     session: SessionDep,
+    log: LogQuery,
     leaf: Annotated[
         int | None, Query(ge=0, le=MAX_BIGINT, description="The entry's leaf index")
     ] = None,
@@ -145,7 +159,6 @@ def inclusion(
     tree_size: Annotated[
         int | None, Query(ge=1, le=MAX_BIGINT, description="Default: the latest checkpoint's")
     ] = None,
-    log: LogQuery = 0,
 ) -> Response:
     if (leaf is None) == (entry is None):
         raise BadRequest("Give exactly one of leaf and entry", expression="leaf")
@@ -184,6 +197,7 @@ def inclusion(
 def consistency(
     services: ServicesDep,
     session: SessionDep,
+    log: LogQuery,
     first: Annotated[int, Query(ge=1, le=MAX_BIGINT, description="The older tree size")],
     second: Annotated[
         int | None,
@@ -191,7 +205,6 @@ def consistency(
             ge=1, le=MAX_BIGINT, description="The newer tree size; default: the latest checkpoint's"
         ),
     ] = None,
-    log: LogQuery = 0,
 ) -> Response:
     size = _default_size(services, session, second, log)
     path = services.audit_log.tree.consistency_proof(session, first, size, log)

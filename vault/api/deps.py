@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
 from anyio import CancelScope
 from fastapi import Depends, Request
@@ -30,6 +30,8 @@ from vault.identity.principal import Principal, Role
 from vault.identity.throttle import Throttle
 from vault.services import Services
 
+T = TypeVar("T")
+
 bearer = HTTPBearer(auto_error=False, description="An OAuth 2 access token (JWT)")
 
 
@@ -53,19 +55,30 @@ async def authenticate(
     no I/O, cheaper on the event loop than a trip to the thread pool."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise MissingToken("A bearer access token is required")
-    source_ip = request.client.host if request.client else None
-    throttle: Throttle = request.app.state.throttle
+    principal = principal_of_token(
+        services_of(request),
+        request.app.state.throttle,
+        credentials.credentials,
+        request.client.host if request.client else None,
+    )
+    request.state.principal = principal
+    return principal
+
+
+def principal_of_token(
+    services: Services, throttle: Throttle, token: str, source_ip: str | None
+) -> Principal:
+    """The principal a bearer token stands for, with the address it came from; the
+    throttles count failed tokens per address and turn away actors refused too often."""
     keys = [f"ip:{source_ip or 'unknown'}"]
     throttle.guard_authentication(keys)
     try:
-        principal = services_of(request).tokens.validate(credentials.credentials)
+        principal = services.tokens.validate(token)
     except Unauthenticated:
         throttle.failed_authentication(keys)
         raise
     throttle.guard_refusals(principal)
-    principal = dataclasses.replace(principal, source_ip=source_ip)
-    request.state.principal = principal
-    return principal
+    return dataclasses.replace(principal, source_ip=source_ip)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
@@ -83,29 +96,55 @@ async def unit_of_work(request: Request, principal: PrincipalDep) -> AsyncIterat
 
     Whatever the outcome, the refusals the request met count towards its actor's throttle."""
     services = services_of(request)
+    throttle: Throttle = request.app.state.throttle
     session = services.session_factory()
     try:
         yield session
-        _count_refusals(request, principal, session)
+        count_refusals(throttle, principal, session)
         if session.in_transaction():
             await run_in_threadpool(commit, session)
         else:
             session.close()  # nothing is open: no statement, no I/O
     except VaultError as error:
-        _count_refusals(request, principal, session)
-        await run_in_threadpool(_end_failed, services, session, principal, error, request.method)
+        count_refusals(throttle, principal, session)
+        await run_in_threadpool(end_failed, services, session, principal, error, request.method)
         raise
     except BaseException as error:
         # Cancelled or failed unexpectedly: the thread must not be abandoned mid-rollback,
         # so this one is shielded from the cancellation that may have brought us here.
         with CancelScope(shield=True):
-            await run_in_threadpool(
-                _end_failed, services, session, principal, error, request.method
-            )
+            await run_in_threadpool(end_failed, services, session, principal, error, request.method)
         raise
 
 
-def _end_failed(
+def in_unit_of_work(
+    services: Services,
+    throttle: Throttle,
+    principal: Principal,
+    method: str,
+    work: Callable[[Session], T],
+) -> T:
+    """``unit_of_work`` for a caller already in the thread pool (vault.api.fhir.fast_binary):
+    the same commit, the same refusals counted, the same record of a failure."""
+    session = services.session_factory()
+    try:
+        result = work(session)
+        count_refusals(throttle, principal, session)
+        if session.in_transaction():
+            commit(session)
+        else:
+            session.close()
+        return result
+    except VaultError as error:
+        count_refusals(throttle, principal, session)
+        end_failed(services, session, principal, error, method)
+        raise
+    except BaseException as error:
+        end_failed(services, session, principal, error, method)
+        raise
+
+
+def end_failed(
     services: Services, session: Session, principal: Principal, error: BaseException, method: str
 ) -> None:
     services.access.end_failed(
@@ -113,10 +152,9 @@ def _end_failed(
     )
 
 
-def _count_refusals(request: Request, principal: Principal, session: Session) -> None:
+def count_refusals(throttle: Throttle, principal: Principal, session: Session) -> None:
     refused = take_refusals(session)
     if refused:
-        throttle: Throttle = request.app.state.throttle
         throttle.refused(principal, refused)
 
 

@@ -26,6 +26,25 @@ def free_port() -> int:
         return port
 
 
+def listening_sockets(port: int) -> int | None:
+    """How many sockets listen on the port (each worker has its own: vault serve), or None
+    where the system does not say (no /proc/net/tcp)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return None
+    local = f":{port:04X}"
+    count = 0
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            # local_address is hex ip:port; state 0A is LISTEN.
+            if fields[1].endswith(local) and fields[3] == "0A":
+                count += 1
+    return count
+
+
 class Server:
     def __init__(self, settings: Settings, workers: int, log_path: Path) -> None:
         self.settings = settings
@@ -73,10 +92,13 @@ class Server:
             if self._process.poll() is not None:
                 raise VaultError(f"the server exited at start; see {self.log_path}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
-                    return
+                up = httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
+                up = False
+            # Every worker listening: connections opened while one still starts would all
+            # go to the others, and stay there for the whole run (keep-alive).
+            if up and listening_sockets(self.port) in (None, self.workers):
+                return
             time.sleep(0.2)
         self.stop()
         raise VaultError(f"the server did not answer within {timeout:.0f} s; see {self.log_path}")

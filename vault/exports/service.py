@@ -13,6 +13,8 @@
 - **Downloaded**: by the requester only (anyone else gets 404, as for what does not
   exist), until ``expires_at``; each download decided and audited. Expired archives are
   deleted by the worker, and their keys with them.
+- **Followed**: a job's status and the requester's latest jobs are decided for each
+  request, refusals audited, but not each granted one (``_authorize_progress`` says why).
 """
 
 from __future__ import annotations
@@ -135,19 +137,41 @@ class ExportService:
             raise NotFound("Export not found")
         return job
 
+    def _authorize_progress(
+        self, session: Session, actor: Actor, patient_id: str, stage: str, export_id: str | None
+    ) -> None:
+        # Following a job is decided as asking for it is, but a granted one is not put on
+        # record: the patient's page (and a patient's app) asks again every few seconds
+        # while the archive is built, and each answer is only the requester's own job --
+        # its status, progress, size and number of documents, the last two already in the
+        # "built" entry -- never a document, the patient's identity or their policy. The
+        # log is the patient's account of who saw their health data; what does show it is
+        # recorded: the request, every read of the build, the build and each download. A
+        # refusal is recorded as every refusal is.
+        self.access.authorize_unrecorded(
+            session,
+            actor,
+            Permission.RECORD_EXPORT,
+            patient_id,
+            resource_type="Patient",
+            resource_id=patient_id,
+            detail={"stage": stage, **({"export": export_id} if export_id else {})},
+            not_found_as="Patient",
+        )
+
     def mine(
         self, session: Session, actor: Actor, patient_id: str, limit: int = 5
     ) -> list[RecordExport]:
         """The requester's own latest exports of the record, newest first (the patient's
         page lists them); those of anyone else are not there."""
-        self._authorize(session, actor, patient_id, "listed", None)
+        self._authorize_progress(session, actor, patient_id, "listed", None)
         kind, identifier = author_of(actor)
         return repository.latest_of(session, patient_id, kind, identifier, limit)
 
     def status(
         self, session: Session, actor: Actor, patient_id: str, export_id: str
     ) -> RecordExport:
-        self._authorize(session, actor, patient_id, "status", export_id)
+        self._authorize_progress(session, actor, patient_id, "status", export_id)
         return self._own(session, actor, patient_id, export_id)
 
     def download(self, session: Session, actor: Actor, patient_id: str, export_id: str) -> Download:

@@ -779,7 +779,8 @@ class Space:
     # -- taking everything away --------------------------------------------------------
 
     def exports(self, session: Session, actor: Actor, patient_id: str) -> list[ExportRow]:
-        """The person's own latest exports of the record (an audited read)."""
+        """The person's own latest exports of the record: decided on each refresh of the
+        page, not put on record when granted (``ExportService.mine`` says why)."""
         now = utcnow()
         return [
             self._export_row(job, now)

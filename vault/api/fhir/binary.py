@@ -13,8 +13,11 @@ from starlette.responses import Response, StreamingResponse
 
 from vault.access.permissions import Permission
 from vault.api.deps import PrincipalDep, SessionDep, end_reads
+from vault.db import Session
 from vault.fhir.wire import FHIR_JSON, JSON_MEDIA_TYPES, media_type
 from vault.http.deps import ServicesDep, requires
+from vault.identity.principal import Principal
+from vault.services import Services
 
 router = APIRouter(prefix="/fhir", tags=["Binary"])
 
@@ -41,6 +44,18 @@ def retrieve(
     session: SessionDep,
     request: Request,
 ) -> Response:
+    # The hot shape of this read (a bearer token, no query) is answered before routing, by
+    # vault.api.fhir.fast_binary, through the same ``binary_response``.
+    return binary_response(services, principal, binary_id, request.headers.get("accept"), session)
+
+
+def binary_response(
+    services: Services,
+    principal: Principal,
+    binary_id: str,
+    accept: str | None,
+    session: Session,
+) -> Response:
     # The actor, the read and the end of its transaction in this one thread: one hop to the
     # thread pool per download (docs/performance.md).
     actor = services.access.actor(session, principal)
@@ -48,9 +63,7 @@ def retrieve(
     # Its entry is committed: what is left (decrypting; a large document's later chunks,
     # each in a short transaction of its own) needs the request's transaction no more.
     end_reads(session)
-    as_fhir = _wants_fhir(request.headers.get("accept")) and (
-        media_type(content.content_type) not in JSON_MEDIA_TYPES
-    )
+    as_fhir = _wants_fhir(accept) and (media_type(content.content_type) not in JSON_MEDIA_TYPES)
     # The stored content type goes out as it came in: passed as media_type, Starlette would
     # add a charset to text/* types that the sender never declared.
     headers = {

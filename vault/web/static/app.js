@@ -27,6 +27,10 @@ document.addEventListener("DOMContentLoaded", () => {
           next = page.getElementById(region.id);
           // Signed out meanwhile, or the page changed: stop, the link still works.
           retry = false;
+        } else if (response.status < 500) {
+          // Refused (access withdrawn while the job ran) or gone: asking again every few
+          // seconds would only add a refusal to the patient's history each time.
+          retry = false;
         }
       } catch (error) {
         next = null;
