@@ -3,8 +3,9 @@
 A read changes nothing but the log, so its entry need not share a transaction with the
 read: what must hold is that no byte of it leaves before its entry is durable. Reads ready
 to go out together hand their records to one committer thread per process, which appends
-them all in one transaction -- the same ``AuditService.append``, the same chains, the same
-order of chain locks for everyone -- and commits once: one WAL flush for the group. Each
+them all in one transaction -- ``AuditService.append_many``: the entries ``append`` would
+write one by one, the same chains, the same order of chain locks for everyone, in two
+statements whatever the group's size -- and commits once: one WAL flush for the group. Each
 read waits for its own entry's commit before its response goes out; when the group's
 transaction fails, every read of the group fails (503) and none releases a byte.
 
@@ -19,7 +20,6 @@ import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from vault.access.chain import NO_PATIENT_CHAIN
 from vault.access.journal import AuditService
 from vault.access.records import AuditRecord, WrittenEntry
 from vault.db import DBAPIError, Engine, OperationalError, SessionFactory
@@ -132,22 +132,22 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[tuple[AuditRecord, Future[WrittenEntry]]]) -> None:
-        # Every process claims chain heads in the same order, so that two groups holding
-        # the same patients queue rather than deadlock.
-        ordered = sorted(group, key=lambda item: item[0].patient_id or NO_PATIENT_CHAIN)
+        # append_many claims the chain heads in the chain keys' order, as every process
+        # does, so that two groups holding the same patients queue rather than deadlock.
+        records = [record for record, _future in group]
         for attempt in range(ATTEMPTS):
             try:
                 with self._session_factory() as session, session.begin():
-                    entries = [self._audit.append(session, record) for record, _ in ordered]
+                    entries = self._audit.append_many(session, records)
             except (OperationalError, DBAPIError) as error:
                 if attempt + 1 < ATTEMPTS and _deadlock(error):
                     continue
-                self._fail(ordered, error)
+                self._fail(group, error)
                 return
             except Exception as error:  # noqa: BLE001 - each read is told, none goes ahead
-                self._fail(ordered, error)
+                self._fail(group, error)
                 return
-            for (_record, future), entry in zip(ordered, entries, strict=True):
+            for (_record, future), entry in zip(group, entries, strict=True):
                 future.set_result(entry)
             return
 

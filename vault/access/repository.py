@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, literal_column, or_, select, update
+from sqlalchemy import JSON, Table, Text, and_, bindparam, func, literal_column, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
@@ -308,3 +310,33 @@ def outbox_insert(insert: Callable[[Any], Any]) -> Insert:
     return built.values(
         {name: bindparam(f"n_{name}") for name in _OUTBOX_COLUMNS}
     ).on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
+
+
+def outbox_insert_many() -> Insert:
+    """PostgreSQL: many outbox rows in one statement, bound as one JSON array ``outbox``
+    (``outbox_json``). The rows go in in the order given, so that of two with one key the
+    first is kept, as when they are inserted one by one."""
+    rows = func.json_populate_recordset(
+        literal_column(f"NULL::{_OUTBOX.name}"), sql_cast(bindparam("outbox", type_=Text), JSON)
+    ).table_valued(*_OUTBOX_COLUMNS, with_ordinality="ordinality")
+    return (
+        postgresql.insert(_OUTBOX)
+        .from_select(
+            list(_OUTBOX_COLUMNS),
+            select(*(rows.c[name] for name in _OUTBOX_COLUMNS)).order_by(rows.c.ordinality),
+        )
+        .on_conflict_do_nothing(index_elements=["patient_id", "dedupe_key"])
+    )
+
+
+def outbox_json(rows: list[dict[str, Any]]) -> str:
+    """``outbox_insert_many``'s parameter: rows of ``notifications.outbox_row``."""
+    return json.dumps(
+        [
+            {
+                name: value.isoformat() if isinstance(value, datetime) else value
+                for name, value in ((key.removeprefix("n_"), value) for key, value in row.items())
+            }
+            for row in rows
+        ]
+    )

@@ -167,8 +167,8 @@ def document_ingested(session: Session) -> None:
     after_commit(session, DOCUMENTS_INGESTED.inc)
 
 
-def audit_appended(session: Session, outcome: str) -> None:
-    after_commit(session, _child(AUDIT_APPENDS, outcome).inc)
+def audit_appended(session: Session, outcome: str, count: int = 1) -> None:
+    after_commit(session, functools.partial(_child(AUDIT_APPENDS, outcome).inc, count))
 
 
 def bytes_encrypted(kind: str, size: int) -> None:
