@@ -80,6 +80,16 @@ EXPORTER = Account(
         "family_name": "Moreau",
     },
 )
+# An adult's guardian (tuteur) and caregiver, signed in with their own caregiver account.
+GUARDIAN = Account(
+    "marie",
+    {
+        "vault_role": "caregiver",
+        "vault_id": "parent-web",
+        "given_name": "Marie",
+        "family_name": "Petit",
+    },
+)
 INVITER = Account(
     "ines",
     {
@@ -114,7 +124,7 @@ def stack(tmp_path_factory, settings) -> Iterator[tuple[Served, object]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = tmp_path_factory.mktemp("web-provider")
-    for provider in start_provider(workdir, url, [PATIENT, HELPER, EXPORTER, INVITER]):
+    for provider in start_provider(workdir, url, [PATIENT, HELPER, EXPORTER, INVITER, GUARDIAN]):
         configured = settings.model_copy(
             update={
                 "base_url": url,
@@ -785,3 +795,124 @@ def test_a_patient_exports_their_record_and_chooses_their_e_mails_in_chromium(
         keep_failure(request, anonymous, "mailbox")
         context.close()
         anonymous_context.close()
+
+
+def test_an_export_page_refused_midway_stops_asking_in_chromium(stack, chromium, request):
+    """An adult's guardian (tuteur) who is also their caregiver follows an export being
+    built; the tutelle ends meanwhile, the delegation stays. Only a representative may
+    export, so the page's next refresh is refused (404, as a record one has no standing
+    on, and on record as every refusal is), and the page asks no more: one refused fetch
+    and one refusal in the patient's history however many refresh periods go by, not one
+    every 4 s."""
+    served, services = stack
+    base = served.url
+    issuer = services.settings.web_oidc_issuer
+    screens = Screens()
+    context, page, refused = context_for(chromium, request, "guardian")
+    context.set_default_timeout(20_000)
+    try:
+        patient_ins = ins(94)
+        doctor = services.issuer.mint("professional", demo.DOCTOR.idnps, profession="10")
+        created = httpx.post(
+            f"{base}/fhir/Patient",
+            json={
+                "resourceType": "Patient",
+                "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": patient_ins}],
+                "name": [{"family": "Petit", "given": ["Paul"]}],
+                "birthDate": "1948-03-12",
+            },
+            headers={"Authorization": f"Bearer {doctor}"},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        patient_id = created.headers["Location"].split("/Patient/")[1].split("/")[0]
+        policy = f"{base}/api/patients/{patient_id}/policy"
+        delegated = httpx.post(
+            f"{policy}/delegations",
+            json={
+                "caregiver": GUARDIAN.claims["vault_id"],
+                "issuer": issuer,
+                "scope": "read",
+                "categories": ["*"],
+                "expires": (datetime.now(UTC) + timedelta(days=90)).isoformat(),
+            },
+            headers={"Authorization": "Bearer " + services.issuer.mint("patient", patient_ins)},
+            timeout=30,
+        )
+        assert delegated.status_code == 201, delegated.text
+        operator = {
+            "Authorization": "Bearer "
+            + services.issuer.mint("operator", "ops", scope="system/Consent.u")
+        }
+        tutelle = httpx.post(
+            f"{policy}/representatives",
+            json={
+                "representative": {
+                    "system": "urn:vault:caregiver",
+                    "value": GUARDIAN.claims["vault_id"],
+                },
+                "issuer": issuer,
+                "measure": {"type": "tutelle", "reference": "TJ Lyon, RG 26/01234"},
+            },
+            headers=operator,
+            timeout=30,
+        )
+        assert tutelle.status_code == 201, tutelle.text
+
+        sign_in(page, base, GUARDIAN)
+        export = f"{base}/dossiers/{patient_id}/export"
+        page.goto(export)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Télécharger tout mon dossier")
+        # Every fetch the page's script makes of itself, and what each was answered.
+        answers: list[int] = []
+        page.on(
+            "response",
+            lambda answered: (
+                answers.append(answered.status)
+                if answered.request.resource_type == "fetch" and answered.url == export
+                else None
+            ),
+        )
+        page.get_by_role("button", name="Demander un export").click()
+        expect(page.get_by_role("status")).to_have_text("Votre demande d'export est enregistrée.")
+        # No export worker runs beside this server: the job waits, the page follows it.
+        expect(page.get_by_test_id("export-status")).to_have_text("En attente \u2013 0 %")
+        screens.check(page, "export-tuteur")
+        with page.expect_response(
+            lambda answered: answered.url == export and answered.status == 200, timeout=15_000
+        ):
+            pass
+        seen = {entry.id for entry in audit_entries(services, patient_id)}
+
+        # The tutelle ends while the archive waits to be built.
+        with page.expect_response(
+            lambda answered: answered.url == export and answered.status >= 400, timeout=15_000
+        ) as first_refusal:
+            ended = httpx.delete(
+                f"{policy}/representatives/{tutelle.json()['id']}", headers=operator, timeout=30
+            )
+            assert ended.status_code == 204, ended.text
+        status = first_refusal.value.status
+        # Three refresh periods (4 s each) and more: the previous script asked in each.
+        page.wait_for_timeout(3 * 4_000 + 2_000)
+
+        refusals = [
+            (entry.outcome, entry.detail.get("permission"), entry.detail.get("stage"))
+            for entry in audit_entries(services, patient_id)
+            if entry.id not in seen and entry.outcome != "success"
+        ]
+        assert status == 404, status
+        # One refused fetch, the last; one refusal in the history.
+        assert (answers.count(status), refusals) == (
+            1,
+            [("denied", "record:export", "listed")],
+        ), answers
+        assert answers[-1] == status, answers
+        assert set(answers[:-1]) == {200}, answers
+        # The page keeps the last state it had, with its own "Actualiser" link.
+        expect(page.get_by_test_id("export-status")).to_have_text("En attente \u2013 0 %")
+        screens.check(page, "export-tuteur-refuse")
+        assert refused == []
+    finally:
+        keep_failure(request, page, "guardian")
+        context.close()
