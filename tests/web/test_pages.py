@@ -12,11 +12,13 @@ from html import unescape
 from html.parser import HTMLParser
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.factories import create_patient, ins, publish
 from tests.web.support import browser, csrf_of, follow, sign_in_as, sign_in_demo
 from vault.api.app import create_app
 from vault.identity.principal import Role
+from vault.models import AuditEntry
 from vault.web import demo
 from vault.web.i18n import TIMEZONE, long_date
 from vault.web.signin import DEMO_CAREGIVER, DEMO_PATIENT
@@ -412,6 +414,54 @@ def test_the_caregiver_sees_whom_they_act_for_and_until_when(web, seeded):
     assert len(rows(page.text)) == 4
     # A caregiver manages nothing of the policy.
     assert web.get(f"/dossiers/{seeded.patient_id}/acces").status_code == 404
+
+
+def test_a_page_of_one_record_leaves_nothing_in_the_history_of_another(
+    web, seeded, services, client, tokens
+):
+    """A caregiver acting for two patients reads one's pages: the other's history (where
+    every read of their name is recorded) must not learn of it."""
+    # A child, whose legal representative the caregiver is besides.
+    created = client.post(
+        "/fhir/Patient",
+        json={
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": ins(78)}],
+            "name": [{"family": "Martin", "given": ["Jules"]}],
+            "birthDate": "2019-03-02",
+        },
+        headers=tokens.professional(demo.DOCTOR.idnps),
+    )
+    assert created.status_code == 201, created.text
+    other_id = created.headers["Location"].split("/Patient/")[1].split("/")[0]
+    operator = {
+        "Authorization": "Bearer " + tokens.issuer.mint("operator", "ops", scope="system/Consent.u")
+    }
+    registered = client.post(
+        f"/api/patients/{other_id}/policy/representatives",
+        json={"representative": {"system": "urn:vault:caregiver", "value": DEMO_CAREGIVER.subject}},
+        headers=operator,
+    )
+    assert registered.status_code == 201, registered.text
+    sign_in_demo(web, "caregiver")
+    home = follow(web, web.get("/"))
+    assert "Camille Martin" in home.text
+
+    before = history_size(services, other_id), history_size(services, seeded.patient_id)
+    page = web.get(f"/dossiers/{seeded.patient_id}/documents")
+    after = history_size(services, other_id), history_size(services, seeded.patient_id)
+
+    assert page.status_code == 200
+    assert "Vous agissez pour le compte de Camille Martin" in page.text
+    assert after[0] == before[0]
+    assert after[1] > before[1]
+
+
+def history_size(services, patient_id: str) -> int:
+    with services.session_factory() as session:
+        return session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.patient_id == patient_id)
+        )
 
 
 def test_a_revoked_caregiver_is_refused_at_once(web, seeded, settings, services):

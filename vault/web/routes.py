@@ -185,17 +185,17 @@ def record_of(
 ) -> Record:
     if actor.own_patient_id == pid:
         return Record(pid, data.get("name") or gettext("record.mine"), True, True, None, "self")
-    for relationship in space(services).relationships(session, actor):
-        if relationship.patient_id == pid:
-            return Record(
-                pid,
-                relationship.name,
-                False,
-                relationship.may_add,
-                relationship.until,
-                relationship.kind,
-            )
-    raise RecordNotFound
+    relationship = space(services).relationship(session, actor, pid)
+    if relationship is None:
+        raise RecordNotFound
+    return Record(
+        pid,
+        relationship.name,
+        False,
+        relationship.may_add,
+        relationship.until,
+        relationship.kind,
+    )
 
 
 class RecordNotFound(VaultError):

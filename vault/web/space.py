@@ -305,22 +305,30 @@ class Space:
         return patient.id
 
     def relationships(self, session: Session, actor: Actor) -> list[Relationship]:
+        """Every record the person acts for, each with its patient's name (a Patient read
+        recorded in that patient's history)."""
         rows = self.services.policies.relationships_of(session, actor)
-        found = []
-        for row in rows:
-            found.append(
-                Relationship(
-                    patient_id=row.patient_id,
-                    name=self.patient_name(session, actor, row.patient_id),
-                    kind=row.kind,
-                    may_add=row.kind == EntryKind.REPRESENTATIVE
-                    or row.scope == DelegationScope.READ_UPLOAD,
-                    until=row.expires_at,
-                    entry_id=row.id if row.kind == EntryKind.DELEGATION else None,
-                    categories=self.categories_label(row.categories),
-                )
-            )
-        return found
+        return [self._relationship(session, actor, row) for row in rows]
+
+    def relationship(self, session: Session, actor: Actor, patient_id: str) -> Relationship | None:
+        """The terms on which the person acts for this one record: only its patient's name
+        is read, so that a page of one record leaves nothing in the others' histories."""
+        for row in self.services.policies.relationships_of(session, actor):
+            if row.patient_id == patient_id:
+                return self._relationship(session, actor, row)
+        return None
+
+    def _relationship(self, session: Session, actor: Actor, row: AccessPolicyEntry) -> Relationship:
+        return Relationship(
+            patient_id=row.patient_id,
+            name=self.patient_name(session, actor, row.patient_id),
+            kind=row.kind,
+            may_add=row.kind == EntryKind.REPRESENTATIVE
+            or row.scope == DelegationScope.READ_UPLOAD,
+            until=row.expires_at,
+            entry_id=row.id if row.kind == EntryKind.DELEGATION else None,
+            categories=self.categories_label(row.categories),
+        )
 
     def patient_name(self, session: Session, actor: Actor, patient_id: str) -> str:
         """The record's name, read (and recorded) as a Patient read."""
