@@ -146,7 +146,7 @@ class PolicyService:
     # -- reading ---------------------------------------------------------------------------
 
     def view(self, session: Session, actor: Actor, patient_id: str) -> PolicyView:
-        self._require_patient(session, patient_id)
+        self._require_patient_to_read(session, actor, patient_id)
         self.access.authorize(
             session,
             actor,
@@ -176,7 +176,7 @@ class PolicyService:
 
     def history(self, session: Session, actor: Actor, patient_id: str) -> list[PolicyEvent]:
         """Every change, newest first: each entry's addition and, once ended, its ending."""
-        self._require_patient(session, patient_id)
+        self._require_patient_to_read(session, actor, patient_id, {"interaction": "history"})
         self.access.authorize(
             session,
             actor,
@@ -812,6 +812,25 @@ class PolicyService:
     @staticmethod
     def _require_patient(session: Session, patient_id: str) -> Patient:
         return patients_repository.require(session, patient_id)
+
+    def _require_patient_to_read(
+        self,
+        session: Session,
+        actor: Actor,
+        patient_id: str,
+        detail: dict[str, str] | None = None,
+    ) -> None:
+        """Before reading a policy: a record that does not exist is refused as another's is,
+        at the same cost (docs/threat-model.md)."""
+        if patients_repository.get(session, patient_id) is None:
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.POLICY_READ,
+                resource_type="Consent",
+                detail=detail,
+                not_found_as="Patient",
+            )
 
     def _seal_note(self, session: Session, row: AccessPolicyEntry, note: dict[str, str]) -> None:
         sealed = self.envelope.seal_json(
