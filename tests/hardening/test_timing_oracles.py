@@ -155,6 +155,25 @@ CHANGES = {
         f"/fhir/DocumentReference/{_absent_id()}",
         None,
     ),
+    # Changes to a record's policy and exports, named by the record's id.
+    "refuse emergency access": lambda p: (
+        "PUT",
+        f"/api/patients/{p['b_id']}/policy/emergency-access-refusal",
+        f"/api/patients/{_absent_id()}/policy/emergency-access-refusal",
+        {"refused": True},
+    ),
+    "clear the treating doctor": lambda p: (
+        "DELETE",
+        f"/api/patients/{p['b_id']}/policy/treating-doctor",
+        f"/api/patients/{_absent_id()}/policy/treating-doctor",
+        None,
+    ),
+    "export request": lambda p: (
+        "POST",
+        f"/api/patients/{p['b_id']}/exports",
+        f"/api/patients/{_absent_id()}/exports",
+        None,
+    ),
     # On A's own record, naming B's document: the one route under /api by a document id.
     "unmask in one's own record": lambda p: (
         "DELETE",
@@ -168,7 +187,8 @@ CHANGES = {
 @pytest.mark.parametrize("case", sorted(CHANGES))
 def test_changing_what_may_not_be_seen_costs_what_changing_nothing_costs(client, probe, case):
     method, forbidden_url, absent_url, body = CHANGES[case](probe)
-    headers = {**probe["headers"], "Content-Type": "application/fhir+json"}
+    kind = "application/fhir+json" if forbidden_url.startswith("/fhir/") else "application/json"
+    headers = {**probe["headers"], "Content-Type": kind}
 
     def send(url: str):
         return client.request(method, url, headers=headers, json=body)
