@@ -72,8 +72,10 @@ def assert_refused(
     *,
     says: str,
     where: str | None = None,
+    outcome: str = "failed",
 ) -> dict[str, Any]:
-    """Refused with an OperationOutcome, nothing stored, and one 'failed' audit entry."""
+    """Refused with an OperationOutcome, nothing stored, and one audit entry: 'failed', or
+    the ``outcome`` given ('denied' for a refusal of access)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     found = issue(response)
@@ -87,7 +89,7 @@ def assert_refused(
         k: v for k, v in before.items() if k != "audit_entries"
     }
     assert after["audit_entries"] == before["audit_entries"] + 1
-    assert last_audit_outcome(services) == "failed"
+    assert last_audit_outcome(services) == outcome
     return found
 
 

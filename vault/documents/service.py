@@ -483,7 +483,16 @@ class DocumentService:
         (from If-Match) guards against overwriting a change the caller has not seen."""
         document = repository.get_for_update(session, document_id)
         if document is None:
-            raise NotFound("DocumentReference not found")
+            # Refused as a document one may not see is, at the same cost.
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.DOCUMENT_UPDATE,
+                about_document=True,
+                resource_type="DocumentReference",
+                resource_id=document_id,
+                not_found_as="DocumentReference",
+            )
         facts = repository.facts(document)
         # Who may make a change depends on what it changes (masking is the patient's, lifting
         # INVISIBLE_PATIENT the author's: docs/access.md), known only once the patch is

@@ -40,7 +40,17 @@ class Everything:
         self, session: Session, actor: Actor, patient_id: str, count: int, cursor: str | None
     ) -> EverythingPage:
         readers = self._readers
-        patients_repository.require(session, patient_id)
+        if patients_repository.get(session, patient_id) is None:
+            # Refused as another's record is, at the same cost (docs/threat-model.md).
+            raise readers.access.refuse_unknown(
+                session,
+                actor,
+                Permission.RECORD_EXPORT,
+                resource_type="Patient",
+                resource_id=patient_id,
+                detail={"stage": "everything"},
+                not_found_as="Patient",
+            )
         readers.access.authorize(
             session,
             actor,

@@ -96,7 +96,17 @@ class ExportService:
         )
 
     def request(self, session: Session, actor: Actor, patient_id: str) -> RecordExport:
-        patients_repository.require(session, patient_id, for_update=True)
+        if patients_repository.lock(session, patient_id) is None:
+            # Refused as another's record is, at the same cost (docs/threat-model.md).
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.RECORD_EXPORT,
+                resource_type="Patient",
+                resource_id=patient_id,
+                detail={"stage": "requested"},
+                not_found_as="Patient",
+            )
         self._authorize(session, actor, patient_id, "requested", None)
         now = utcnow()
         running = repository.count_in(session, patient_id, IN_PROGRESS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vault.errors import NotFound
 from vault.models import Patient, PatientIns
 
 
@@ -32,14 +31,7 @@ def add(session: Session, patient: Patient) -> None:
     session.flush()
 
 
-def require(session: Session, patient_id: str, *, for_update: bool = False) -> Patient:
-    """The record, or 404: for what acts on a record's rows, once the caller is decided
-    (``for_update``: row-locked until the transaction ends)."""
-    patient = (
-        session.scalar(select(Patient).where(Patient.id == patient_id).with_for_update())
-        if for_update
-        else session.get(Patient, patient_id)
-    )
-    if patient is None:
-        raise NotFound("Patient not found")
-    return patient
+def lock(session: Session, patient_id: str) -> Patient | None:
+    """The record, row-locked until the transaction ends; undecided: for what acts on a
+    record's rows once the caller is decided."""
+    return session.scalar(select(Patient).where(Patient.id == patient_id).with_for_update())

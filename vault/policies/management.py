@@ -146,7 +146,7 @@ class PolicyService:
     # -- reading ---------------------------------------------------------------------------
 
     def view(self, session: Session, actor: Actor, patient_id: str) -> PolicyView:
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.POLICY_READ)
         self.access.authorize(
             session,
             actor,
@@ -176,7 +176,9 @@ class PolicyService:
 
     def history(self, session: Session, actor: Actor, patient_id: str) -> list[PolicyEvent]:
         """Every change, newest first: each entry's addition and, once ended, its ending."""
-        self._require_patient(session, patient_id)
+        self._require_patient(
+            session, actor, patient_id, Permission.POLICY_READ, {"interaction": "history"}
+        )
         self.access.authorize(
             session,
             actor,
@@ -222,11 +224,13 @@ class PolicyService:
         member or blocked. Naming one already named changes nothing."""
         if kind not in (EntryKind.TREATING_DOCTOR, EntryKind.CARE_TEAM, EntryKind.BLOCK):
             raise InvalidResource(f"{kind} is not set by naming a professional")
-        self._require_patient(session, patient_id)
+        known = self._exists(session, patient_id)
         now = self.clock()
         existing = repository.open_entries(session, patient_id, kind, idnps, now)
         entry_id = existing[0].id if existing else new_id()
-        self._authorize(session, actor, patient_id, PolicyChange(kind, Verb.ADD, entry_id))
+        self._authorize(
+            session, actor, patient_id, PolicyChange(kind, Verb.ADD, entry_id), known=known
+        )
         if existing:
             return Change(existing[0], created=False)
         version = repository.next_version(session, patient_id, now)
@@ -250,13 +254,14 @@ class PolicyService:
         whoever it is)."""
         if kind not in PROFESSIONAL_KINDS:
             raise InvalidResource(f"{kind} is not ended by naming a professional")
-        self._require_patient(session, patient_id)
+        known = self._exists(session, patient_id)
         rows = repository.open_entries(session, patient_id, kind, idnps)
         self._authorize(
             session,
             actor,
             patient_id,
             PolicyChange(kind, Verb.END, rows[0].id if rows else None),
+            known=known,
         )
         if not rows:
             raise NotFound(f"No {kind} entry names this professional")
@@ -270,14 +275,18 @@ class PolicyService:
         """The patient's one step against a point-of-care declaration they do not
         recognise: the professional is blocked and their consent ended, in one policy
         version. Returns the block."""
-        self._require_patient(session, patient_id)
+        known = self._exists(session, patient_id)
         now = self.clock()
         declared = repository.open_entries(session, patient_id, EntryKind.POINT_OF_CARE, idnps)
         blocks = repository.open_entries(session, patient_id, EntryKind.BLOCK, idnps, now)
         block_id = blocks[0].id if blocks else new_id()
         ending = declared[0].id if declared else None
         self._authorize(
-            session, actor, patient_id, PolicyChange(EntryKind.POINT_OF_CARE, Verb.END, ending)
+            session,
+            actor,
+            patient_id,
+            PolicyChange(EntryKind.POINT_OF_CARE, Verb.END, ending),
+            known=known,
         )
         self._authorize(
             session, actor, patient_id, PolicyChange(EntryKind.BLOCK, Verb.ADD, block_id)
@@ -304,11 +313,11 @@ class PolicyService:
         """Whether the patient refuses emergency access in advance; returns whether the
         policy changed."""
         kind = EntryKind.EMERGENCY_OPT_OUT
-        self._require_patient(session, patient_id)
+        known = self._exists(session, patient_id)
         rows = repository.open_entries(session, patient_id, kind)
         entry_id = rows[0].id if rows else (new_id() if refused else None)
         verb = Verb.ADD if refused else Verb.END
-        self._authorize(session, actor, patient_id, PolicyChange(kind, verb, entry_id))
+        self._authorize(session, actor, patient_id, PolicyChange(kind, verb, entry_id), known=known)
         if bool(rows) == refused:
             return False
         now = self.clock()
@@ -337,7 +346,7 @@ class PolicyService:
         now = self.clock()
         _check_categories(categories)
         _check_expiry(expires_at, now, "expires")
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.DELEGATION_GRANT)
         entry_id = new_id()
         key = caregiver_key(caregiver)
         vouching = self.caregiver_issuer(issuer)
@@ -375,7 +384,7 @@ class PolicyService:
     ) -> None:
         """By the patient (or their representative), or by the caregiver giving it up.
         Takes effect at once: the next request is decided without it."""
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.DELEGATION_REVOKE)
         self.access.authorize(
             session,
             actor,
@@ -415,7 +424,7 @@ class PolicyService:
         now = self.clock()
         _check_categories(categories)
         _check_expiry(until, now, "until")
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.DELEGATION_GRANT)
         invitation_id = new_id()
         self.access.authorize(
             session,
@@ -507,7 +516,7 @@ class PolicyService:
         invitation nobody has accepted yet: its code is then refused like an expired one,
         with the same answer. Decided as the end of the delegation it offered. An accepted
         invitation is a delegation now, revoked as such."""
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.DELEGATION_REVOKE)
         self.access.authorize(
             session,
             actor,
@@ -538,7 +547,9 @@ class PolicyService:
     def delegations(self, session: Session, actor: Actor, patient_id: str) -> DelegationsView:
         """Every delegation, in force or past, with the identity that holds it and the
         name its issuer gave, and the invitations still waiting to be accepted."""
-        self._require_patient(session, patient_id)
+        self._require_patient(
+            session, actor, patient_id, Permission.POLICY_READ, {"interaction": "delegations"}
+        )
         self.access.authorize(
             session,
             actor,
@@ -592,7 +603,7 @@ class PolicyService:
                 "A protection measure is named by its type and its reference together",
                 expression="measure",
             )
-        patient = self._require_patient(session, patient_id)
+        patient = self._require_patient(session, actor, patient_id)
         vouching = None if system in INS_SYSTEMS else self.caregiver_issuer(issuer)
         key, vouching = self.access.grantee_key(system, value, vouching)
         kind = EntryKind.REPRESENTATIVE
@@ -661,7 +672,7 @@ class PolicyService:
     def end_representative(
         self, session: Session, actor: Actor, patient_id: str, entry_id: str
     ) -> None:
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id)
         kind = EntryKind.REPRESENTATIVE
         self._authorize(session, actor, patient_id, PolicyChange(kind, Verb.END, entry_id))
         row = repository.entry(session, patient_id, entry_id)
@@ -716,7 +727,7 @@ class PolicyService:
         reason = reason.strip()
         if not reason:
             raise InvalidResource("An emergency access needs a written reason", expression="reason")
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.EMERGENCY_DECLARE)
         professional = actor.principal.acting_professional
         entry_id = new_id()
         self.access.authorize(
@@ -762,7 +773,7 @@ class PolicyService:
         """The professional records that the patient, in front of them, was informed and
         agreed: access as a care team member for a limited time, on the patient's record
         for them to see and withdraw."""
-        self._require_patient(session, patient_id)
+        self._require_patient(session, actor, patient_id, Permission.CONSENT_DECLARE)
         professional = actor.principal.acting_professional
         entry_id = new_id()
         self._authorize(
@@ -810,8 +821,30 @@ class PolicyService:
         return chosen
 
     @staticmethod
-    def _require_patient(session: Session, patient_id: str) -> Patient:
-        return patients_repository.require(session, patient_id)
+    def _exists(session: Session, patient_id: str) -> bool:
+        return patients_repository.get(session, patient_id) is not None
+
+    def _require_patient(
+        self,
+        session: Session,
+        actor: Actor,
+        patient_id: str,
+        permission: Permission = Permission.POLICY_MANAGE,
+        detail: dict[str, str] | None = None,
+    ) -> Patient:
+        """The record, before its policy is read or changed: one that does not exist is
+        refused as another's is, at the same cost (docs/threat-model.md)."""
+        patient = patients_repository.get(session, patient_id)
+        if patient is None:
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                permission,
+                resource_type="Consent",
+                detail=detail,
+                not_found_as="Patient",
+            )
+        return patient
 
     def _seal_note(self, session: Session, row: AccessPolicyEntry, note: dict[str, str]) -> None:
         sealed = self.envelope.seal_json(
@@ -830,7 +863,22 @@ class PolicyService:
         change: PolicyChange,
         *,
         permission: Permission = Permission.POLICY_MANAGE,
+        known: bool = True,
     ) -> None:
+        """``known``: whether the record exists (``_exists``), looked up before what the
+        change reads of it, so that a record that does not exist runs those reads too and
+        is refused here, as another's record is, at the same cost."""
+        detail = {"policy": change.kind.value, "change": change.verb.value}
+        if not known:
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                permission,
+                resource_type="Consent",
+                resource_id=change.entry_id,
+                detail=detail,
+                not_found_as="Patient",
+            )
         self.access.authorize(
             session,
             actor,
@@ -839,7 +887,7 @@ class PolicyService:
             change=change,
             resource_type="Consent",
             resource_id=change.entry_id,
-            detail={"policy": change.kind.value, "change": change.verb.value},
+            detail=detail,
             not_found_as="Patient",
         )
 

@@ -20,12 +20,18 @@ _OWNERS = cast(Table, ResourcePatient.__table__)
 SUBMISSION_SET = "submission-set"
 
 
-def get(session: Session, submission_set_id: str) -> SubmissionSet | None:
-    """A SubmissionSet by id: its patient from the reference table, then the patient's row."""
-    patient_id = documents.patient_of(session, SUBMISSION_SET, submission_set_id)
-    if patient_id is None:
-        return None
-    return session.get(SubmissionSet, {"patient_id": patient_id, "id": submission_set_id})
+def with_members(
+    session: Session, submission_set_id: str
+) -> tuple[SubmissionSet | None, Sequence[Document]]:
+    """A SubmissionSet by id and its documents, in list order: its patient from the
+    reference table, then the patient's rows. One that does not exist runs the same
+    statements on a patient no row has, so that it costs what another patient's does
+    (tests/hardening/test_timing_oracles.py)."""
+    patient_id = (
+        documents.patient_of(session, SUBMISSION_SET, submission_set_id) or documents.NO_PATIENT
+    )
+    row = session.get(SubmissionSet, {"patient_id": patient_id, "id": submission_set_id})
+    return row, _members(session, patient_id, submission_set_id)
 
 
 def by_unique_id(
@@ -44,7 +50,7 @@ def by_unique_id(
     )
 
 
-def members(session: Session, submission_set: SubmissionSet) -> Sequence[Document]:
+def _members(session: Session, patient_id: str, submission_set_id: str) -> Sequence[Document]:
     return session.scalars(
         select(Document)
         .join(
@@ -53,8 +59,8 @@ def members(session: Session, submission_set: SubmissionSet) -> Sequence[Documen
             & (SubmissionSetMember.document_id == Document.id),
         )
         .where(
-            SubmissionSetMember.patient_id == submission_set.patient_id,
-            SubmissionSetMember.submission_set_id == submission_set.id,
+            SubmissionSetMember.patient_id == patient_id,
+            SubmissionSetMember.submission_set_id == submission_set_id,
         )
         .order_by(SubmissionSetMember.position)
     ).all()

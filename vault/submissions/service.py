@@ -18,7 +18,7 @@ from vault.access.policy import Actor, author_of
 from vault.access.service import AccessService
 from vault.db import Session
 from vault.documents import repository as documents
-from vault.errors import Conflict, InvalidResource, NotFound
+from vault.errors import Conflict, InvalidResource
 from vault.models.base import new_id, utcnow
 from vault.storage import crypto
 from vault.storage.envelope import Envelope
@@ -120,13 +120,19 @@ class SubmissionSetService:
         return StoredSubmissionSet(submission_set_id, True, now.isoformat())
 
     def read(self, session: Session, actor: Actor, submission_set_id: str) -> dict[str, Any]:
-        row = repository.get(session, submission_set_id)
-        if row is None:
-            raise NotFound("List not found")
-        members = repository.members(session, row)
-        if not members:
-            # Deny by default: a SubmissionSet is readable through its documents only.
-            raise NotFound("List not found")
+        row, members = repository.with_members(session, submission_set_id)
+        if row is None or not members:
+            # Deny by default: a SubmissionSet is readable through its documents only. What
+            # does not exist is refused as another's is, at the same cost.
+            raise self.access.refuse_unknown(
+                session,
+                actor,
+                Permission.DOCUMENT_READ,
+                about_document=True,
+                resource_type="List",
+                resource_id=submission_set_id,
+                not_found_as="List",
+            )
         for document in members:
             self.access.authorize(
                 session,

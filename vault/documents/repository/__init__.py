@@ -73,20 +73,18 @@ def patient_of(session: Session, kind: str, resource_id: str) -> str | None:
     return found
 
 
-# A patient id no row has (ids are never empty): a read by an unknown global id still runs
-# its patient-scoped query, so that "does not exist" costs what "exists but may not be seen"
-# does (tests/hardening/test_timing_oracles.py).
-_NO_PATIENT = ""
+# A patient id no row has (ids are never empty): a read or change by an unknown global id
+# still runs its patient-scoped queries, so that "does not exist" costs what "exists but may
+# not be seen" does (tests/hardening/test_timing_oracles.py).
+NO_PATIENT = ""
 
 
 def get_for_update(
     session: Session, document_id: str, patient_id: str | None = None
 ) -> Document | None:
     patient_id = patient_id or patient_of(session, DOCUMENT, document_id)
-    if patient_id is None:
-        return None
     return session.get(
-        Document, {"patient_id": patient_id, "id": document_id}, with_for_update=True
+        Document, {"patient_id": patient_id or NO_PATIENT, "id": document_id}, with_for_update=True
     )
 
 
@@ -97,7 +95,7 @@ def get_unchecked(
     of it goes out (``DocumentService``), and nothing else. Pass its patient when it is
     known, to skip the reference table."""
     patient_id = patient_id or patient_of(session, DOCUMENT, document_id)
-    return session.get(Document, {"patient_id": patient_id or _NO_PATIENT, "id": document_id})
+    return session.get(Document, {"patient_id": patient_id or NO_PATIENT, "id": document_id})
 
 
 # Version numbers are 32-bit in the database: a larger one names no version (and, sent as
@@ -168,7 +166,7 @@ class StoredContent:
 
 def stored_content(session: Session, binary_id: str) -> StoredContent | None:
     """A binary and its document's facts in one query; None when either is absent."""
-    patient_id = patient_of(session, BINARY, binary_id) or _NO_PATIENT
+    patient_id = patient_of(session, BINARY, binary_id) or NO_PATIENT
     row = (
         session.connection()
         .execute(_STORED_CONTENT, {"patient_id": patient_id, "binary_id": binary_id})
