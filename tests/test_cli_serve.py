@@ -51,22 +51,26 @@ def test_several_sockets_listen_on_one_address() -> None:
         second.close()
 
 
+def serve_command(port: int, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from vault.cli import main; main()",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
 @contextmanager
 def served(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     log = tmp_path / "serve.log"
     with scratch_database() as url, log.open("ab") as output:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from vault.cli import main; main()",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
+            serve_command(port, workers),
             env=vault_env(url, tmp_path / "data", "db:"),
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -169,16 +173,7 @@ def test_a_port_already_taken_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with scratch_database() as url:
             result = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    "from vault.cli import main; main()",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "2",
-                ],
+                serve_command(port, 2),
                 env=vault_env(url, tmp_path / "data", "db:"),
                 capture_output=True,
                 text=True,
