@@ -126,22 +126,7 @@ def _without_id(entry: WrittenEntry) -> dict[str, object]:
 def _notifications(services: Services, ids: dict[int, int]) -> list[tuple[object, ...]]:
     """The outbox rows, each naming its entry by its place in the group (``ids``)."""
     with services.session_factory() as session:
-        rows = session.scalars(
-            select(AuditNotification).where(AuditNotification.audit_entry_id.in_(ids))
-        ).all()
-    return sorted(
-        (
-            ids[row.audit_entry_id],
-            row.patient_id,
-            row.kind,
-            row.dedupe_key,
-            row.actor_role,
-            row.actor_id,
-            row.created_at,
-            row.status,
-        )
-        for row in rows
-    )
+        return _outbox_in(session, ids)
 
 
 def _heads(services: Services) -> dict[str, tuple[int, bytes, int]]:
